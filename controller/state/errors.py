@@ -1,0 +1,37 @@
+"""Errors of the state store, under ``controller.errors.StateError``."""
+
+from __future__ import annotations
+
+from controller import errors
+
+
+class SchemaTooNew(errors.StateError):
+    """The state file was written by a newer tenantctl; this one refuses to touch it."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path}: state schema version {found} is newer than this tenantctl supports "
+            f"({supported}); upgrade tenantctl or point TENANTCTL_STATE_DIR elsewhere"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class SchemaTooOld(errors.StateError):
+    """A read-only store found a schema it would have to migrate first."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path}: state schema version {found} is older than {supported}; "
+            f"run the controller once (read-write) to migrate it"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class ReadOnlyStore(errors.StateError):
+    """A write was attempted through a store opened with ``Store.open_readonly``."""
+
+
+class StoreClosed(errors.StateError):
+    """The store was used after ``close()``."""

@@ -1,0 +1,177 @@
+"""The schema of the state store, as an ordered list of SQL scripts.
+
+``MIGRATIONS[i]`` takes the database from ``PRAGMA user_version`` ``i`` to ``i + 1``.
+Never edit a script that has shipped: append a new one. Each runs in its own
+``BEGIN IMMEDIATE`` transaction together with the ``user_version`` bump, so a failed
+migration leaves the file at the previous version, and two processes opening a fresh
+file at once do not both apply it (the version is re-read under the write lock).
+
+Conventions: names are subscription domains (``TEXT``); JSON columns hold canonical JSON
+(``codec.dumps``); time columns hold ``codec.dt_to_text`` strings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from controller.state import errors
+
+V1_BASE = """
+CREATE TABLE subscriptions (
+    name        TEXT PRIMARY KEY,
+    customer    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    server      TEXT,
+    ip          TEXT,
+    db_servers  TEXT NOT NULL DEFAULT '{}',
+    deleted_at  TEXT,
+    purge_after TEXT
+);
+
+-- SYNC-4: the customer's own values of a group (dns, hosting, php.common, ...).
+CREATE TABLE sticky (
+    name    TEXT NOT NULL,
+    grp     TEXT NOT NULL,
+    vals    TEXT NOT NULL,
+    PRIMARY KEY (name, grp)
+) WITHOUT ROWID;
+
+-- PLAN-7: effective values frozen when a subscription changed customer.
+CREATE TABLE transfers (
+    name          TEXT PRIMARY KEY,
+    from_customer TEXT NOT NULL,
+    to_customer   TEXT NOT NULL,
+    at            TEXT NOT NULL,
+    frozen        TEXT NOT NULL
+);
+
+-- Last applied fingerprint per subscription and resource ('*' = whole subscription).
+CREATE TABLE fingerprints (
+    name        TEXT NOT NULL,
+    resource    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (name, resource)
+) WITHOUT ROWID;
+
+CREATE TABLE conditions (
+    name            TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('True', 'False', 'Unknown')),
+    reason          TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    last_transition TEXT NOT NULL,
+    PRIMARY KEY (name, type)
+) WITHOUT ROWID;
+
+CREATE TABLE backoff (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL CHECK (failures > 0),
+    next_attempt TEXT NOT NULL,
+    last_error   TEXT NOT NULL
+);
+
+-- The snapshot `tenantctl status` prints: one canonical JSON document per subscription.
+CREATE TABLE status (
+    name       TEXT PRIMARY KEY,
+    doc        TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- RES-2 / OPS-4: measured usage, e.g. diskMB, trafficMB.
+CREATE TABLE usage (
+    name        TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    value       REAL NOT NULL,
+    measured_at TEXT NOT NULL,
+    PRIMARY KEY (name, metric)
+) WITHOUT ROWID;
+
+-- OPS-5: the audit log. Append-only, enforced below.
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    actor   TEXT NOT NULL CHECK (actor <> ''),
+    action  TEXT NOT NULL CHECK (action <> ''),
+    subject TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data    TEXT
+);
+CREATE INDEX events_by_subject ON events (subject, id);
+
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only (OPS-5): UPDATE refused');
+END;
+
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only (OPS-5): DELETE refused');
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE,)
+"""Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
+
+
+def latest(migrations: Sequence[str] | None = None) -> int:
+    """The schema version a store is at once fully migrated."""
+    return len(MIGRATIONS if migrations is None else migrations)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0 for a new file)."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into complete statements (trigger bodies stay whole).
+
+    ``executescript`` would do it, but it commits any open transaction first, which
+    would defeat running a migration and its version bump atomically.
+    """
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    leftover = [ln for ln in buffer.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    if leftover:
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {leftover[0]!r}")
+
+
+def check_version(conn: sqlite3.Connection, path: str, migrations: Sequence[str] | None = None) -> int:
+    """Return the file's version; raise ``SchemaTooNew`` if this code cannot read it."""
+    found = user_version(conn)
+    if found > latest(migrations):
+        raise errors.SchemaTooNew(path, found, latest(migrations))
+    return found
+
+
+def migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[str] | None = None) -> int:
+    """Apply the missing migrations, one transaction each; return the final version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) and not inside a
+    transaction.
+    """
+    if migrations is None:
+        migrations = MIGRATIONS  # read at call time, so tests can append a migration
+    check_version(conn, path, migrations)
+    for version, script in enumerate(migrations, start=1):
+        if user_version(conn) >= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = check_version(conn, path, migrations)  # re-read under the write lock
+            if current < version:
+                for statement in statements(script):
+                    conn.execute(statement)
+                # A PRAGMA takes no parameters; `version` is our own int, not user text.
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return user_version(conn)
