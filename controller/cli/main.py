@@ -1,0 +1,146 @@
+"""``tenantctl`` commands (../shared/desired-state.md, "CLI")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from controller import errors, model
+from controller.cli import output
+from controller.state import store as state_store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reconcile hosting subscriptions with their desired state.")
+
+Files = Annotated[list[Path], typer.Option("-f", "--file", help="desired-state file or directory (repeatable)")]
+Output = Annotated[str, typer.Option("-o", "--output", help="table or json")]
+
+
+def now() -> dt.datetime:
+    """The controller's clock; ``TENANTCTL_NOW`` (ISO-8601) fixes it for tests and demos."""
+    fixed = os.environ.get("TENANTCTL_NOW")
+    if fixed:
+        t = dt.datetime.fromisoformat(fixed)
+        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+def fail(err: errors.TenantctlError, code: int = 2) -> None:
+    for line in str(err).splitlines():
+        sys.stderr.write(f"{line}\n")
+    raise typer.Exit(code)
+
+
+def load(files: list[Path]) -> model.DesiredState:
+    try:
+        return model.load_desired(files)
+    except errors.InputError as exc:
+        sys.stderr.write(f"tenantctl: {len(exc.issues)} error(s) in the desired state\n")
+        fail(exc)
+        raise AssertionError from None  # unreachable
+
+
+def open_store(*, readonly: bool) -> state_store.Store | None:
+    path = state_store.default_path()
+    if readonly:
+        if not path.exists():
+            return None
+        return state_store.Store.open_readonly(path)
+    return state_store.Store(path)
+
+
+def check_output(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        sys.stderr.write(f"tenantctl: -o expects table or json, got {fmt!r}\n")
+        raise typer.Exit(2)
+
+
+@app.command()
+def validate(files: Files) -> None:
+    """Parse and check documents and references: exit 0 valid, 2 invalid."""
+    ds = load(files)
+    counts = {k: len(ds.table(k)) for k in ("Region", "Server", "ServicePlan", "AddOnPlan", "Customer", "Subscription")}
+    typer.echo("valid: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@app.command()
+def plan(
+    files: Files,
+    fmt: Output = "table",
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="exit 2 when an apply would change something")] = False,
+) -> None:
+    """Effective specs, sync states, conflicts and the actions an apply would take."""
+    from controller.reconcile import engine
+
+    check_output(fmt)
+    try:
+        ds = load(files)
+        store = open_store(readonly=True)
+        try:
+            planned = engine.plan(ds, now(), store)
+        finally:
+            if store is not None:
+                store.close()
+    except typer.Exit as exc:
+        raise typer.Exit(1 if detailed_exitcode else exc.exit_code) from None
+    except errors.TenantctlError as exc:
+        fail(exc, 1)
+        return
+    items = [{**s.item, "actions": planned.actions[n]} for n, s in planned.subscriptions.items()]
+    if fmt == "json":
+        output.print_json({"subscriptions": items, "deletions": planned.deletions})
+    else:
+        output.subscriptions_table(items, title="plan", with_actions=True)
+        for name in planned.deletions:
+            typer.echo(f"delete {name} (final backup, then kept {engine.RETENTION_DAYS} days: LIFE-6)")
+    if detailed_exitcode and planned.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def effective(
+    name: str,
+    files: Files = [Path("examples")],  # noqa: B006
+    fmt: Output = "json",
+) -> None:
+    """One subscription's effective spec (exit 2 if unknown)."""
+    from controller.model import values
+    from controller.reconcile import engine
+
+    check_output(fmt)
+    ds = load(files)
+    try:
+        key = values.domain_name(name)
+    except ValueError:
+        key = name
+    store = open_store(readonly=True)
+    try:
+        planned = engine.plan(ds, now(), store)
+    finally:
+        if store is not None:
+            store.close()
+    sub = planned.subscriptions.get(key)
+    if sub is None:
+        fail(errors.UnknownObject(f"tenantctl: unknown subscription {name!r}"))
+        return
+    item = sub.item
+    if fmt == "json":
+        output.print_json({**item["effective"], **item})
+    else:
+        output.subscriptions_table([item], title=key)
+        output.print_json(item["effective"])
+
+
+def main() -> None:
+    from controller.cli import commands  # noqa: F401  (registers the remaining commands)
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

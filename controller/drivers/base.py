@@ -1,0 +1,99 @@
+"""The driver interface: one driver per concern (web, php, db, dns, tls, backup).
+
+A driver owns one condition on the subscription (``<Concern>Ready``, cert-manager
+style) and one slice of the effective spec. The engine hands it one batch per server
+(one apply, one reload per server) of ``Change``s whose slice fingerprint moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+CONCERNS = ("web", "php", "db", "dns", "tls", "backup")
+
+Action = Literal["ensure", "suspend", "delete"]
+Outcome = Literal["provisioned", "not provisioned", "failed"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One subscription's slice for one concern, and what to do with it."""
+
+    name: str
+    action: Action
+    slice: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    outcome: Outcome
+    message: str = ""
+    #: a retry hint in seconds for temporary failures
+    retry_after: float | None = None
+
+
+class Driver(Protocol):
+    """What the engine needs of a concern's driver."""
+
+    concern: str
+
+    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The part of a subscription's item this concern acts on (fingerprinted)."""
+        ...
+
+    def apply(self, server: str | None, changes: Sequence[Change]) -> list[Result]:
+        """Make ``changes`` real on ``server`` in one batch; one result per change."""
+        ...
+
+
+def _hosting(item: Mapping[str, Any]) -> Any:
+    return item["effective"]["hosting"]
+
+
+SLICES: dict[str, Any] = {
+    "web": lambda it: {
+        "server": it["server"], "ip": it["ip"], "state": it["state"],
+        "hosting": {k: v for k, v in _hosting(it).items() if k != "php"},
+        "sites": [s["name"] for s in it["effective"]["sites"]],
+        "performance": it["effective"]["performance"],
+    },
+    "php": lambda it: {
+        "server": it["server"], "state": it["state"], "enabled": _hosting(it)["enabled"],
+        "php": _hosting(it)["php"], "sites": it["effective"]["sites"],
+        "permissions": {k: v for k, v in it["effective"]["permissions"].items() if k.startswith("managePHP")},
+    },
+    "db": lambda it: {
+        "state": it["state"], "databases": it["effective"]["databases"],
+        "quotaMB": it["effective"]["resources"]["databaseQuotaMB"],
+    },
+    "dns": lambda it: {
+        "ip": it["ip"], "dns": it["effective"]["dns"], "sites": [s["name"] for s in it["effective"]["sites"]],
+        "mail": it["effective"]["mail"], "region": it["region"],
+    },
+    "tls": lambda it: {
+        "ssl": _hosting(it)["ssl"], "httpsOnly": _hosting(it)["httpsOnly"], "server": it["server"],
+        "sites": [s["name"] for s in it["effective"]["sites"]],
+    },
+    "backup": lambda it: {
+        "backup": it["effective"]["backup"], "enabled": it["effective"]["permissions"]["backups"],
+        "databases": it["effective"]["databases"], "server": it["server"],
+    },
+}
+
+
+class NotProvisioned:
+    """Stands in for a concern whose driver does not exist yet: it changes nothing and
+    says so ("not provisioned" in status), it never pretends."""
+
+    def __init__(self, concern: str) -> None:
+        self.concern = concern
+
+    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = SLICES[self.concern](item)
+        return result
+
+    def apply(self, server: str | None, changes: Sequence[Change]) -> list[Result]:
+        return [Result(c.name, "not provisioned", f"no {self.concern} driver yet") for c in changes]

@@ -1,0 +1,236 @@
+"""Compute every subscription's effective spec, sync state, conflicts and lifecycle.
+
+Order of precedence (lowest first): defaults < server php defaults < plan < add-ons
+(PLAN-3) < customisations (SYNC-2) < customer settings in granted groups (SYNC-4) <
+site settings (PHP-2). Then placement adjusts what the server cannot offer (SYNC-3).
+Pure: same inputs, byte-identical output.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.effective import groups, lifecycle, merge
+from controller.effective.defaults import fresh
+from controller.effective.history import EMPTY, LOCK, Changes, History
+from controller.model import kinds, validate
+from controller.model.desired import DesiredState
+from controller.model.values import UNSET
+from controller.placement import Conflict, Needs, Placement, place_all
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscription as tenantctl will make it. ``item`` is the contract's JSON object."""
+
+    name: str
+    item: dict[str, Any]
+    changes: Changes
+    placement: Placement
+
+
+def _flatten(model: kinds.Strict, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    for name in type(model).model_fields:
+        v = getattr(model, name)
+        if v is UNSET or v == [] or (isinstance(v, dict) and not v):
+            continue
+        if isinstance(v, kinds.Strict):
+            _flatten(v, f"{prefix}{name}.", out)
+        elif name == "settings" and isinstance(v, dict):
+            out.update({f"php:{k}": val for k, val in merge.php_settings(v).items()})
+        else:
+            out[f"{prefix}{name}"] = list(v) if isinstance(v, list) else v
+    return out
+
+
+def customer_values(cs: kinds.CustomerSettings) -> dict[str, Any]:
+    """customerSettings as ``path -> value`` (``php:<directive>`` for PHP)."""
+    out: dict[str, Any] = {f"php:{k}": v for k, v in merge.php_settings(cs.php).items()}
+    for group in ("hosting", "mail", "dns", "performance", "logs"):
+        _flatten(getattr(cs, group), f"{group}.", out)
+    return out
+
+
+def _base(
+    name: str, spec: kinds.SubscriptionSpec, ds: DesiredState, hist: History, memo: dict[Any, dict[str, Any]],
+    changes: Changes,
+) -> tuple[dict[str, Any], str]:
+    """The spec before customer settings and placement, and the sync state so far."""
+    sticky = hist.sticky.get(name, {})
+    customised = spec.customizations is not None and validate.has_values(spec.customizations)
+    transferred = name in hist.transfers or (
+        name in hist.customers and hist.customers[name] != spec.customer
+    )
+    if transferred:  # PLAN-7: detached from its plans, keeping its current values
+        frozen = hist.transfers.get(name)
+        if frozen is None:
+            frozen = copy.deepcopy(hist.last_effective.get(name) or _plan_based(spec, ds, memo))
+            changes.transfer = frozen
+        base = copy.deepcopy(frozen)
+        sync = "custom"
+    elif spec.plan is None:  # PLAN-2: custom
+        base = fresh()
+        sync = "custom"
+    else:
+        base = _plan_based(spec, ds, memo)
+        if customised:  # SYNC-2: locked keeps what it had when customised
+            if LOCK in sticky:
+                base = copy.deepcopy(sticky[LOCK])
+            else:
+                changes.sticky_set[LOCK] = copy.deepcopy(base)
+            sync = "locked"
+        else:
+            if LOCK in sticky:  # unlock & sync
+                changes.sticky_drop.append(LOCK)
+            sync = "synced"
+    if customised:
+        assert spec.customizations is not None
+        base = merge.customise(base, spec.customizations)
+    return base, sync
+
+
+def _plan_based(spec: kinds.SubscriptionSpec, ds: DesiredState, memo: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    key = (spec.plan, tuple(spec.addons))
+    if key not in memo:
+        assert spec.plan is not None
+        memo[key] = merge.plan_effective(ds.plans[spec.plan], [ds.addons[a] for a in spec.addons])
+    return copy.deepcopy(memo[key])
+
+
+def _customer_groups(
+    eff: dict[str, Any], spec: kinds.SubscriptionSpec, sticky: Mapping[str, dict[str, Any]], changes: Changes,
+) -> list[str]:
+    """SYNC-4: granted groups keep the customer's values. Returns ignored setting paths."""
+    wanted = customer_values(spec.customerSettings)
+    perms = eff["permissions"]
+    for perm in groups.GROUPS:
+        if perms.get(perm):
+            recorded = sticky.get(perm)
+            if recorded is None:
+                recorded = groups.extract(eff, perm)
+                changes.sticky_set[perm] = recorded
+            mine = {p: v for p, v in wanted.items() if groups.permission_of(p) == perm}
+            groups.restore(eff, perm, {**recorded, **mine})
+        elif perm in sticky:
+            changes.sticky_drop.append(perm)
+    return sorted(p for p in wanted if not perms.get(groups.permission_of(p) or ""))
+
+
+def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any]) -> Needs:
+    h = eff["hosting"]
+    return Needs(
+        name=name,
+        customer=spec.customer,
+        region=spec.region,
+        web=bool(h["enabled"]),
+        php_version=h["php"]["version"],
+        php_handler=h["php"]["handler"],
+        hard_quota=bool(h["hardQuota"]),
+        ip_type=spec.ipType,
+        ip=spec.ip,
+        server=spec.server,
+        databases=tuple((d.name, d.engine) for d in spec.databases),
+    )
+
+
+def _set_path(eff: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = eff
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+def _today(ds: DesiredState, region: str, now: dt.datetime, cache: dict[str, dt.date]) -> dt.date:
+    if region not in cache:
+        tz = ds.regions[region].timezone if region in ds.regions else "UTC"
+        cache[region] = now.astimezone(zoneinfo.ZoneInfo(tz)).date()
+    return cache[region]
+
+
+def _condition(type_: str, status: bool, reason: str, message: str) -> dict[str, str]:
+    return {"type": type_, "status": "True" if status else "False", "reason": reason, "message": message}
+
+
+def compute(ds: DesiredState, now: dt.datetime, hist: History = EMPTY) -> dict[str, Subscription]:
+    """Every subscription of ``ds``, by name (sorted)."""
+    memo: dict[Any, dict[str, Any]] = {}
+    pre: dict[str, tuple[dict[str, Any], str, Changes, list[str]]] = {}
+    for name in sorted(ds.subscriptions):
+        spec = ds.subscriptions[name]
+        changes = Changes()
+        eff, sync = _base(name, spec, ds, hist, memo, changes)
+        ignored = _customer_groups(eff, spec, hist.sticky.get(name, {}), changes)
+        pre[name] = (eff, sync, changes, ignored)
+    placements = place_all(
+        ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements
+    )
+    today_cache: dict[str, dt.date] = {}
+    out: dict[str, Subscription] = {}
+    for name, (eff, sync, changes, ignored) in pre.items():
+        spec = ds.subscriptions[name]
+        pl = placements[name]
+        for path, value in pl.available.items():  # SYNC-3: run with what is available
+            _set_path(eff, path, value)
+        settings = eff["hosting"]["php"]["settings"]
+        if pl.server is not None:  # PHP-2: server-wide values are the lowest level
+            defaults = merge.php_settings(ds.servers[pl.server].phpDefaults)
+            eff["hosting"]["php"]["settings"] = settings = {**defaults, **settings}
+        eff["hosting"]["php"]["settings"] = settings = dict(sorted(settings.items()))
+        eff["sites"] = [
+            {
+                "name": validate.site_fqdn(name, site),
+                "type": site.type,
+                "php": {"settings": dict(sorted({**settings, **merge.php_settings(site.php.settings)}.items()))},
+            }
+            for site in spec.sites
+        ]
+        eff["databases"] = [
+            {"name": d.name, "engine": d.engine, "server": pl.dbServers.get(d.name)} for d in spec.databases
+        ]
+        conflicts = [c.as_dict() for c in pl.conflicts]
+        if conflicts and sync in ("synced", "locked"):
+            sync = "unsynced"
+        created = hist.created.get(name)
+        expires = lifecycle.expiry(spec, eff, created)
+        over, warn = lifecycle.overuse(eff, hist.usage.get(name, {}))
+        today = _today(ds, spec.region, now, today_cache)
+        state, reason = lifecycle.state(spec, ds.customers.get(spec.customer), expires, today, eff, over)
+        conditions = [
+            _condition("Placed", pl.server is not None, "Placed" if pl.server else "NoServer",
+                       f"on {pl.server}" if pl.server else "no server in the region can take it (SYNC-3)"),
+        ]
+        if ignored:
+            conditions.append(_condition("CustomerSettingsApplied", False, "PermissionMissing",
+                                         "ignored without the permission (SYNC-4): " + ", ".join(ignored)))
+        if over:
+            conditions.append(_condition("Overuse", True, "LimitExceeded", "over the limit (RES-2): " + ", ".join(over)))
+        elif warn:
+            conditions.append(_condition("Overuse", False, "NotifyLevelReached",
+                                         "past the notification level (RES-2): " + ", ".join(warn)))
+        item = {
+            "name": name,
+            "customer": spec.customer,
+            "plan": spec.plan,
+            "addons": list(spec.addons),
+            "region": spec.region,
+            "server": pl.server,
+            "ip": pl.ip,
+            "state": state,
+            "stateReason": reason,
+            "expires": expires.isoformat() if expires else None,
+            "sync": sync,
+            "conflicts": conflicts,
+            "conditions": conditions,
+            "effective": eff,
+        }
+        out[name] = Subscription(name, item, changes, pl)
+    return out
+
+
+__all__ = ["Conflict", "Subscription", "compute"]

@@ -1,0 +1,65 @@
+"""What a plan leaves out: the one place where default values live.
+
+A custom subscription (PLAN-2) starts from these too. Numeric limits default to
+``unlimited`` (what a new plan offers in the reference panel), permissions to ``false``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from controller.model.values import UNLIMITED
+
+DEFAULTS: Final[dict[str, Any]] = {
+    "resources": {
+        "diskMB": UNLIMITED,
+        "trafficMBPerMonth": UNLIMITED,
+        "domains": UNLIMITED,
+        "subdomains": UNLIMITED,
+        "domainAliases": UNLIMITED,
+        "mailboxes": UNLIMITED,
+        "mailboxSizeMB": UNLIMITED,
+        "databases": UNLIMITED,
+        "databaseQuotaMB": UNLIMITED,
+        "ftpAccounts": UNLIMITED,
+        "validityDays": UNLIMITED,
+    },
+    "overuse": {"policy": "notAllowed", "suspend": False, "notifyAtPercent": 90},
+    "permissions": {
+        "manageDNS": False,
+        "manageHosting": False,
+        "managePHPCommon": False,
+        "managePHPPerformance": False,
+        "manageSSH": False,
+        "manageWebStats": False,
+        "manageLogRotation": False,
+        "manageMailingLists": False,
+        "managePerformance": False,
+        "manageHardQuota": False,
+        "backups": True,
+    },
+    "hosting": {
+        "enabled": True,
+        "ssl": False,
+        "httpsOnly": False,
+        "hardQuota": False,
+        "errorDocuments": True,
+        "ssh": False,
+        "webStats": False,
+        "php": {"handler": "fpm", "version": "8.2", "settings": {}},
+    },
+    "mail": {"enabled": True, "mailingLists": False},
+    "dns": {"mode": "primary", "primaries": []},
+    "performance": {"maxConnections": UNLIMITED, "bandwidthKBps": UNLIMITED},
+    "logs": {"retainMonths": 3, "rotate": "daily", "compress": True},
+    "backup": {"schedule": "0 2 * * *", "keepDaily": 15, "pitr": False},
+}
+
+#: Groups whose numeric limits add up across a plan and its add-ons (PLAN-3).
+ADDITIVE_GROUPS: Final = frozenset({"resources", "performance"})
+
+
+def fresh() -> dict[str, Any]:
+    """A deep copy of the defaults, safe to modify."""
+    return copy.deepcopy(DEFAULTS)

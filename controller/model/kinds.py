@@ -1,0 +1,310 @@
+"""Pydantic v2 schemas of the six document kinds (../shared/desired-state.md).
+
+Field names are the documents' camelCase names, so a model dumps back to the same
+shape. Every group field is optional and defaults to ``UNSET``: what a plan leaves out
+comes from ``controller.effective.defaults`` (one place), what an add-on or a
+customisation leaves out keeps the value below it (PLAN-3). Semantic checks that need
+more than one document live in ``controller.model.validate``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+
+from controller.model import values
+from controller.model.values import UNSET, Unset
+
+
+def _opt(check: Any) -> PlainValidator:
+    def run(v: Any) -> Any:
+        if v is None or v is UNSET or v == UNSET.value:
+            return UNSET
+        return check(v)
+
+    return PlainValidator(run)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _choice(*allowed: str) -> Any:
+    def check(v: Any) -> str:
+        if v not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {v!r}")
+        return str(v)
+
+    return check
+
+
+def _percent(v: Any) -> int:
+    n = values._count(v)
+    if n > 100:
+        raise ValueError(f"expected a percentage from 0 to 100, got {v!r}")
+    return n
+
+
+def _keep_daily(v: Any) -> int:
+    n = values._count(v)
+    if not 1 <= n <= 30:
+        raise ValueError(f"expected 1 to 30 daily backups (BKP-2: a window of 15 to 30 days), got {v!r}")
+    return n
+
+
+def _php_settings(v: Any) -> dict[str, Any]:
+    # Shape only; directive names and value grammar are checked with exact paths by
+    # controller.model.validate (PHP-3).
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of PHP directives to values, got {type(v).__name__}")
+    return dict(v)
+
+
+OptLimit = Annotated[int | str | Unset, _opt(values._limit)]
+OptCount = Annotated[int | Unset, _opt(values._count)]
+OptBool = Annotated[bool | Unset, _opt(_bool)]
+OptPercent = Annotated[int | Unset, _opt(_percent)]
+OptKeepDaily = Annotated[int | Unset, _opt(_keep_daily)]
+OptCron = Annotated[str | Unset, _opt(values.cron)]
+OptPhpVersion = Annotated[str | Unset, _opt(values.php_version)]
+OptHandler = Annotated[str | Unset, _opt(_choice("fpm", "cgi", "module"))]
+OptPolicy = Annotated[str | Unset, _opt(_choice("notAllowed", "allowed"))]
+OptDnsMode = Annotated[str | Unset, _opt(_choice("primary", "secondary"))]
+OptRotate = Annotated[str | Unset, _opt(_choice("daily", "weekly", "monthly"))]
+PhpSettings = Annotated[dict[str, Any], PlainValidator(_php_settings)]
+Handler = Annotated[str, PlainValidator(_choice("fpm", "cgi", "module"))]
+Role = Annotated[str, PlainValidator(_choice("web", "php", "db-mariadb", "db-postgresql", "dns", "backup"))]
+Engine = Annotated[str, PlainValidator(_choice("mariadb", "postgresql"))]
+IpType = Annotated[str, PlainValidator(_choice("shared", "dedicated"))]
+Provider = Annotated[str, PlainValidator(_choice("docker", "ssh"))]
+CustomerState = Annotated[str, PlainValidator(_choice("active", "suspended"))]
+SubState = Annotated[str, PlainValidator(_choice("active", "suspended"))]
+SuspendReason = Annotated[str, PlainValidator(_choice("manual", "nonpayment", "overuse"))]
+SiteType = Annotated[str, PlainValidator(_choice("subdomain", "alias"))]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- groups shared by plans, add-ons and customisations -----------------------------
+
+
+class Resources(Strict):
+    """RES-1 limits, each a number or ``unlimited``."""
+
+    diskMB: OptLimit = UNSET
+    trafficMBPerMonth: OptLimit = UNSET
+    domains: OptLimit = UNSET
+    subdomains: OptLimit = UNSET
+    domainAliases: OptLimit = UNSET
+    mailboxes: OptLimit = UNSET
+    mailboxSizeMB: OptLimit = UNSET
+    databases: OptLimit = UNSET
+    databaseQuotaMB: OptLimit = UNSET
+    ftpAccounts: OptLimit = UNSET
+    validityDays: OptLimit = UNSET
+
+
+class Overuse(Strict):
+    """RES-2 overuse policy."""
+
+    policy: OptPolicy = UNSET
+    suspend: OptBool = UNSET
+    notifyAtPercent: OptPercent = UNSET
+
+
+class Permissions(Strict):
+    """Customer permissions; each ``manage*`` one excludes its settings from sync (SYNC-4)."""
+
+    manageDNS: OptBool = UNSET
+    manageHosting: OptBool = UNSET
+    managePHPCommon: OptBool = UNSET
+    managePHPPerformance: OptBool = UNSET
+    manageSSH: OptBool = UNSET
+    manageWebStats: OptBool = UNSET
+    manageLogRotation: OptBool = UNSET
+    manageMailingLists: OptBool = UNSET
+    managePerformance: OptBool = UNSET
+    manageHardQuota: OptBool = UNSET
+    backups: OptBool = UNSET
+
+
+class Php(Strict):
+    handler: OptHandler = UNSET
+    version: OptPhpVersion = UNSET
+    settings: PhpSettings = Field(default_factory=dict)
+
+
+class Hosting(Strict):
+    enabled: OptBool = UNSET  # HOST-1: false = mail-only
+    ssl: OptBool = UNSET  # TLS-1
+    httpsOnly: OptBool = UNSET  # TLS-2
+    hardQuota: OptBool = UNSET  # RES-3
+    errorDocuments: OptBool = UNSET
+    ssh: OptBool = UNSET
+    webStats: OptBool = UNSET
+    php: Php = Field(default_factory=Php)
+
+
+class Mail(Strict):
+    enabled: OptBool = UNSET
+    mailingLists: OptBool = UNSET
+
+
+class Dns(Strict):
+    mode: OptDnsMode = UNSET  # DNS-1
+    #: For mode secondary: the customer's primary servers (usually in customerSettings).
+    primaries: list[values.IpAddress] = Field(default_factory=list)
+
+
+class Performance(Strict):
+    """PERF-1 limits."""
+
+    maxConnections: OptLimit = UNSET
+    bandwidthKBps: OptLimit = UNSET
+
+
+class Logs(Strict):
+    """LOG-1."""
+
+    retainMonths: OptCount = UNSET
+    rotate: OptRotate = UNSET
+    compress: OptBool = UNSET
+
+
+class Backup(Strict):
+    """BKP-2, BKP-4, BKP-6."""
+
+    schedule: OptCron = UNSET
+    keepDaily: OptKeepDaily = UNSET
+    pitr: OptBool = UNSET
+
+
+class PlanBody(Strict):
+    """The groups a plan, an add-on or a customisation may set."""
+
+    resources: Resources = Field(default_factory=Resources)
+    overuse: Overuse = Field(default_factory=Overuse)
+    permissions: Permissions = Field(default_factory=Permissions)
+    hosting: Hosting = Field(default_factory=Hosting)
+    mail: Mail = Field(default_factory=Mail)
+    dns: Dns = Field(default_factory=Dns)
+    performance: Performance = Field(default_factory=Performance)
+    logs: Logs = Field(default_factory=Logs)
+    backup: Backup = Field(default_factory=Backup)
+
+
+# --- the six kinds ---------------------------------------------------------------
+
+
+class Metadata(Strict):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RegionSpec(Strict):
+    timezone: values.TimeZone = "UTC"
+    #: ``all`` other regions (BKP-1), or a list of region names.
+    backupCopiesTo: Literal["all"] | list[values.DnsLabel] = "all"
+
+
+class ServerIp(Strict):
+    address: values.IpAddress
+    type: IpType = "shared"
+
+
+class Capacity(Strict):
+    sites: values.Count = 500
+    diskMB: values.Count = 100000
+
+
+class PhpOffer(Strict):
+    versions: list[Annotated[str, PlainValidator(values.php_version)]] = Field(default_factory=list)
+    handlers: list[Handler] = Field(default_factory=list)
+
+
+class Offers(Strict):
+    """What the server can provide; SYNC-3 is judged on this."""
+
+    php: PhpOffer = Field(default_factory=PhpOffer)
+    hardQuota: bool = False
+
+
+class ServerSpec(Strict):
+    region: values.DnsLabel
+    provider: Provider
+    address: values.IpAddress
+    ips: list[ServerIp] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1)
+    capacity: Capacity = Field(default_factory=Capacity)
+    offers: Offers = Field(default_factory=Offers)
+    #: Server-wide php.ini values: the lowest level of PHP-2.
+    phpDefaults: PhpSettings = Field(default_factory=dict)
+
+
+class CustomerSpec(Strict):
+    email: values.Email
+    state: CustomerState = "active"
+
+
+class Database(Strict):
+    name: values.DbName
+    engine: Engine
+
+
+class SitePhp(Strict):
+    settings: PhpSettings = Field(default_factory=dict)
+
+
+class Site(Strict):
+    """A subdomain (``name``.<domain>) or a domain alias (``name`` is a whole domain)."""
+
+    name: str
+    type: SiteType = "subdomain"
+    php: SitePhp = Field(default_factory=SitePhp)
+
+
+class CustomerSettings(Strict):
+    """What the customer set through a granted permission (SYNC-4)."""
+
+    php: PhpSettings = Field(default_factory=dict)
+    hosting: Hosting = Field(default_factory=Hosting)
+    mail: Mail = Field(default_factory=Mail)
+    dns: Dns = Field(default_factory=Dns)
+    performance: Performance = Field(default_factory=Performance)
+    logs: Logs = Field(default_factory=Logs)
+
+
+class SubscriptionSpec(Strict):
+    customer: values.DnsLabel
+    plan: values.DnsLabel | None = None  # None: a custom subscription (PLAN-2)
+    addons: list[values.DnsLabel] = Field(default_factory=list)
+    region: values.DnsLabel
+    ipType: IpType = "shared"
+    #: Optional explicit address (must be one of the placed server's).
+    ip: values.IpAddress | None = None
+    #: Optional explicit server: the only way a placed subscription moves.
+    server: values.DnsLabel | None = None
+    state: SubState = "active"
+    stateReason: SuspendReason | None = None
+    expires: dt.date | None = None  # LIFE-3
+    customizations: PlanBody | None = None  # SYNC-2: any value here locks
+    customerSettings: CustomerSettings = Field(default_factory=CustomerSettings)
+    databases: list[Database] = Field(default_factory=list)
+    sites: list[Site] = Field(default_factory=list)
+
+
+KINDS: dict[str, type[Strict]] = {
+    "Region": RegionSpec,
+    "Server": ServerSpec,
+    "ServicePlan": PlanBody,
+    "AddOnPlan": PlanBody,
+    "Customer": CustomerSpec,
+    "Subscription": SubscriptionSpec,
+}

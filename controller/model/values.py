@@ -1,0 +1,195 @@
+"""Scalar value types of the desired state and their grammars.
+
+Pure functions and pydantic annotated types: no I/O. Every validator raises
+``ValueError`` with a sentence saying what was expected; the loader turns it into a
+``file:line: path: message`` issue.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from typing import Annotated, Any, Final, Literal
+
+import idna
+from croniter import croniter
+from pydantic import BeforeValidator
+
+UNLIMITED: Final = "unlimited"
+
+
+class Unset(enum.Enum):
+    """Sentinel for "inherit": an add-on value left out or set to ``default`` keeps the
+    plan's value (PLAN-3). Distinct from ``None``, which is never a valid value."""
+
+    UNSET = "default"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+def _limit(v: Any) -> int | str:
+    if v == UNLIMITED:
+        return UNLIMITED
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected a non-negative integer or 'unlimited', got {v!r}")
+    if v < 0:
+        raise ValueError(f"expected a non-negative integer or 'unlimited', got {v}")
+    return v
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"expected a non-negative integer, got {v!r}")
+    return v
+
+
+def _unset_or(fn: Any) -> Any:
+    def check(v: Any) -> Any:
+        if v is None or v == UNSET.value or v is UNSET:
+            return UNSET
+        return fn(v)
+
+    return check
+
+
+#: A numeric limit: a non-negative integer or ``unlimited`` (RES-1).
+Limit = Annotated[int | Literal["unlimited"], BeforeValidator(_limit)]
+#: A non-negative integer (sizes in MB, counts).
+Count = Annotated[int, BeforeValidator(_count)]
+#: An add-on limit: ``default`` (or absent) keeps the plan's value (PLAN-3).
+AddOnLimit = Annotated[int | Literal["unlimited"] | Unset, BeforeValidator(_unset_or(_limit))]
+
+
+def add_limits(a: int | str, b: int | str) -> int | str:
+    """PLAN-3: numeric limits add; ``unlimited`` wins."""
+    if a == UNLIMITED or b == UNLIMITED:
+        return UNLIMITED
+    assert isinstance(a, int) and isinstance(b, int)
+    return a + b
+
+
+def limit_le(a: int | str, b: int | str) -> bool:
+    """``a <= b`` for limits, ``unlimited`` being the largest."""
+    if b == UNLIMITED:
+        return True
+    if a == UNLIMITED:
+        return False
+    assert isinstance(a, int) and isinstance(b, int)
+    return a <= b
+
+
+# --- names -------------------------------------------------------------------------
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def dns_label(v: Any) -> str:
+    """An RFC 1123 label: lower-case letters, digits and '-', 1 to 63 characters."""
+    if not isinstance(v, str) or not _LABEL.match(v):
+        raise ValueError(
+            f"expected a DNS label (a-z, 0-9 and '-', 1-63 characters, no leading or trailing '-'), got {v!r}"
+        )
+    return v
+
+
+def domain_name(v: Any) -> str:
+    """A fully qualified domain name; IDN input is accepted and returned as punycode."""
+    if not isinstance(v, str) or not v or v != v.strip():
+        raise ValueError(f"expected a domain name, got {v!r}")
+    name = v.rstrip(".") if v.endswith(".") and not v.endswith("..") else v
+    try:
+        ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"expected a domain name, got {v!r}: {exc}") from None
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise ValueError(f"expected a fully qualified domain name with at least two labels, got {v!r}")
+    if len(ascii_name) > 253:
+        raise ValueError(f"domain name longer than 253 characters: {v!r}")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise ValueError(f"invalid label {label!r} in domain name {v!r}")
+        if label[2:4] == "--" and not label.startswith("xn--"):
+            raise ValueError(f"invalid label {label!r} in domain name {v!r} (only 'xn--' may have '--' there)")
+    if labels[-1].isdigit():
+        raise ValueError(f"the top-level label of {v!r} cannot be numeric")
+    return ascii_name
+
+
+DnsLabel = Annotated[str, BeforeValidator(dns_label)]
+DomainName = Annotated[str, BeforeValidator(domain_name)]
+
+_DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def db_name(v: Any) -> str:
+    """A tenant database name: a lower-case identifier of at most 32 characters."""
+    if not isinstance(v, str) or not _DB_NAME.match(v):
+        raise ValueError(f"expected a database name ([a-z][a-z0-9_]*, at most 32 characters), got {v!r}")
+    return v
+
+
+DbName = Annotated[str, BeforeValidator(db_name)]
+
+
+def ip_address(v: Any) -> str:
+    """An IPv4 or IPv6 address, returned in its canonical text form."""
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ValueError(f"expected an IP address, got {v!r}") from None
+
+
+IpAddress = Annotated[str, BeforeValidator(ip_address)]
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def email(v: Any) -> str:
+    if not isinstance(v, str) or not _EMAIL.match(v):
+        raise ValueError(f"expected an e-mail address, got {v!r}")
+    return v
+
+
+Email = Annotated[str, BeforeValidator(email)]
+
+
+def cron(v: Any) -> str:
+    """A five-field cron expression."""
+    if not isinstance(v, str) or len(v.split()) != 5 or not croniter.is_valid(v):
+        raise ValueError(f"expected a cron expression with five fields (e.g. '0 2 * * *'), got {v!r}")
+    return v
+
+
+Cron = Annotated[str, BeforeValidator(cron)]
+
+
+def timezone(v: Any) -> str:
+    import zoneinfo
+
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IANA time zone name, got {v!r}")
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone name (e.g. Europe/Paris), got {v!r}") from None
+    return v
+
+
+TimeZone = Annotated[str, BeforeValidator(timezone)]
+
+
+def php_version(v: Any) -> str:
+    if isinstance(v, float):
+        raise ValueError(f"expected a PHP version as a quoted string like \"8.2\", got the number {v!r}")
+    if not isinstance(v, str) or not re.fullmatch(r"[5-9]\.[0-9]", v):
+        raise ValueError(f"expected a PHP version like \"8.2\", got {v!r}")
+    return v
+
+
+PhpVersion = Annotated[str, BeforeValidator(php_version)]

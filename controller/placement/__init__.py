@@ -1,0 +1,206 @@
+"""Placement of subscriptions on servers, and SYNC-3 conflicts.
+
+Pure: takes the desired state, what each subscription needs and the recorded
+placements; returns where each subscription runs and what its server cannot offer.
+A placed subscription never moves implicitly: only ``spec.server`` moves it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.model import kinds
+from controller.model.desired import DesiredState
+
+__all__ = ["Conflict", "Needs", "Placement", "place_all"]
+
+HANDLER_PREFERENCE = ("fpm", "cgi", "module")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """SYNC-3: ``property`` is the dotted path of the value in ``effective``."""
+
+    property: str
+    planValue: Any
+    availableValue: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"property": self.property, "planValue": self.planValue, "availableValue": self.availableValue}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one subscription asks of its server (from its pre-placement effective spec)."""
+
+    name: str
+    customer: str
+    region: str
+    web: bool
+    php_version: str
+    php_handler: str
+    hard_quota: bool
+    ip_type: str
+    ip: str | None = None
+    server: str | None = None
+    databases: tuple[tuple[str, str], ...] = ()  # (name, engine)
+
+
+@dataclass(frozen=True)
+class Placement:
+    server: str | None
+    ip: str | None
+    dbServers: dict[str, str | None] = field(default_factory=dict)
+    #: what the server offers, where it differs from the need (path -> available value)
+    available: dict[str, Any] = field(default_factory=dict)
+    conflicts: tuple[Conflict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A placement from the state store."""
+
+    server: str | None
+    ip: str | None
+    dbServers: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+def _offer_conflicts(n: Needs, srv: kinds.ServerSpec) -> tuple[dict[str, Any], list[Conflict]]:
+    available: dict[str, Any] = {}
+    conflicts: list[Conflict] = []
+    if n.web:
+        versions = srv.offers.php.versions
+        if n.php_version not in versions:  # PHP-4
+            best = max(versions, key=_version_key) if versions else None
+            available["hosting.php.version"] = best
+            conflicts.append(Conflict("hosting.php.version", n.php_version, best))
+        handlers = srv.offers.php.handlers
+        if n.php_handler not in handlers:  # PHP-4
+            best_h = next((h for h in HANDLER_PREFERENCE if h in handlers), None)
+            available["hosting.php.handler"] = best_h
+            conflicts.append(Conflict("hosting.php.handler", n.php_handler, best_h))
+    if n.hard_quota and not srv.offers.hardQuota:  # RES-3
+        available["hosting.hardQuota"] = False
+        conflicts.append(Conflict("hosting.hardQuota", True, False))
+    return available, conflicts
+
+
+class _Pool:
+    """Running totals while placing: sites per server, owners of dedicated IPs."""
+
+    def __init__(self, ds: DesiredState) -> None:
+        self.ds = ds
+        self.load: Counter[str] = Counter()
+        self.ip_owner: dict[str, str] = {}
+
+    def free(self, server: str) -> bool:
+        return self.load[server] < self.ds.servers[server].capacity.sites
+
+    def ip_for(self, n: Needs, server: str, recorded_ip: str | None) -> tuple[str | None, list[Conflict]]:
+        ips = self.ds.servers[server].ips
+        if n.ip is not None:
+            return n.ip, []
+        wanted = [ip.address for ip in ips if ip.type == n.ip_type]
+        if n.ip_type == "dedicated":
+            wanted = [a for a in wanted if self.ip_owner.get(a, n.customer) == n.customer]
+        if recorded_ip in wanted:
+            return recorded_ip, []
+        if wanted:
+            return wanted[0], []
+        other = "shared" if n.ip_type == "dedicated" else "dedicated"
+        fallback = [ip.address for ip in ips if ip.type == other and (other == "shared" or ip.address not in self.ip_owner)]
+        return (fallback[0] if fallback else None), [Conflict("ip.type", n.ip_type, other if fallback else None)]
+
+    def claim(self, n: Needs, server: str, ip: str | None) -> None:
+        self.load[server] += 1
+        if ip is not None and any(i.address == ip and i.type == "dedicated" for i in self.ds.servers[server].ips):
+            self.ip_owner.setdefault(ip, n.customer)
+
+
+def _choose(n: Needs, pool: _Pool) -> str | None:
+    ds = pool.ds
+    role_ok = [
+        s for s, spec in ds.servers.items()
+        if spec.region == n.region and ("web" in spec.roles or not n.web)
+    ]
+    candidates = [s for s in role_ok if pool.free(s)]
+    if not candidates:
+        return None
+
+    def score(s: str) -> tuple[int, float, str]:
+        spec = ds.servers[s]
+        _, conflicts = _offer_conflicts(n, spec)
+        _, ip_conflicts = pool.ip_for(n, s, None)
+        return (len(conflicts) + len(ip_conflicts), pool.load[s] / max(spec.capacity.sites, 1), s)
+
+    return min(candidates, key=score)
+
+
+def _db_servers(n: Needs, server: str | None, recorded: Mapping[str, str | None], pool: _Pool) -> tuple[
+    dict[str, str | None], list[Conflict]
+]:
+    out: dict[str, str | None] = {}
+    conflicts: list[Conflict] = []
+    ds = pool.ds
+    for db, engine in n.databases:
+        role = f"db-{engine}"
+        prev = recorded.get(db)
+        if prev is not None and prev in ds.servers and role in ds.servers[prev].roles:
+            out[db] = prev
+            continue
+        if server is not None and role in ds.servers[server].roles:
+            out[db] = server
+            continue
+        in_region = sorted(s for s, spec in ds.servers.items() if spec.region == n.region and role in spec.roles)
+        out[db] = in_region[0] if in_region else None
+        if not in_region:  # SYNC-3: database engine missing in the region
+            conflicts.append(Conflict(f"databases.{db}.engine", engine, None))
+    return out, conflicts
+
+
+def place_all(ds: DesiredState, needs: Iterable[Needs], recorded: Mapping[str, Recorded]) -> dict[str, Placement]:
+    """Place every subscription; recorded placements first, so they keep their server."""
+    pool = _Pool(ds)
+    ordered = sorted(needs, key=lambda n: (n.name not in recorded, n.name))
+    # Dedicated IPs already held keep their owner before anyone new is placed.
+    for n in ordered:
+        rec = recorded.get(n.name)
+        if (
+            rec is not None and rec.ip is not None and rec.server in ds.servers
+            and any(i.address == rec.ip and i.type == "dedicated" for i in ds.servers[rec.server].ips)
+        ):
+            pool.ip_owner.setdefault(rec.ip, n.customer)
+    out: dict[str, Placement] = {}
+    for n in ordered:
+        rec = recorded.get(n.name)
+        conflicts: list[Conflict] = []
+        server: str | None
+        if n.server is not None:
+            server = n.server  # explicit placement or move
+        elif rec is not None and rec.server is not None:
+            server = rec.server if rec.server in ds.servers else None
+            if server is None:
+                conflicts.append(Conflict("server", rec.server, None))
+        else:
+            server = _choose(n, pool)
+            if server is None:  # SYNC-3: server full, or no server with the roles
+                conflicts.append(Conflict("server", f"a server in {n.region} with free capacity", None))
+        available: dict[str, Any] = {}
+        ip: str | None = None
+        if server is not None:
+            available, offer_conflicts = _offer_conflicts(n, ds.servers[server])
+            conflicts.extend(offer_conflicts)
+            ip, ip_conflicts = pool.ip_for(n, server, rec.ip if rec else None)
+            conflicts.extend(ip_conflicts)
+            pool.claim(n, server, ip)
+        db_servers, db_conflicts = _db_servers(n, server, rec.dbServers if rec else {}, pool)
+        conflicts.extend(db_conflicts)
+        out[n.name] = Placement(server, ip, db_servers, available, tuple(conflicts))
+    return out
