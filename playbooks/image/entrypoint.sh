@@ -1,0 +1,39 @@
+#!/bin/sh
+# PID 2 of an embedded server (tini is PID 1): start the services the tenantctl_server
+# role enabled, then run sshd in the foreground, bound only to the server's address.
+set -eu
+: "${TENANTCTL_ADDRESS:?address of this server}"
+: "${TENANTCTL_AUTHORIZED_KEY:?public key allowed to log in as root}"
+
+install -d -m 0700 /root/.ssh
+printf '%s\n' "$TENANTCTL_AUTHORIZED_KEY" > /root/.ssh/authorized_keys
+chmod 0600 /root/.ssh/authorized_keys
+
+# A host key of its own, generated on first start.
+if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+fi
+
+cat > /etc/ssh/tenantctl_sshd_config <<CONF
+ListenAddress ${TENANTCTL_ADDRESS}:22
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile .ssh/authorized_keys
+UsePAM no
+PidFile /run/sshd.pid
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+CONF
+
+# Services the role enabled (one name a line), after a container restart.
+if [ -r /etc/tenantctl/autostart ]; then
+    while read -r svc; do
+        [ -n "$svc" ] && service "$svc" start || true
+    done < /etc/tenantctl/autostart
+fi
+
+install -d -m 0755 /run/sshd
+exec /usr/sbin/sshd -D -e -f /etc/ssh/tenantctl_sshd_config
