@@ -56,6 +56,10 @@ def _keep_daily(v: Any) -> int:
     return n
 
 
+def _opt_date(v: Any) -> dt.date | None:
+    return None if v is None else values.date(v)
+
+
 def _php_settings(v: Any) -> dict[str, Any]:
     # Shape only; directive names and value grammar are checked with exact paths by
     # controller.model.validate (PHP-3).
@@ -293,7 +297,7 @@ class SubscriptionSpec(Strict):
     server: values.DnsLabel | None = None
     state: SubState = "active"
     stateReason: SuspendReason | None = None
-    expires: dt.date | None = None  # LIFE-3
+    expires: Annotated[dt.date | None, PlainValidator(_opt_date)] = None  # LIFE-3
     customizations: PlanBody | None = None  # SYNC-2: any value here locks
     customerSettings: CustomerSettings = Field(default_factory=CustomerSettings)
     databases: list[Database] = Field(default_factory=list)

@@ -23,9 +23,24 @@ API_VERSION = "tenantctl.io/v1"
 Loc = tuple[str | int, ...]
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """Safe loader; a timestamp-looking scalar that is no real date (2027-02-30) stays
+    text, so the field's own grammar reports it with its line instead of a crash."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except ValueError:
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,13 @@ def _docs_of(text: str, file: str, issues: list[Issue]) -> Iterator[tuple[Any, d
             _walk(node, (), lines, dups)
             for dup_line, dup_path in dups:
                 issues.append(Issue(file, dup_line, dup_path, "key given twice"))
-            yield loader.construct_document(node), lines, node.start_mark.line + 1
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, TypeError, OverflowError) as exc:  # e.g. !!int "abc"
+                issues.append(Issue(file, node.start_mark.line + 1, "", f"invalid YAML value: {exc}"))
+                loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
+                continue
+            yield data, lines, node.start_mark.line + 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0

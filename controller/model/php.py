@@ -117,11 +117,11 @@ def normalise(name: Any, value: Any) -> str:
         )
     low = text.strip().lower()
     if d.kind is Kind.SIZE:
-        if not _SIZE.match(text):
+        if not _SIZE.fullmatch(text):
             raise ValueError(f"expected a size for {name} like 128M, 1G, 512K or -1, got {text!r}")
         return text.upper()
     if d.kind is Kind.INT:
-        if not _INT.match(text):
+        if not _INT.fullmatch(text):
             raise ValueError(f"expected a non-negative integer for {name}, got {text!r}")
         return str(int(text))
     if d.kind in (Kind.BOOL, Kind.DISPLAY):
@@ -132,7 +132,7 @@ def normalise(name: Any, value: Any) -> str:
         if d.kind is Kind.DISPLAY and low in ("stderr", "stdout"):
             return low
         raise ValueError(f"expected on or off for {name}, got {text!r}")
-    if not _TEXT.match(text):
+    if not _TEXT.fullmatch(text):
         raise ValueError(
             f"value of {name} has characters outside letters, digits, spaces and . , : / @ % + - ~ & | ^ ! ( )"
         )

@@ -7,6 +7,7 @@ Pure functions and pydantic annotated types: no I/O. Every validator raises
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import ipaddress
 import re
@@ -90,7 +91,7 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 def dns_label(v: Any) -> str:
     """An RFC 1123 label: lower-case letters, digits and '-', 1 to 63 characters."""
-    if not isinstance(v, str) or not _LABEL.match(v):
+    if not isinstance(v, str) or not _LABEL.fullmatch(v):
         raise ValueError(
             f"expected a DNS label (a-z, 0-9 and '-', 1-63 characters, no leading or trailing '-'), got {v!r}"
         )
@@ -112,7 +113,7 @@ def domain_name(v: Any) -> str:
     if len(ascii_name) > 253:
         raise ValueError(f"domain name longer than 253 characters: {v!r}")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise ValueError(f"invalid label {label!r} in domain name {v!r}")
         if label[2:4] == "--" and not label.startswith("xn--"):
             raise ValueError(f"invalid label {label!r} in domain name {v!r} (only 'xn--' may have '--' there)")
@@ -129,7 +130,7 @@ _DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 def db_name(v: Any) -> str:
     """A tenant database name: a lower-case identifier of at most 32 characters."""
-    if not isinstance(v, str) or not _DB_NAME.match(v):
+    if not isinstance(v, str) or not _DB_NAME.fullmatch(v):
         raise ValueError(f"expected a database name ([a-z][a-z0-9_]*, at most 32 characters), got {v!r}")
     return v
 
@@ -138,11 +139,16 @@ DbName = Annotated[str, BeforeValidator(db_name)]
 
 
 def ip_address(v: Any) -> str:
-    """An IPv4 or IPv6 address, returned in its canonical text form."""
+    """An IPv4 or IPv6 address (text, no IPv6 zone), returned in its canonical text form."""
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IP address as text, got {v!r}")
     try:
-        return str(ipaddress.ip_address(v))
+        addr = ipaddress.ip_address(v)
     except ValueError:
         raise ValueError(f"expected an IP address, got {v!r}") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        raise ValueError(f"expected an IP address without a zone ('%...'), got {v!r}")
+    return str(addr)
 
 
 IpAddress = Annotated[str, BeforeValidator(ip_address)]
@@ -151,7 +157,7 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 def email(v: Any) -> str:
-    if not isinstance(v, str) or not _EMAIL.match(v):
+    if not isinstance(v, str) or not _EMAIL.fullmatch(v):
         raise ValueError(f"expected an e-mail address, got {v!r}")
     return v
 
@@ -159,9 +165,13 @@ def email(v: Any) -> str:
 Email = Annotated[str, BeforeValidator(email)]
 
 
+#: Five fields of cron characters separated by spaces: nothing that could end a crontab line.
+_CRON = re.compile(r"[0-9A-Za-z*/,?#-]+(?: +[0-9A-Za-z*/,?#-]+){4}")
+
+
 def cron(v: Any) -> str:
-    """A five-field cron expression."""
-    if not isinstance(v, str) or len(v.split()) != 5 or not croniter.is_valid(v):
+    """A five-field cron expression, fields separated by spaces."""
+    if not isinstance(v, str) or not _CRON.fullmatch(v) or not croniter.is_valid(v):
         raise ValueError(f"expected a cron expression with five fields (e.g. '0 2 * * *'), got {v!r}")
     return v
 
@@ -193,3 +203,19 @@ def php_version(v: Any) -> str:
 
 
 PhpVersion = Annotated[str, BeforeValidator(php_version)]
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def date(v: Any) -> dt.date:
+    """A calendar date: a YAML date or an ISO-8601 ``YYYY-MM-DD`` string (no time, no number)."""
+    if isinstance(v, dt.datetime):
+        raise ValueError(f"expected a date like 2027-12-31 without a time, got {v.isoformat()!r}")
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, str) and _DATE.fullmatch(v):
+        try:
+            return dt.date.fromisoformat(v)
+        except ValueError as exc:
+            raise ValueError(f"expected a date like 2027-12-31, got {v!r}: {exc}") from None
+    raise ValueError(f"expected a date like 2027-12-31 (ISO-8601), got {v!r}")
