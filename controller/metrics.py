@@ -1,0 +1,246 @@
+"""Prometheus metrics of the controller, named after controller-runtime's.
+
+One ``Metrics`` object owns a private ``CollectorRegistry`` (never the global one), so
+each test, and each controller in a process, gets fresh series. What it exposes:
+
+* reconciliations: ``tenantctl_reconcile_total{result}`` (success|error|requeue),
+  ``tenantctl_reconcile_errors_total``, ``tenantctl_reconcile_time_seconds``;
+* the work queue, fed through ``Metrics.workqueue`` (a ``reconcile.queue.QueueMetrics``):
+  ``tenantctl_workqueue_depth``, ``..._adds_total``, ``..._retries_total``,
+  ``..._queue_duration_seconds``;
+* a summary of the status snapshot, recomputed from scratch by
+  ``set_subscription_summary``: ``tenantctl_subscriptions{sync}``,
+  ``tenantctl_subscriptions_by_state{state,reason}``, ``tenantctl_conflicts{property}``,
+  ``tenantctl_concern_status{concern,status}``. Labels are low-cardinality on purpose:
+  no per-subscription label (10,000 subscriptions must not mean 10,000 series);
+* ``tenantctl_build_info{version}``.
+
+This module imports no other tenantctl module; the queue does not import it either.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import prometheus_client
+import prometheus_client.core
+import prometheus_client.registry
+
+RESULTS = ("success", "error", "requeue")
+"""Values of ``tenantctl_reconcile_total{result}``."""
+
+SYNC_STATES = ("synced", "locked", "unsynced", "custom")
+"""SYNC-1..3 and custom subscriptions (PLAN-2): always exported, 0 when none."""
+
+STATE_REASONS: tuple[tuple[str, str], ...] = (
+    ("active", ""),
+    ("suspended", "manual"),
+    ("suspended", "expired"),
+    ("suspended", "overuse"),
+    ("suspended", "customer"),
+    ("suspended", "nonpayment"),
+)
+"""LIFE-1 states and the documented suspension reasons: always exported, 0 when none."""
+
+CONCERNS = ("web", "php", "db", "dns", "tls", "backup")
+CONCERN_STATUSES = ("provisioned", "not provisioned", "failed")
+
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+QUEUE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800)
+
+
+class WorkqueueMetrics:
+    """The ``reconcile.queue.QueueMetrics`` hook: pass ``metrics.workqueue`` to a WorkQueue."""
+
+    def __init__(
+        self,
+        depth: prometheus_client.Gauge,
+        adds: prometheus_client.Counter,
+        retries: prometheus_client.Counter,
+        duration: prometheus_client.Histogram,
+    ) -> None:
+        self._depth = depth
+        self._adds = adds
+        self._retries = retries
+        self._duration = duration
+
+    def on_add(self) -> None:
+        self._adds.inc()
+
+    def on_get(self, queue_seconds: float) -> None:
+        self._duration.observe(queue_seconds)
+
+    def on_retry(self) -> None:
+        self._retries.inc()
+
+    def depth(self, n: int) -> None:
+        self._depth.set(n)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Summary:
+    sync: Mapping[str, int]
+    states: Mapping[tuple[str, str], int]
+    conflicts: Mapping[str, int]
+    concerns: Mapping[tuple[str, str], int]
+
+
+def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
+    """Count status items (``tenantctl status`` documents) into the summary gauges."""
+    sync: collections.Counter[str] = collections.Counter(dict.fromkeys(SYNC_STATES, 0))
+    states: collections.Counter[tuple[str, str]] = collections.Counter(dict.fromkeys(STATE_REASONS, 0))
+    conflicts: collections.Counter[str] = collections.Counter()
+    concerns: collections.Counter[tuple[str, str]] = collections.Counter(
+        {(c, s): 0 for c in CONCERNS for s in CONCERN_STATUSES}
+    )
+    for item in items:
+        sync[str(item.get("sync") or "unknown")] += 1
+        state = str(item.get("state") or "unknown")
+        reason = "" if state == "active" else str(item.get("stateReason") or "")
+        states[(state, reason)] += 1
+        for conflict in item.get("conflicts") or ():
+            conflicts[str(conflict.get("property") or "unknown")] += 1
+        for concern, status in (item.get("concerns") or {}).items():
+            concerns[(str(concern), str(status))] += 1
+    return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns)
+
+
+class _SummaryCollector(prometheus_client.registry.Collector):
+    """Yields the summary gauges from one immutable snapshot, so a scrape never sees a
+    half-updated set (a gauge cleared and not yet refilled)."""
+
+    def __init__(self) -> None:
+        self.summary = summarise(())
+
+    def collect(self) -> Iterator[prometheus_client.core.Metric]:
+        s = self.summary
+        subs = prometheus_client.core.GaugeMetricFamily(
+            "tenantctl_subscriptions", "Subscriptions by synchronisation state (SYNC-1..3).", labels=["sync"]
+        )
+        for key, n in sorted(s.sync.items()):
+            subs.add_metric([key], n)
+        by_state = prometheus_client.core.GaugeMetricFamily(
+            "tenantctl_subscriptions_by_state",
+            "Subscriptions by lifecycle state and suspension reason (LIFE-1).",
+            labels=["state", "reason"],
+        )
+        for (state, reason), n in sorted(s.states.items()):
+            by_state.add_metric([state, reason], n)
+        conflicts = prometheus_client.core.GaugeMetricFamily(
+            "tenantctl_conflicts",
+            "Open sync conflicts (SYNC-3) by property of the effective spec.",
+            labels=["property"],
+        )
+        for prop, n in sorted(s.conflicts.items()):
+            conflicts.add_metric([prop], n)
+        concerns = prometheus_client.core.GaugeMetricFamily(
+            "tenantctl_concern_status",
+            "Subscriptions by concern (web, php, db, dns, tls, backup) and status.",
+            labels=["concern", "status"],
+        )
+        for (concern, status), n in sorted(s.concerns.items()):
+            concerns.add_metric([concern, status], n)
+        yield from (subs, by_state, conflicts, concerns)
+
+
+class MetricsServer:
+    """A running exposition endpoint; ``shutdown()`` stops it and frees the port."""
+
+    def __init__(self, server: Any, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        host, port = server.server_address[:2]
+        self.host: str = host
+        self.port: int = port
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:9100"`` for IPv6, ``":9100"`` for all interfaces)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"metrics address must be HOST:PORT, got {addr!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class Metrics:
+    """Every metric of the controller, on a private registry."""
+
+    def __init__(self, version: str = "unknown") -> None:
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconcile_total = prometheus_client.Counter(
+            "tenantctl_reconcile", "Reconciliations by result.", ["result"], registry=r
+        )
+        for result in RESULTS:
+            self.reconcile_total.labels(result)
+        self.reconcile_errors = prometheus_client.Counter(
+            "tenantctl_reconcile_errors", "Reconciliations that ended in an error.", registry=r
+        )
+        self.reconcile_time = prometheus_client.Histogram(
+            "tenantctl_reconcile_time_seconds",
+            "Time spent in one reconciliation.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.workqueue = WorkqueueMetrics(
+            depth=prometheus_client.Gauge(
+                "tenantctl_workqueue_depth", "Keys ready and waiting for a worker.", registry=r
+            ),
+            adds=prometheus_client.Counter(
+                "tenantctl_workqueue_adds", "Keys added to the work queue (after de-duplication).", registry=r
+            ),
+            retries=prometheus_client.Counter(
+                "tenantctl_workqueue_retries", "Keys re-queued with backoff after a failure.", registry=r
+            ),
+            duration=prometheus_client.Histogram(
+                "tenantctl_workqueue_queue_duration_seconds",
+                "Time a key waits in the queue before a worker takes it.",
+                buckets=QUEUE_BUCKETS,
+                registry=r,
+            ),
+        )
+        self._summary = _SummaryCollector()
+        r.register(self._summary)
+        self.build_info = prometheus_client.Gauge(
+            "tenantctl_build_info", "Always 1; the version of the running tenantctl.", ["version"], registry=r
+        )
+        self.build_info.labels(version).set(1)
+
+    def observe_reconcile(self, result: str, seconds: float) -> None:
+        """Count one reconciliation (``success``, ``error`` or ``requeue``) and its duration."""
+        if result not in RESULTS:
+            raise ValueError(f"reconcile result must be one of {RESULTS}, got {result!r}")
+        self.reconcile_total.labels(result).inc()
+        if result == "error":
+            self.reconcile_errors.inc()
+        self.reconcile_time.observe(seconds)
+
+    def set_subscription_summary(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Recompute every summary gauge from the status items (``status -o json`` documents).
+
+        Each item needs ``sync``, ``state``, ``stateReason``, ``conflicts`` (a list of
+        ``{property, ...}``) and ``concerns`` (``{concern: status}``). The documented
+        label values are always present (0 when no subscription has them); conflict
+        properties no longer reported disappear.
+        """
+        self._summary.summary = summarise(items)
+
+    def exposition(self) -> bytes:
+        """The text exposition format, as a scrape would get it."""
+        return prometheus_client.generate_latest(self.registry)
+
+    def serve(self, addr: str) -> MetricsServer:
+        """Serve ``/metrics`` on ``addr`` (``"HOST:PORT"``, port 0 picks a free one)."""
+        host, port = parse_addr(addr)
+        server, thread = prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+        return MetricsServer(server, thread)
