@@ -216,6 +216,10 @@ class Metrics:
         )
         self.build_info.labels(version).set(1)
 
+    def queue_hook(self) -> WorkqueueMetrics:
+        """The ``reconcile.queue.QueueMetrics`` hook for a WorkQueue (same as ``.workqueue``)."""
+        return self.workqueue
+
     def observe_reconcile(self, result: str, seconds: float) -> None:
         """Count one reconciliation (``success``, ``error`` or ``requeue``) and its duration."""
         if result not in RESULTS:

@@ -125,7 +125,8 @@ class TestReconcile:
 
 class TestWorkqueueHook:
     def test_satisfies_the_queue_protocol(self, m: metrics.Metrics) -> None:
-        hook: queue.QueueMetrics = m.workqueue  # checked by mypy in the package; here at runtime
+        hook: queue.QueueMetrics = m.queue_hook()
+        assert hook is m.workqueue
         fake = clock.FakeClock()
         q = queue.WorkQueue[str](clock=fake, metrics=hook)
         q.add("a")

@@ -277,6 +277,13 @@ class Store:
         rows = self._fetchall("SELECT grp, vals FROM sticky WHERE name = ? ORDER BY grp", (name,))
         return {grp: codec.loads(vals) for grp, vals in rows}
 
+    def all_sticky(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every subscription's sticky groups, in one query (name -> group -> values)."""
+        result: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, grp, vals in self._fetchall("SELECT name, grp, vals FROM sticky ORDER BY name, grp"):
+            result.setdefault(name, {})[grp] = codec.loads(vals)
+        return result
+
     def set_sticky(self, name: str, group: str, values: dict[str, Any]) -> None:
         self._execute(
             "INSERT INTO sticky (name, grp, vals) VALUES (?, ?, ?) "
@@ -293,12 +300,8 @@ class Store:
 
     # -- transfers (PLAN-7) -----------------------------------------------------------
 
-    def get_transfer(self, name: str) -> records.TransferRecord | None:
-        row = self._fetchone(
-            "SELECT name, from_customer, to_customer, at, frozen FROM transfers WHERE name = ?", (name,)
-        )
-        if row is None:
-            return None
+    @staticmethod
+    def _transfer_from_row(row: tuple[Any, ...]) -> records.TransferRecord:
         return records.TransferRecord(
             name=row[0],
             from_customer=row[1],
@@ -306,6 +309,17 @@ class Store:
             at=codec.text_to_dt(row[3]),
             frozen=codec.loads(row[4]),
         )
+
+    def get_transfer(self, name: str) -> records.TransferRecord | None:
+        row = self._fetchone(
+            "SELECT name, from_customer, to_customer, at, frozen FROM transfers WHERE name = ?", (name,)
+        )
+        return None if row is None else self._transfer_from_row(row)
+
+    def all_transfers(self) -> list[records.TransferRecord]:
+        """Every transfer record, ordered by name, in one query."""
+        rows = self._fetchall("SELECT name, from_customer, to_customer, at, frozen FROM transfers ORDER BY name")
+        return [self._transfer_from_row(r) for r in rows]
 
     def set_transfer(self, rec: records.TransferRecord) -> None:
         self._execute(
@@ -473,6 +487,13 @@ class Store:
             "measured_at = excluded.measured_at",
             [(name, metric, float(value), at) for metric, value in usage.items()],
         )
+
+    def all_usage(self) -> dict[str, dict[str, float]]:
+        """Every subscription's measured usage, in one query (name -> metric -> value)."""
+        result: dict[str, dict[str, float]] = {}
+        for name, metric, value in self._fetchall("SELECT name, metric, value FROM usage ORDER BY name, metric"):
+            result.setdefault(name, {})[metric] = float(value)
+        return result
 
     def get_usage(self, name: str) -> dict[str, float]:
         rows = self._fetchall("SELECT metric, value FROM usage WHERE name = ? ORDER BY metric", (name,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import zoneinfo
@@ -107,6 +108,15 @@ class TestSticky:
         assert st.get_sticky("a.example") == {}
         assert st.get_sticky("b.example") == {"dns": {}}
 
+    def test_all_sticky_in_one_call(self, st: store.Store) -> None:
+        st.set_sticky("b.example", "dns", {"x": 1})
+        st.set_sticky("a.example", "php.common", {"y": 2})
+        st.set_sticky("a.example", "lock", {})
+        assert st.all_sticky() == {
+            "a.example": {"lock": {}, "php.common": {"y": 2}},
+            "b.example": {"dns": {"x": 1}},
+        }
+
     def test_json_is_canonical(self, st: store.Store, db_path: Path) -> None:
         st.set_sticky("a.example", "php", {"b": 1, "a": [1, 2]})
         assert raw(db_path, "SELECT vals FROM sticky") == [('{"a":[1,2],"b":1}',)]
@@ -125,6 +135,9 @@ class TestTransfers:
         )
         st.set_transfer(rec)
         assert st.get_transfer("a.example") == rec
+        other = dataclasses.replace(rec, name="0.example", frozen={})
+        st.set_transfer(other)
+        assert st.all_transfers() == [other, rec]
         st.drop_transfer("a.example")
         assert st.get_transfer("a.example") is None
 
@@ -237,6 +250,8 @@ class TestUsage:
         st.put_usage("a.example", {"diskMB": 900})
         assert st.get_usage("a.example") == {"diskMB": 900.0, "trafficMB": 10.0}
         assert st.get_usage("b.example") == {}
+        st.put_usage("b.example", {"trafficMB": 1.5})
+        assert st.all_usage() == {"a.example": {"diskMB": 900.0, "trafficMB": 10.0}, "b.example": {"trafficMB": 1.5}}
 
 
 class TestTransactions:
