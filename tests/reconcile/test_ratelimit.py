@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.reconcile import clock, ratelimit
@@ -31,6 +31,7 @@ class TestTokenBucket:
         with pytest.raises(ValueError):
             b.try_acquire(n)
 
+    @settings(deadline=None)  # timing under CI load is not what these test
     @given(
         rate=st.floats(min_value=0.1, max_value=100),
         burst=st.integers(min_value=1, max_value=20),
@@ -57,6 +58,7 @@ class TestTokenBucket:
                 total += n
                 assert total <= burst + rate * (t2 - t1) + 1e-6
 
+    @settings(deadline=None)  # timing under CI load is not what these test
     @given(
         rate=st.floats(min_value=0.1, max_value=100),
         burst=st.integers(min_value=1, max_value=20),

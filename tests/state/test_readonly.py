@@ -77,7 +77,7 @@ def test_reads_while_another_process_holds_the_write_lock(db_path: Path) -> None
         started = time.monotonic()
         with store.Store.open_readonly(db_path) as ro:
             assert ro.all_fingerprints() == {"a.example": {"*": "committed"}}
-        assert time.monotonic() - started < 1, "a reader waited for the writer"
+        assert time.monotonic() - started < 2.5, "a reader waited for the writer (busy_timeout is 5 s)"
         assert holder.stdin is not None
         holder.stdin.write(b"\n")
         holder.stdin.flush()
