@@ -196,7 +196,8 @@ def compute(ds: DesiredState, now: dt.datetime, hist: History = EMPTY) -> dict[s
         conflicts = [c.as_dict() for c in pl.conflicts]
         if conflicts and sync in ("synced", "locked"):
             sync = "unsynced"
-        created = hist.created.get(name)
+        # A subscription not seen before is created by this pass: today (UTC, as recorded).
+        created = hist.created.get(name, now.astimezone(dt.UTC).date())
         expires = lifecycle.expiry(spec, eff, created)
         over, warn = lifecycle.overuse(eff, hist.usage.get(name, {}))
         today = _today(ds, spec.region, now, today_cache)
