@@ -8,7 +8,6 @@ Pure: same inputs, byte-identical output.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import zoneinfo
 from collections.abc import Mapping
@@ -69,9 +68,9 @@ def _base(
     if transferred:  # PLAN-7: detached from its plans, keeping its current values
         frozen = hist.transfers.get(name)
         if frozen is None:
-            frozen = copy.deepcopy(hist.last_effective.get(name) or _plan_based(spec, ds, memo))
+            frozen = merge.clone(hist.last_effective.get(name) or _plan_based(spec, ds, memo))
             changes.transfer = frozen
-        base = copy.deepcopy(frozen)
+        base = merge.clone(frozen)
         sync = "custom"
     elif spec.plan is None:  # PLAN-2: custom
         base = fresh()
@@ -80,9 +79,9 @@ def _base(
         base = _plan_based(spec, ds, memo)
         if customised:  # SYNC-2: locked keeps what it had when customised
             if LOCK in sticky:
-                base = copy.deepcopy(sticky[LOCK])
+                base = merge.clone(sticky[LOCK])
             else:
-                changes.sticky_set[LOCK] = copy.deepcopy(base)
+                changes.sticky_set[LOCK] = merge.clone(base)
             sync = "locked"
         else:
             if LOCK in sticky:  # unlock & sync
@@ -99,14 +98,15 @@ def _plan_based(spec: kinds.SubscriptionSpec, ds: DesiredState, memo: dict[Any, 
     if key not in memo:
         assert spec.plan is not None
         memo[key] = merge.plan_effective(ds.plans[spec.plan], [ds.addons[a] for a in spec.addons])
-    return copy.deepcopy(memo[key])
+    return merge.clone(memo[key])
 
 
 def _customer_groups(
     eff: dict[str, Any], spec: kinds.SubscriptionSpec, sticky: Mapping[str, dict[str, Any]], changes: Changes,
 ) -> list[str]:
     """SYNC-4: granted groups keep the customer's values. Returns ignored setting paths."""
-    wanted = customer_values(spec.customerSettings)
+    # Fast path: most subscriptions carry no customer settings at all.
+    wanted = customer_values(spec.customerSettings) if spec.customerSettings.model_fields_set else {}
     perms = eff["permissions"]
     for perm in groups.GROUPS:
         if perms.get(perm):
@@ -171,6 +171,7 @@ def compute(ds: DesiredState, now: dt.datetime, hist: History = EMPTY) -> dict[s
         ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements
     )
     today_cache: dict[str, dt.date] = {}
+    server_php = {s: merge.php_settings(spec.phpDefaults) for s, spec in ds.servers.items()}
     out: dict[str, Subscription] = {}
     for name, (eff, sync, changes, ignored) in pre.items():
         spec = ds.subscriptions[name]
@@ -179,8 +180,7 @@ def compute(ds: DesiredState, now: dt.datetime, hist: History = EMPTY) -> dict[s
             _set_path(eff, path, value)
         settings = eff["hosting"]["php"]["settings"]
         if pl.server is not None:  # PHP-2: server-wide values are the lowest level
-            defaults = merge.php_settings(ds.servers[pl.server].phpDefaults)
-            eff["hosting"]["php"]["settings"] = settings = {**defaults, **settings}
+            eff["hosting"]["php"]["settings"] = settings = {**server_php[pl.server], **settings}
         eff["hosting"]["php"]["settings"] = settings = dict(sorted(settings.items()))
         eff["sites"] = [
             {

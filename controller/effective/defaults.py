@@ -6,7 +6,7 @@ A custom subscription (PLAN-2) starts from these too. Numeric limits default to
 
 from __future__ import annotations
 
-import copy
+import pickle
 from typing import Any, Final
 
 from controller.model.values import UNLIMITED
@@ -60,6 +60,10 @@ DEFAULTS: Final[dict[str, Any]] = {
 ADDITIVE_GROUPS: Final = frozenset({"resources", "performance"})
 
 
+_PICKLED = pickle.dumps(DEFAULTS, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def fresh() -> dict[str, Any]:
     """A deep copy of the defaults, safe to modify."""
-    return copy.deepcopy(DEFAULTS)
+    fresh_copy: dict[str, Any] = pickle.loads(_PICKLED)
+    return fresh_copy

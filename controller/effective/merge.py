@@ -14,14 +14,21 @@ PHP settings always overlay per directive, normalised by ``model.php.normalise``
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Literal
+import pickle
+from typing import Any, Literal, TypeVar
 
 from controller.effective import defaults
 from controller.model import kinds, php, values
 from controller.model.values import UNSET
 
 Mode = Literal["replace", "addon"]
+T = TypeVar("T")
+
+
+def clone(doc: T) -> T:
+    """A deep copy of JSON-like data (dicts, lists, scalars), ~10x faster than deepcopy."""
+    copied: T = pickle.loads(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+    return copied
 
 
 def php_settings(raw: dict[str, Any]) -> dict[str, str]:
@@ -70,7 +77,7 @@ def _php_permissions(eff: dict[str, Any]) -> None:
 
 def customise(base: dict[str, Any], body: kinds.PlanBody) -> dict[str, Any]:
     """Operator customisations replace what they set (SYNC-2)."""
-    eff = copy.deepcopy(base)
+    eff = clone(base)
     overlay(eff, body, "replace")
     _php_permissions(eff)
     return eff
