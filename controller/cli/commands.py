@@ -1,7 +1,162 @@
-"""Commands that act: apply, run, status, sync, env, db."""
+"""Commands that act: apply, run, status, sync, env."""
 
 from __future__ import annotations
 
-from controller.cli.main import app
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
 
-__all__ = ["app"]
+import typer
+
+from controller import errors
+from controller.cli import output
+from controller.cli.main import Files, Output, app, check_output, fail, load, now, open_store
+from controller.state import events
+from controller.state import store as state_store
+
+env_app = typer.Typer(help="The embedded multi-server environment on this machine.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:
+    if store is None:
+        return []
+    items = store.get_status()
+    for rec in store.list_subscriptions(include_deleted=True):
+        if rec.deleted_at is not None:
+            items.append({
+                "name": rec.name, "customer": rec.customer, "plan": None, "addons": [], "region": None,
+                "server": rec.server, "ip": rec.ip, "state": "deleted", "stateReason": None, "sync": "custom",
+                "conflicts": [], "conditions": [], "effective": {}, "concerns": {},
+                "deletedAt": rec.deleted_at.isoformat(),
+                "purgeAfter": rec.purge_after.isoformat() if rec.purge_after else None,
+            })
+    return sorted(items, key=lambda i: i["name"])
+
+
+@app.command()
+def apply(
+    files: Files,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be done, change nothing")] = False,
+) -> None:
+    """Reconcile once and report: exit 0 converged, 1 failed items."""
+    from controller.reconcile import engine
+
+    ds = load(files)
+    if dry_run:
+        store = open_store(readonly=True)
+        try:
+            planned = engine.plan(ds, now(), store)
+        finally:
+            if store is not None:
+                store.close()
+        items = [{**s.item, "actions": planned.actions[n]} for n, s in planned.subscriptions.items()]
+        output.subscriptions_table(items, title="apply --dry-run (nothing changed)", with_actions=True)
+        return
+    store = open_store(readonly=False)
+    assert store is not None
+    with store:
+        eng = engine.Engine(store, clock=now, actor="operator")
+        report = eng.reconcile(ds)
+        items = _status_items(store)
+    touched = sum(1 for acts in report.planned.actions.values() if acts) + len(report.planned.deletions)
+    output.subscriptions_table(items, title=f"apply: {touched} changed, {len(report.failed)} failed "
+                                            f"({report.seconds:.2f} s)")
+    for name, msgs in sorted(report.failed.items()):
+        for msg in msgs:
+            sys.stderr.write(f"failed: {name}: {msg}\n")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(fmt: Output = "table") -> None:
+    """Live state from the state store."""
+    check_output(fmt)
+    try:
+        store = open_store(readonly=True)
+    except errors.TenantctlError as exc:
+        fail(exc, 1)
+        return
+    try:
+        items = _status_items(store)
+    finally:
+        if store is not None:
+            store.close()
+    if fmt == "json":
+        output.print_json({"subscriptions": items})
+    else:
+        output.subscriptions_table(items, title=f"status ({state_store.default_path()})")
+
+
+@app.command()
+def sync(name: str) -> None:
+    """Unlock & sync (SYNC-2) a subscription and re-attach a transferred one (PLAN-7):
+    drops its recorded values so that the next apply recomputes it from its plan."""
+    store = open_store(readonly=False)
+    assert store is not None
+    with store:
+        if store.get_subscription(name) is None:
+            fail(errors.UnknownObject(f"tenantctl: unknown subscription {name!r}"))
+        with store.transaction():
+            store.drop_sticky(name)
+            store.drop_transfer(name)
+            events.record(store, actor="operator", action="sync", subject=name,
+                          message="unlock & sync: recorded values dropped")
+    typer.echo(f"{name}: recorded values dropped; the next apply synchronises it with its plan")
+
+
+@app.command()
+def events_(
+    subject: Annotated[str | None, typer.Option("--subject", help="only this subscription")] = None,
+    limit: int = 50,
+) -> None:
+    """The audit log (OPS-5)."""
+    store = open_store(readonly=True)
+    if store is None:
+        return
+    with store:
+        evs = events.list_events(store, subject=subject, limit=10**9)
+    for ev in evs[-limit:]:
+        typer.echo(f"{ev.at.isoformat()} {ev.actor:<10} {ev.action:<10} {ev.subject} {ev.message}")
+
+
+app.command(name="events")(events_)
+
+
+@app.command()
+def run(
+    files: Files,
+    metrics_addr: Annotated[str | None, typer.Option("--metrics-addr", help="HOST:PORT for /metrics")] = None,
+    resync: Annotated[float, typer.Option("--resync", help="seconds between full resyncs")] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="stop after the first pass (for tests)")] = False,
+) -> None:
+    """Reconcile continuously: watch the files, resync on a timer."""
+    from controller.reconcile import loop
+
+    store = open_store(readonly=False)
+    assert store is not None
+    with store:
+        loop.run(files, store, clock=now, metrics_addr=metrics_addr, resync=resync, once=once)
+
+
+@env_app.command("up")
+def env_up(files: Files = [Path("examples")]) -> None:  # noqa: B006
+    """Start the embedded servers of the desired state."""
+    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+
+
+@env_app.command("down")
+def env_down() -> None:
+    """Stop and remove the embedded servers."""
+    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+
+
+@env_app.command("status")
+def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None:  # noqa: B006
+    """State of the embedded servers."""
+    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+
+
+_ = time

@@ -1,20 +1,36 @@
 """The reconcile engine: plan, then apply per concern in one batch per server.
 
-``plan`` is pure over the store's snapshot; ``apply`` writes what it decided, calls the
-drivers, records fingerprints of what was applied, conditions, events and status.
+``plan`` is pure over the store's snapshot. ``Engine.reconcile`` records what it
+decided before any driver acts (placements, sticky values, transfers: a crash then a
+re-run reuses them, so nothing is created twice), calls each concern's driver once per
+server, then records fingerprints of what was applied, conditions, backoff, events and
+the status snapshot. Level-triggered: it compares desired with last-applied, never
+replays events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+from controller import errors
 from controller.drivers import base
+from controller.effective import Subscription
 from controller.model.desired import DesiredState
 from controller.reconcile import planner
+from controller.reconcile.queue import ExponentialBackoff
+from controller.reconcile.ratelimit import RateLimits
+from controller.state import events, records
 from controller.state import store as state_store
 
 RETENTION_DAYS = 60  # LIFE-6
+WHOLE = planner.WHOLE
+#: A deletion's final backup comes first (LIFE-6), DNS last.
+DELETE_ORDER = ("backup", "tls", "web", "php", "db", "dns")
 
 
 def default_drivers() -> dict[str, base.Driver]:
@@ -29,3 +45,216 @@ def plan(
     drivers: Mapping[str, base.Driver] | None = None,
 ) -> planner.Planned:
     return planner.plan(ds, now, drivers if drivers is not None else default_drivers(), store)
+
+
+@dataclass
+class Report:
+    planned: planner.Planned
+    #: name -> concern -> outcome, for the subscriptions this pass touched
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: name -> messages of failed concerns
+    failed: dict[str, list[str]] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _ready_condition(concern: str, outcome: str, message: str) -> records.Condition:
+    status: records.ConditionStatus = {"provisioned": "True", "failed": "False"}.get(outcome, "Unknown")  # type: ignore[assignment]
+    reason = {"provisioned": "Provisioned", "failed": "Failed"}.get(outcome, "NotProvisioned")
+    return records.Condition(type=f"{concern.capitalize()}Ready", status=status, reason=reason,
+                             message=message, last_transition=None)
+
+
+class Engine:
+    """One reconcile pass over a desired state, against one state store."""
+
+    def __init__(
+        self,
+        store: state_store.Store,
+        drivers: Mapping[str, base.Driver] | None = None,
+        *,
+        limits: RateLimits | None = None,
+        backoff: ExponentialBackoff | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        actor: str = "controller",
+    ) -> None:
+        self.store = store
+        self.drivers = dict(drivers) if drivers is not None else default_drivers()
+        self.limits = limits or RateLimits()
+        self.backoff = backoff or ExponentialBackoff()
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.actor = actor
+
+    def plan(self, ds: DesiredState) -> planner.Planned:
+        return planner.plan(ds, self.clock(), self.drivers, self.store)
+
+    # --- the pass ---------------------------------------------------------------
+
+    def reconcile(self, ds: DesiredState, only: Iterable[str] | None = None) -> Report:
+        started = time.perf_counter()
+        now = self.clock()
+        planned = self.plan(ds)
+        wanted = set(only) if only is not None else None
+        targets = [
+            n for n, acts in planned.actions.items()
+            if acts and (wanted is None or n in wanted)
+        ]
+        report = Report(planned)
+        self._record_decisions(planned, targets, now)
+        batches: dict[tuple[str, str | None], list[base.Change]] = defaultdict(list)
+        for name in targets:
+            sub = planned.subscriptions[name]
+            action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
+            for concern in planned.changed[name]:
+                if self._backing_off(name, concern, now):
+                    report.deferred.append(f"{name}/{concern}")
+                    continue
+                driver = self.drivers[concern]
+                batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
+        for (concern, server), changes in sorted(batches.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            for res in self._run_driver(concern, server, changes):
+                report.outcomes.setdefault(res.name, {})[concern] = res.outcome
+                self._after(res, concern, planned, report, now)
+        for name in targets:
+            self._finish(planned.subscriptions[name], planned, report)
+        self._delete(planned.deletions, ds, report, now)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _record_decisions(self, planned: planner.Planned, targets: list[str], now: dt.datetime) -> None:
+        """Placements, sticky values and transfers, before any driver acts."""
+        with self.store.transaction():
+            for name in targets:
+                sub = planned.subscriptions[name]
+                old = self.store.get_subscription(name)
+                pl = sub.placement
+                rec = records.SubscriptionRecord(
+                    name=name,
+                    customer=sub.item["customer"],
+                    created_at=old.created_at if old and old.deleted_at is None else now,
+                    server=pl.server,
+                    ip=pl.ip,
+                    db_servers={k: v for k, v in pl.dbServers.items() if v is not None},
+                )
+                if old != rec:
+                    self.store.upsert_subscription(rec)
+                for act in planned.actions[name]:
+                    if act.startswith(("create", "place:", "move:")):
+                        events.record(self.store, actor=self.actor, action=act.split(":")[0], subject=name,
+                                      message=act, data={"server": pl.server, "ip": pl.ip})
+                ch = sub.changes
+                for group, values in ch.sticky_set.items():
+                    self.store.set_sticky(name, group, values)
+                    events.record(self.store, actor=self.actor, action="sticky", subject=name,
+                                  message=f"recorded {group} values (SYNC-2/SYNC-4)")
+                for group in ch.sticky_drop:
+                    self.store.drop_sticky(name, group)
+                    events.record(self.store, actor=self.actor, action="unsticky", subject=name,
+                                  message=f"dropped {group} values: synchronised again")
+                if ch.transfer is not None and old is not None:
+                    self.store.set_transfer(records.TransferRecord(
+                        name=name, from_customer=old.customer, to_customer=sub.item["customer"], at=now,
+                        frozen=ch.transfer))
+                    events.record(self.store, actor=self.actor, action="transfer", subject=name,
+                                  message=f"transferred from {old.customer} to {sub.item['customer']}: "
+                                          "now custom, keeping its values (PLAN-7)")
+
+    def _backing_off(self, name: str, concern: str, now: dt.datetime) -> bool:
+        rec = self.store.get_backoff(f"{name}/{concern}")
+        return rec is not None and rec.next_attempt > now
+
+    def _run_driver(self, concern: str, server: str | None, changes: list[base.Change]) -> list[base.Result]:
+        dep = f"{concern}:{server or '-'}"
+        if not self.limits.acquire(dep, timeout=30.0):
+            return [base.Result(c.name, "failed", f"rate limit of {dep} exhausted", retry_after=30.0)
+                    for c in changes]
+        try:
+            results = self.drivers[concern].apply(server, changes)
+        except errors.DriverError as exc:
+            return [base.Result(c.name, "failed", str(exc)) for c in changes]
+        by_name = {r.name: r for r in results}
+        return [by_name.get(c.name) or base.Result(c.name, "failed", "the driver returned no result")
+                for c in changes]
+
+    def _after(self, res: base.Result, concern: str, planned: planner.Planned, report: Report,
+               now: dt.datetime) -> None:
+        key = f"{res.name}/{concern}"
+        self.store.set_condition(res.name, _ready_condition(concern, res.outcome, res.message))
+        if res.outcome == "failed":
+            prev = self.store.get_backoff(key)
+            delay = res.retry_after or self.backoff.delay((prev.failures if prev else 0) + 1)
+            self.store.record_failure(key, res.message, delay)
+            report.failed.setdefault(res.name, []).append(f"{concern}: {res.message}")
+            events.record(self.store, actor=self.actor, action="failed", subject=res.name,
+                          message=f"{concern}: {res.message}", data={"retryIn": delay})
+            return
+        self.store.clear_backoff(key)
+
+    def _finish(self, sub: Subscription, planned: planner.Planned, report: Report) -> None:
+        name = sub.name
+        conds = {c.type: c for c in self.store.get_conditions(name)}
+        concerns: dict[str, str] = {}
+        for c in base.CONCERNS:
+            cond = conds.get(f"{c.capitalize()}Ready")
+            concerns[c] = ("provisioned" if cond and cond.status == "True"
+                           else "failed" if cond and cond.status == "False" else "not provisioned")
+        # Record what was applied: a failed or deferred concern keeps its old
+        # fingerprint (so the next pass retries it), and the whole-subscription one is
+        # only recorded once every concern is through.
+        fps = dict(self.store.get_fingerprints(name))
+        fps.pop(WHOLE, None)
+        held = self._deferred(report, name) | {
+            c for c, outcome in report.outcomes.get(name, {}).items() if outcome == "failed"
+        }
+        fps.update({c: fp for c, fp in planned.fingerprints[name].items() if c != WHOLE and c not in held})
+        if not held:
+            fps[WHOLE] = planned.fingerprints[name][WHOLE]
+        self.store.set_fingerprints(name, fps)
+        item = sub.item
+        doc: dict[str, Any] = {
+            **item,
+            "conditions": item["conditions"] + [
+                {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+                 "lastTransitionTime": c.last_transition.isoformat() if c.last_transition else None}
+                for c in sorted(conds.values(), key=lambda c: c.type)
+            ],
+            "concerns": concerns,
+            "dnsServers": [],
+        }
+        self.store.put_status(name, doc)
+
+    @staticmethod
+    def _deferred(report: Report, name: str) -> set[str]:
+        return {d.split("/", 1)[1] for d in report.deferred if d.split("/", 1)[0] == name}
+
+    def _delete(self, names: list[str], ds: DesiredState, report: Report, now: dt.datetime) -> None:
+        """LIFE-6: a final backup first, then removal; data kept RETENTION_DAYS."""
+        for name in names:
+            old = self.store.get_subscription(name)
+            if old is None or old.deleted_at is not None:
+                continue
+            outcome: dict[str, str] = {}
+            for concern in DELETE_ORDER:
+                res = self._run_driver(concern, old.server, [base.Change(name, "delete", {"name": name})])[0]
+                outcome[concern] = res.outcome
+                if res.outcome == "failed":
+                    report.failed.setdefault(name, []).append(f"delete {concern}: {res.message}")
+                    break
+            report.outcomes[name] = outcome
+            if name in report.failed:
+                continue
+            with self.store.transaction():
+                self.store.upsert_subscription(records.SubscriptionRecord(
+                    name=name, customer=old.customer, created_at=old.created_at, server=old.server, ip=old.ip,
+                    db_servers=dict(old.db_servers), deleted_at=now,
+                    purge_after=now + dt.timedelta(days=RETENTION_DAYS)))
+                self.store.drop_fingerprints(name)
+                self.store.drop_status(name)
+                self.store.drop_sticky(name)
+                events.record(self.store, actor=self.actor, action="delete", subject=name,
+                              message=f"deleted; data kept until {(now + dt.timedelta(days=RETENTION_DAYS)).date()} "
+                                      "(LIFE-6)")

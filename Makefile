@@ -1,0 +1,55 @@
+# tenantctl: `make run` and `make test` are the two commands (README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE_DIR ?= $(CURDIR)/.state
+export TENANTCTL_STATE_DIR := $(STATE_DIR)
+
+# Debian packages the project and its tests need on the host.
+APT_PACKAGES := prometheus
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup deps venv lint typecheck test unit bench run clean
+
+help:
+	@echo "make run    install what is missing, apply the bundled examples, show status"
+	@echo "make test   lint, type-check and run the test suite"
+	@echo "make bench  print measured figures (bench/)"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+setup: deps venv
+
+lint: venv
+	$(BIN)/ruff check controller tests bench
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python bench/effective.py
+
+run: setup
+	$(BIN)/tenantctl validate -f examples/
+	$(BIN)/tenantctl apply -f examples/
+	$(BIN)/tenantctl status
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
