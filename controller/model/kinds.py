@@ -56,6 +56,14 @@ def _keep_daily(v: Any) -> int:
     return n
 
 
+def _copies_to(v: Any) -> str | list[str]:
+    if v == "all":
+        return "all"
+    if not isinstance(v, list):
+        raise ValueError(f"expected 'all' or a list of region names, got {v!r}")
+    return [values.dns_label(r) for r in v]
+
+
 def _opt_date(v: Any) -> dt.date | None:
     return None if v is None else values.date(v)
 
@@ -215,7 +223,7 @@ class Metadata(Strict):
 class RegionSpec(Strict):
     timezone: values.TimeZone = "UTC"
     #: ``all`` other regions (BKP-1), or a list of region names.
-    backupCopiesTo: Literal["all"] | list[values.DnsLabel] = "all"
+    backupCopiesTo: Annotated[Literal["all"] | list[str], PlainValidator(_copies_to)] = "all"
 
 
 class ServerIp(Strict):

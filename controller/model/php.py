@@ -89,7 +89,8 @@ _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0", "none", ""}
 #: Conservative free-text alphabet: enough for paths, include paths, time zones,
 #: charsets and error_reporting expressions (E_ALL & ~E_NOTICE).
-_TEXT = re.compile(r"^[A-Za-z0-9_ .,:/@%+\-~&|^!()]{0,512}$")
+_TEXT_MAX: Final = 512
+_TEXT = re.compile(r"^[A-Za-z0-9_ .,:/@%+\-~&|^!()]*$")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f;\[\]\"'`$=\\{}]")
 
 
@@ -132,6 +133,8 @@ def normalise(name: Any, value: Any) -> str:
         if d.kind is Kind.DISPLAY and low in ("stderr", "stdout"):
             return low
         raise ValueError(f"expected on or off for {name}, got {text!r}")
+    if len(text) > _TEXT_MAX:
+        raise ValueError(f"value of {name} is longer than {_TEXT_MAX} characters ({len(text)})")
     if not _TEXT.fullmatch(text):
         raise ValueError(
             f"value of {name} has characters outside letters, digits, spaces and . , : / @ % + - ~ & | ^ ! ( )"

@@ -90,6 +90,11 @@ def _servers(ds: DesiredState) -> Iterator[Issue]:
             yield doc.issue(("region",), f"unknown region {spec.region!r} (a Server's region must exist)")
         if spec.provider == "docker" and not ipaddress.ip_address(spec.address).is_loopback:
             yield doc.issue(("address",), "an embedded (docker) server must use a loopback address (127.0.0.0/8)")
+        if spec.provider == "docker":
+            for i, ip in enumerate(spec.ips):
+                if not ipaddress.ip_address(ip.address).is_loopback:
+                    yield doc.issue(("ips", i, "address"),
+                                    "an embedded (docker) server must use loopback addresses (127.0.0.0/8)")
         addrs = [ip.address for ip in spec.ips]
         for i, addr in enumerate(addrs):
             if addr in owners and owners[addr] != name:
