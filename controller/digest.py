@@ -1,4 +1,8 @@
-"""Fingerprints: a stable hash of canonical JSON, so "nothing changed" costs one compare."""
+"""Digests of JSON-like data: a stable hash of canonical JSON.
+
+The bottom layer, beside ``errors``: the loader digests documents, the planner
+digests effective specs and inputs, with the same function.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 
 def canonical(doc: Any) -> bytes:
+    """Sorted keys, no spaces, dates and other scalars as their ``str``."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,18 +157,27 @@ def _condition(type_: str, status: bool, reason: str, message: str) -> dict[str,
     return {"type": type_, "status": "True" if status else "False", "reason": reason, "message": message}
 
 
-def compute(ds: DesiredState, now: dt.datetime, hist: History = EMPTY) -> dict[str, Subscription]:
-    """Every subscription of ``ds``, by name (sorted)."""
+def compute(
+    ds: DesiredState, now: dt.datetime, hist: History = EMPTY, names: Collection[str] | None = None,
+) -> dict[str, Subscription]:
+    """Every subscription of ``ds`` (or only ``names``), by name (sorted).
+
+    Subscriptions left out keep their recorded placement, which still counts toward
+    server capacity and dedicated-IP ownership.
+    """
     memo: dict[Any, dict[str, Any]] = {}
     pre: dict[str, tuple[dict[str, Any], str, Changes, list[str]]] = {}
-    for name in sorted(ds.subscriptions):
+    chosen = set(ds.subscriptions) if names is None else set(names) & set(ds.subscriptions)
+    selected = sorted(chosen)
+    unchanged = {n: spec.customer for n, spec in ds.subscriptions.items() if n not in chosen}
+    for name in selected:
         spec = ds.subscriptions[name]
         changes = Changes()
         eff, sync = _base(name, spec, ds, hist, memo, changes)
         ignored = _customer_groups(eff, spec, hist.sticky.get(name, {}), changes)
         pre[name] = (eff, sync, changes, ignored)
     placements = place_all(
-        ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements
+        ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements, unchanged
     )
     today_cache: dict[str, dt.date] = {}
     server_php = {s: merge.php_settings(spec.phpDefaults) for s, spec in ds.servers.items()}

@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 import yaml
 
+from controller import digest
 from controller.errors import Issue
 from controller.model import kinds, values
 
@@ -55,6 +56,8 @@ class Document:
     file: str
     line: int
     lines: dict[Loc, int] = field(repr=False, compare=False)
+    #: digest of the document's data: unchanged documents are recognised by it
+    digest: str = field(default="", compare=False)
 
     def line_of(self, *loc: str | int) -> int:
         """Line of the value at ``spec.<loc>`` (or of its nearest present parent)."""
@@ -205,7 +208,8 @@ def _document(data: Any, lines: dict[Loc, int], line: int, file: str, issues: li
         return None
     if not ok or meta is None:
         return None
-    return Document(kind, name, spec, dict(meta.labels), dict(meta.annotations), file, line, lines)
+    return Document(kind, name, spec, dict(meta.labels), dict(meta.annotations), file, line, lines,
+                    digest.of(data))
 
 
 def _pydantic_issues(

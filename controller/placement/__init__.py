@@ -118,10 +118,10 @@ class _Pool:
         fallback = [ip.address for ip in ips if ip.type == other and (other == "shared" or ip.address not in self.ip_owner)]
         return (fallback[0] if fallback else None), [Conflict("ip.type", n.ip_type, other if fallback else None)]
 
-    def claim(self, n: Needs, server: str, ip: str | None) -> None:
+    def claim(self, customer: str, server: str, ip: str | None) -> None:
         self.load[server] += 1
         if ip is not None and any(i.address == ip and i.type == "dedicated" for i in self.ds.servers[server].ips):
-            self.ip_owner.setdefault(ip, n.customer)
+            self.ip_owner.setdefault(ip, customer)
 
 
 def _choose(n: Needs, pool: _Pool) -> str | None:
@@ -165,9 +165,21 @@ def _db_servers(n: Needs, server: str | None, recorded: Mapping[str, str | None]
     return out, conflicts
 
 
-def place_all(ds: DesiredState, needs: Iterable[Needs], recorded: Mapping[str, Recorded]) -> dict[str, Placement]:
-    """Place every subscription; recorded placements first, so they keep their server."""
+def place_all(
+    ds: DesiredState,
+    needs: Iterable[Needs],
+    recorded: Mapping[str, Recorded],
+    unchanged: Mapping[str, str] | None = None,
+) -> dict[str, Placement]:
+    """Place every subscription of ``needs``; recorded placements first, so they keep
+    their server. ``unchanged`` (name -> customer) are subscriptions not recomputed this
+    pass: their recorded placements only count toward capacity and IP ownership."""
     pool = _Pool(ds)
+    for name, customer in (unchanged or {}).items():
+        rec = recorded.get(name)
+        if rec is not None and rec.server in ds.servers:
+            assert rec.server is not None
+            pool.claim(customer, rec.server, rec.ip)
     ordered = sorted(needs, key=lambda n: (n.name not in recorded, n.name))
     # Dedicated IPs already held keep their owner before anyone new is placed.
     for n in ordered:
@@ -199,7 +211,7 @@ def place_all(ds: DesiredState, needs: Iterable[Needs], recorded: Mapping[str, R
             conflicts.extend(offer_conflicts)
             ip, ip_conflicts = pool.ip_for(n, server, rec.ip if rec else None)
             conflicts.extend(ip_conflicts)
-            pool.claim(n, server, ip)
+            pool.claim(n.customer, server, ip)
         db_servers, db_conflicts = _db_servers(n, server, rec.dbServers if rec else {}, pool)
         conflicts.extend(db_conflicts)
         out[n.name] = Placement(server, ip, db_servers, available, tuple(conflicts))

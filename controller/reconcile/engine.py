@@ -88,6 +88,7 @@ class Engine:
         self.backoff = backoff or ExponentialBackoff()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.actor = actor
+        self._backoff_keys: set[str] = set()
 
     def plan(self, ds: DesiredState) -> planner.Planned:
         return planner.plan(ds, self.clock(), self.drivers, self.store)
@@ -104,7 +105,18 @@ class Engine:
             if acts and (wanted is None or n in wanted)
         ]
         report = Report(planned)
+        self._backoff_keys = {b.key for b in self.store.list_backoff()}
         self._record_decisions(planned, targets, now)
+        if targets:
+            # What was just recorded (placements, sticky values) is part of the inputs.
+            keys = planner.input_keys(ds, now, planner.observe(self.store), self.drivers)
+            for name in targets:
+                planned.fingerprints[name][planner.INPUTS] = keys[name]
+        for name in planned.refresh:
+            if wanted is None or name in wanted:
+                fps = self.store.get_fingerprints(name)
+                fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
+                self.store.set_fingerprints(name, fps)
         batches: dict[tuple[str, str | None], list[base.Change]] = defaultdict(list)
         for name in targets:
             sub = planned.subscriptions[name]
@@ -116,21 +128,25 @@ class Engine:
                 driver = self.drivers[concern]
                 batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
         for (concern, server), changes in sorted(batches.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            for res in self._run_driver(concern, server, changes):
-                report.outcomes.setdefault(res.name, {})[concern] = res.outcome
-                self._after(res, concern, planned, report, now)
-        for name in targets:
-            self._finish(planned.subscriptions[name], planned, report)
+            results = self._run_driver(concern, server, changes)
+            with self.store.transaction():  # one commit per server batch
+                for res in results:
+                    report.outcomes.setdefault(res.name, {})[concern] = res.outcome
+                    self._after(res, concern, report)
+        with self.store.transaction():
+            for name in targets:
+                self._finish(planned.subscriptions[name], planned, report)
         self._delete(planned.deletions, ds, report, now)
         report.seconds = time.perf_counter() - started
         return report
 
     def _record_decisions(self, planned: planner.Planned, targets: list[str], now: dt.datetime) -> None:
         """Placements, sticky values and transfers, before any driver acts."""
+        known = {r.name: r for r in self.store.list_subscriptions(include_deleted=True)} if targets else {}
         with self.store.transaction():
             for name in targets:
                 sub = planned.subscriptions[name]
-                old = self.store.get_subscription(name)
+                old = known.get(name)
                 pl = sub.placement
                 rec = records.SubscriptionRecord(
                     name=name,
@@ -164,7 +180,10 @@ class Engine:
                                           "now custom, keeping its values (PLAN-7)")
 
     def _backing_off(self, name: str, concern: str, now: dt.datetime) -> bool:
-        rec = self.store.get_backoff(f"{name}/{concern}")
+        key = f"{name}/{concern}"
+        if key not in self._backoff_keys:
+            return False
+        rec = self.store.get_backoff(key)
         return rec is not None and rec.next_attempt > now
 
     def _run_driver(self, concern: str, server: str | None, changes: list[base.Change]) -> list[base.Result]:
@@ -180,19 +199,21 @@ class Engine:
         return [by_name.get(c.name) or base.Result(c.name, "failed", "the driver returned no result")
                 for c in changes]
 
-    def _after(self, res: base.Result, concern: str, planned: planner.Planned, report: Report,
-               now: dt.datetime) -> None:
+    def _after(self, res: base.Result, concern: str, report: Report) -> None:
         key = f"{res.name}/{concern}"
         self.store.set_condition(res.name, _ready_condition(concern, res.outcome, res.message))
         if res.outcome == "failed":
             prev = self.store.get_backoff(key)
+            self._backoff_keys.add(key)
             delay = res.retry_after or self.backoff.delay((prev.failures if prev else 0) + 1)
             self.store.record_failure(key, res.message, delay)
             report.failed.setdefault(res.name, []).append(f"{concern}: {res.message}")
             events.record(self.store, actor=self.actor, action="failed", subject=res.name,
                           message=f"{concern}: {res.message}", data={"retryIn": delay})
             return
-        self.store.clear_backoff(key)
+        if key in self._backoff_keys:
+            self.store.clear_backoff(key)
+            self._backoff_keys.discard(key)
 
     def _finish(self, sub: Subscription, planned: planner.Planned, report: Report) -> None:
         name = sub.name

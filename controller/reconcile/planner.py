@@ -1,58 +1,147 @@
 """Planning: gather (state store -> History), decide (effective.compute), diff
 (fingerprints) -> the actions an apply would take. No writes.
 
-A subscription whose whole-item fingerprint matches the last applied one costs one
-hash and one compare: that is the no-op path.
+Two fingerprints make the no-op path cheap:
+
+* ``inputs``: a digest of everything a subscription's effective spec depends on (its
+  document, its plan and add-ons, its customer, its region's servers and date, what
+  the store remembers of it, and this code). Unchanged inputs -> the spec is not
+  recomputed: the recorded status is the answer.
+* ``*`` (WHOLE): a digest of the computed item; per concern, a digest of its slice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import json
+import zoneinfo
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from controller import effective
+from controller import digest, effective
 from controller.drivers import base
 from controller.effective.history import History
 from controller.model.desired import DesiredState
-from controller.placement import Recorded
-from controller.reconcile import fingerprint
+from controller.placement import Placement, Recorded
 from controller.state import store as state_store
 
 WHOLE = state_store.WHOLE_SUBSCRIPTION
+INPUTS = "inputs"
+#: Keys the engine adds to a status document on top of the computed item.
+STATUS_ONLY = ("concerns", "dnsServers")
 
 
-def observe(store: state_store.Store | None) -> History:
+def _code_digest() -> str:
+    """The code that decides effective specs: a change of it invalidates ``inputs``."""
+    root = Path(__file__).resolve().parent.parent
+    parts = []
+    for pkg in ("model", "effective", "placement"):
+        for f in sorted((root / pkg).glob("*.py")):
+            parts.append(f.read_bytes())
+    return digest.of([p.hex() for p in parts])
+
+
+CODE = _code_digest()
+
+
+class Lazy(Mapping[str, Any]):
+    """A mapping whose values are parsed on first access: unchanged subscriptions never
+    pay for decoding what the store remembers of them."""
+
+    def __init__(self, raw: Mapping[str, Any], parse: Callable[[Any], Any]) -> None:
+        self.raw = raw
+        self._parse = parse
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._cache:
+            self._cache[key] = self._parse(self.raw[key])
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.raw
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What past runs left in the store: the History for ``effective``, the raw texts
+    that ``inputs`` digests, and the recorded status documents."""
+
+    history: History
+    sticky_raw: Mapping[str, Mapping[str, str]]
+    status: Lazy
+
+
+def observe(store: state_store.Store | None) -> Observed:
     """Everything the computation needs from past runs, one query per table."""
     if store is None:
-        return History()
+        return Observed(History(), {}, Lazy({}, json.loads))
     subs = store.list_subscriptions()
-    status = {doc["name"]: doc for doc in store.get_status()}
-    return History(
+    sticky_raw = store.all_sticky_raw()
+    status = Lazy(store.get_status_raw(), json.loads)
+    history = History(
         placements={s.name: Recorded(s.server, s.ip, dict(s.db_servers)) for s in subs},
         created={s.name: s.created_at.date() for s in subs},
         customers={s.name: s.customer for s in subs},
-        sticky=store.all_sticky(),
+        sticky=Lazy(sticky_raw, lambda groups: {g: json.loads(v) for g, v in groups.items()}),
         transfers={t.name: t.frozen for t in store.all_transfers()},
-        last_effective={n: d["effective"] for n, d in status.items() if "effective" in d},
+        last_effective=Lazy(status.raw, lambda text: json.loads(text)["effective"]),
         usage=store.all_usage(),
     )
+    return Observed(history, sticky_raw, status)
 
 
 def driver_id(driver: base.Driver) -> str:
     return f"{type(driver).__module__}.{type(driver).__qualname__}"
 
 
+class _Subscriptions(Mapping[str, effective.Subscription]):
+    """Every desired subscription: recomputed ones as computed, the others rebuilt
+    from their recorded status on first access."""
+
+    def __init__(
+        self, computed: dict[str, effective.Subscription], status: Lazy, hist: History, names: list[str]
+    ) -> None:
+        self._computed = computed
+        self._status = status
+        self._hist = hist
+        self._names = names
+
+    def __getitem__(self, name: str) -> effective.Subscription:
+        if name not in self._computed:
+            if name not in self._status:
+                raise KeyError(name)
+            self._computed[name] = _recorded(name, self._status[name], self._hist)
+        return self._computed[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass
 class Planned:
-    subscriptions: dict[str, effective.Subscription]
-    #: desired fingerprints: name -> {WHOLE: .., concern: ..}
+    subscriptions: Mapping[str, effective.Subscription]
+    #: desired fingerprints: name -> {WHOLE: .., INPUTS: .., concern: ..}
     fingerprints: dict[str, dict[str, str]]
     #: concerns whose slice changed, per subscription
     changed: dict[str, list[str]]
     actions: dict[str, list[str]]
     deletions: list[str] = field(default_factory=list)
+    #: unchanged subscriptions whose ``inputs`` fingerprint only needs recording
+    refresh: list[str] = field(default_factory=list)
+    #: how many subscriptions were recomputed (the rest had unchanged inputs)
+    recomputed: int = 0
 
     @property
     def has_changes(self) -> bool:
@@ -60,7 +149,47 @@ class Planned:
 
 
 def concern_fingerprints(item: Mapping[str, Any], drivers: Mapping[str, base.Driver]) -> dict[str, str]:
-    return {c: fingerprint.of([driver_id(d), d.slice(item)]) for c, d in drivers.items()}
+    return {c: digest.of([driver_id(d), d.slice(item)]) for c, d in drivers.items()}
+
+
+def input_keys(
+    ds: DesiredState, now: dt.datetime, observed: Observed, drivers: Mapping[str, base.Driver]
+) -> dict[str, str]:
+    """The ``inputs`` fingerprint of every subscription (see the module docstring)."""
+    docs = ds.docs
+    hist = observed.history
+    code = [CODE, sorted(driver_id(d) for d in drivers.values())]
+    regions: dict[str, str] = {}
+    for r, region in ds.regions.items():
+        today = now.astimezone(zoneinfo.ZoneInfo(region.timezone)).date().isoformat()
+        servers = sorted(docs[("Server", s)].digest for s, sp in ds.servers.items() if sp.region == r)
+        regions[r] = digest.of([code, docs[("Region", r)].digest, servers, today])
+    out: dict[str, str] = {}
+    for name, spec in ds.subscriptions.items():
+        rec = hist.placements.get(name)
+        created = hist.created.get(name)
+        out[name] = digest.of([
+            regions.get(spec.region),
+            docs[("Subscription", name)].digest,
+            docs[("ServicePlan", spec.plan)].digest if spec.plan else None,
+            [docs[("AddOnPlan", a)].digest for a in spec.addons],
+            docs[("Customer", spec.customer)].digest,
+            [rec.server, rec.ip, dict(rec.dbServers)] if rec else None,
+            created.isoformat() if created else None,
+            hist.customers.get(name),
+            observed.sticky_raw.get(name),
+            hist.transfers.get(name),
+            hist.usage.get(name),
+        ])
+    return out
+
+
+def _recorded(name: str, status: Mapping[str, Any], hist: History) -> effective.Subscription:
+    """A subscription whose inputs did not change: its recorded item is the answer."""
+    item = {k: v for k, v in status.items() if k not in STATUS_ONLY}
+    rec = hist.placements.get(name) or Recorded(None, None)
+    placement = Placement(rec.server, rec.ip, dict(rec.dbServers))
+    return effective.Subscription(name, item, effective.Changes(), placement)
 
 
 def plan(
@@ -68,26 +197,42 @@ def plan(
     now: dt.datetime,
     drivers: Mapping[str, base.Driver],
     store: state_store.Store | None = None,
-    history: History | None = None,
+    observed: Observed | None = None,
 ) -> Planned:
-    hist = history if history is not None else observe(store)
-    subs = effective.compute(ds, now, hist)
+    observed = observed if observed is not None else observe(store)
+    hist, status = observed.history, observed.status
     applied = store.all_fingerprints() if store is not None else {}
+    keys = input_keys(ds, now, observed, drivers)
+    same = {
+        n for n, k in keys.items()
+        if applied.get(n, {}).get(INPUTS) == k and WHOLE in applied[n] and n in status
+    }
+    computed = effective.compute(ds, now, hist, names=set(ds.subscriptions) - same)
+    subs = _Subscriptions(computed, status, hist, sorted(ds.subscriptions))
     known = set(hist.placements)
     fps: dict[str, dict[str, str]] = {}
     changed: dict[str, list[str]] = {}
     actions: dict[str, list[str]] = {}
-    for name, sub in subs.items():
-        whole = fingerprint.of(sub.item)
+    refresh: list[str] = []
+    for name in subs:
         old = applied.get(name, {})
+        if name in same:
+            fps[name] = {WHOLE: old[WHOLE], INPUTS: keys[name]}
+            changed[name] = []
+            actions[name] = []
+            continue
+        sub = computed[name]
+        whole = digest.of(sub.item)
         acts: list[str] = []
         if old.get(WHOLE) == whole and not sub.changes:
-            fps[name] = {WHOLE: whole}
+            fps[name] = {WHOLE: whole, INPUTS: keys[name]}
             changed[name] = []
             actions[name] = acts
+            if old.get(INPUTS) != keys[name]:
+                refresh.append(name)
             continue
         per = concern_fingerprints(sub.item, drivers)
-        fps[name] = {WHOLE: whole, **per}
+        fps[name] = {WHOLE: whole, INPUTS: keys[name], **per}
         rec = hist.placements.get(name)
         if name not in known:
             acts.append("create")
@@ -105,4 +250,4 @@ def plan(
             acts.append("update:status")
         actions[name] = acts
     deletions = sorted(known - set(subs))
-    return Planned(subs, fps, changed, actions, deletions)
+    return Planned(subs, fps, changed, actions, deletions, refresh, recomputed=len(computed))

@@ -284,6 +284,14 @@ class Store:
             result.setdefault(name, {})[grp] = codec.loads(vals)
         return result
 
+    def all_sticky_raw(self) -> dict[str, dict[str, str]]:
+        """Like ``all_sticky`` but the values as their stored JSON text, unparsed: for
+        callers that mostly compare (the planner parses only what it recomputes)."""
+        result: dict[str, dict[str, str]] = {}
+        for name, grp, vals in self._fetchall("SELECT name, grp, vals FROM sticky ORDER BY name, grp"):
+            result.setdefault(name, {})[grp] = vals
+        return result
+
     def set_sticky(self, name: str, group: str, values: dict[str, Any]) -> None:
         self._execute(
             "INSERT INTO sticky (name, grp, vals) VALUES (?, ?, ?) "
@@ -472,6 +480,10 @@ class Store:
     def get_status(self) -> list[dict[str, Any]]:
         """Every status document, ordered by subscription name."""
         return [codec.loads(doc) for (doc,) in self._fetchall("SELECT doc FROM status ORDER BY name")]
+
+    def get_status_raw(self) -> dict[str, str]:
+        """Every status document as its stored JSON text, by subscription name."""
+        return dict(self._fetchall("SELECT name, doc FROM status ORDER BY name"))
 
     def drop_status(self, name: str) -> None:
         self._execute("DELETE FROM status WHERE name = ?", (name,))
