@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -105,30 +105,39 @@ def plan(
 @app.command()
 def effective(
     name: str,
-    files: Files = [Path("examples")],  # noqa: B006
+    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="compute from these files "
+                                                     "instead of reading the state store")] = None,
     fmt: Output = "json",
 ) -> None:
-    """One subscription's effective spec (exit 2 if unknown)."""
+    """One subscription's effective spec, from the state store (or computed from -f);
+    exit 2 if unknown."""
     from controller.model import values
     from controller.reconcile import engine
 
     check_output(fmt)
-    ds = load(files)
     try:
         key = values.domain_name(name)
     except ValueError:
         key = name
-    store = open_store(readonly=True)
-    try:
-        planned = engine.plan(ds, now(), store)
-    finally:
+    item: dict[str, Any] | None = None
+    if files:
+        ds = load(files)
+        store = open_store(readonly=True)
+        try:
+            planned = engine.plan(ds, now(), store)
+        finally:
+            if store is not None:
+                store.close()
+        sub = planned.subscriptions.get(key)
+        item = sub.item if sub is not None else None
+    else:
+        store = open_store(readonly=True)
         if store is not None:
-            store.close()
-    sub = planned.subscriptions.get(key)
-    if sub is None:
+            with store:
+                item = next((d for d in store.get_status() if d["name"] == key), None)
+    if item is None:
         fail(errors.UnknownObject(f"tenantctl: unknown subscription {name!r}"))
         return
-    item = sub.item
     if fmt == "json":
         output.print_json({**item["effective"], **item})
     else:
