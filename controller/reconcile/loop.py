@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import controller
 from controller import errors, metrics, model
 from controller.model import loader
 from controller.reconcile import engine as engine_mod
@@ -49,7 +50,7 @@ def run(
     stop: threading.Event | None = None,
 ) -> None:
     stop = stop or threading.Event()
-    m = metrics.Metrics()
+    m = metrics.Metrics(version=controller.__version__)
     server: Any = m.serve(metrics_addr) if metrics_addr else None
     queue: WorkQueue[str] = WorkQueue(metrics=m.queue_hook())
     eng = engine_mod.Engine(store, clock=clock)
