@@ -18,7 +18,10 @@ def expiry(spec: kinds.SubscriptionSpec, eff: Mapping[str, Any], created: dt.dat
         return spec.expires
     days = eff["resources"]["validityDays"]
     if isinstance(days, int) and created is not None:
-        return created + dt.timedelta(days=days)
+        try:
+            return created + dt.timedelta(days=days)
+        except OverflowError:  # beyond year 9999 (or timedelta's range): never expires
+            return None
     return None
 
 

@@ -319,3 +319,18 @@ def test_RES_2_condition_names_the_resources(world: World) -> None:
     got = condition(item, "Overuse")
     assert got is not None
     assert "diskMB" in got["message"] and "trafficMBPerMonth" in got["message"]
+
+
+@pytest.mark.parametrize(
+    ("created", "validity"),
+    [
+        pytest.param(TODAY - 30 * DAY, 10**9, id="LIFE-3-validityDays-past-timedelta-range"),
+        pytest.param(dt.date(9999, 1, 1), 10**6, id="LIFE-3-validityDays-past-year-9999"),
+    ],
+)
+def test_LIFE_3_validity_beyond_the_calendar_never_expires(world: World, created: dt.date, validity: int) -> None:
+    # regression: date + timedelta raised OverflowError for large validityDays
+    world.plans["basic"]["resources"]["validityDays"] = validity
+    world.sub()
+    item = world.item(history=History(created={SUB: created}))
+    assert (_state(item), item["expires"]) == (("active", None), None)
