@@ -68,7 +68,7 @@ def _base(
     if transferred:  # PLAN-7: detached from its plans, keeping its current values
         frozen = hist.transfers.get(name)
         if frozen is None:
-            frozen = merge.clone(hist.last_effective.get(name) or _plan_based(spec, ds, memo))
+            frozen = merge.clone(hist.last_effective.get(name) or _current(spec, ds, sticky, customised, memo))
             changes.transfer = frozen
         base = merge.clone(frozen)
         sync = "custom"
@@ -91,6 +91,19 @@ def _base(
         assert spec.customizations is not None
         base = merge.customise(base, spec.customizations)
     return base, sync
+
+
+def _current(
+    spec: kinds.SubscriptionSpec, ds: DesiredState, sticky: Mapping[str, dict[str, Any]], customised: bool,
+    memo: dict[Any, dict[str, Any]],
+) -> dict[str, Any]:
+    """The base a subscription has before a transfer, when no effective spec was recorded:
+    the defaults for a custom one, the locked spec for a locked one, else its plan's."""
+    if spec.plan is None:
+        return fresh()
+    if customised and LOCK in sticky:
+        return merge.clone(sticky[LOCK])
+    return _plan_based(spec, ds, memo)
 
 
 def _plan_based(spec: kinds.SubscriptionSpec, ds: DesiredState, memo: dict[Any, dict[str, Any]]) -> dict[str, Any]:

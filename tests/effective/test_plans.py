@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from controller.errors import InputError
@@ -314,3 +316,28 @@ def test_PLAN_7_transferred_subscription_keeps_its_conflict_free_values(world: W
     item = world.item(history=hist)
     assert item["sync"] == "custom"
     assert conflict(item, "hosting.php.version") is None
+
+
+def test_PLAN_7_custom_subscription_transferred_without_record_keeps_its_values(world: World) -> None:
+    # regression: compute asserted a plan while freezing a custom subscription's values
+    from controller.effective import History
+
+    world.sub(plan=None, customer="latecoere", customizations={"resources": {"diskMB": 50}})
+    out = world.compute(History(customers={SUB: "mermoz"}))
+    assert out[SUB].item["sync"] == "custom"
+    assert out[SUB].item["effective"]["resources"]["diskMB"] == 50
+    assert out[SUB].changes.transfer is not None
+
+
+def test_PLAN_7_locked_subscription_transferred_without_record_keeps_the_locked_spec(world: World) -> None:
+    # regression: the frozen values were the edited plan's, not the locked spec's
+    world.sub(customizations={"resources": {"databases": 10}})
+    _, hist = run(world)
+    hist = dataclasses.replace(hist, last_effective={})  # e.g. a store from before last_effective was kept
+    world.plans["basic"]["resources"]["diskMB"] = 5
+    world.subs[SUB]["customer"] = "latecoere"
+    out = world.compute(hist)
+    eff = out[SUB].item["effective"]
+    assert (eff["resources"]["diskMB"], eff["resources"]["databases"]) == (1000, 10)
+    assert out[SUB].changes.transfer is not None
+    assert out[SUB].changes.transfer["resources"]["diskMB"] == 1000
