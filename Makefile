@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STATE_DIR ?= $(CURDIR)/.state
 export TENANTCTL_STATE_DIR := $(STATE_DIR)
 
-# Debian packages the project and its tests need on the host.
+# Debian packages the project and its tests need on the host. They are installed with
+# a policy-rc.d that keeps their services from starting: tenantctl starts its own.
 APT_PACKAGES := prometheus
 STAMP := $(VENV)/.installed
 
@@ -23,7 +24,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  own_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; rc=$$?; \
+	  [ -z "$$own_policy" ] || rm -f /usr/sbin/policy-rc.d; \
+	  exit $$rc; \
 	fi
 
 $(STAMP): pyproject.toml
