@@ -14,6 +14,7 @@ credentials, 0600), ``ansible/`` (runner data and artifacts), ``bootstrap/<serve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -100,18 +101,19 @@ def env_up(servers_: list[ServerSpec], state_dir: Path) -> None:
         return
     _private_dir(state_dir)
     eng = engine.ensure_engine()
-    ref = image.ensure_server_image(eng)
-    started = time.monotonic()
-    servers.up(wanted, state_dir, client=eng.client, image=ref)
-    _console.log(f"servers up in {time.monotonic() - started:.1f}s")
-    marks = _private_dir(state_dir / "bootstrap")
-    pending: list[tuple[ServerSpec, str]] = []
-    for server in wanted:
-        attrs = eng.client.containers.get(server.container_name).attrs
-        fingerprint = _fingerprint(server, str(attrs["Id"]), str(attrs["State"]["StartedAt"]))
-        mark = marks / server.name
-        if not mark.exists() or mark.read_text() != fingerprint:
-            pending.append((server, fingerprint))
+    with contextlib.closing(eng.client):
+        ref = image.ensure_server_image(eng)
+        started = time.monotonic()
+        servers.up(wanted, state_dir, client=eng.client, image=ref)
+        _console.log(f"servers up in {time.monotonic() - started:.1f}s")
+        marks = _private_dir(state_dir / "bootstrap")
+        pending: list[tuple[ServerSpec, str]] = []
+        for server in wanted:
+            attrs = eng.client.containers.get(server.container_name).attrs
+            fingerprint = _fingerprint(server, str(attrs["Id"]), str(attrs["State"]["StartedAt"]))
+            mark = marks / server.name
+            if not mark.exists() or mark.read_text() != fingerprint:
+                pending.append((server, fingerprint))
     if not pending:
         return
     started = time.monotonic()
@@ -127,9 +129,10 @@ def env_down(state_dir: Path) -> None:
     """Remove every server container and stop the dockerd tenantctl started, if any."""
     eng = engine.find_engine()
     if eng is not None:
-        servers.down(state_dir, client=eng.client)
-        eng.client.close()
+        with contextlib.closing(eng.client):
+            servers.down(state_dir, client=eng.client)
     engine.stop_engine()
+    ansible.forget(state_dir)
     marks = state_dir / "bootstrap"
     if marks.is_dir():
         for mark in marks.iterdir():
@@ -139,5 +142,4 @@ def env_down(state_dir: Path) -> None:
 def env_status(servers_: list[ServerSpec], state_dir: Path) -> dict[str, Any]:
     """``{"servers": [...]}`` as in ``env status -o json``; never starts an engine."""
     del state_dir  # the live state is in the engine and on the servers' addresses
-    eng = engine.find_engine()
-    return {"servers": servers.status(servers_, client=eng.client if eng is not None else None)}
+    return {"servers": servers.status(servers_)}

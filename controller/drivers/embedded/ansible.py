@@ -44,6 +44,14 @@ def _control_dir(state_dir: Path) -> Path:
     return path
 
 
+def forget(state_dir: Path) -> None:
+    """Remove the SSH control directory of ``state_dir`` (its masters end with the servers)."""
+    path = _control_dir(state_dir)
+    for sock in path.iterdir():
+        sock.unlink(missing_ok=True)
+    path.rmdir()
+
+
 def inventory(
     targets: Iterable[servers.ServerSpec], key: Path, hostvars: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +60,33 @@ def _paths(root: Path) -> dict[str, Path]:
 
 def _client(base_url: str) -> docker.DockerClient | None:
     """A client if the engine at ``base_url`` answers a ping, else None."""
+    if base_url.startswith("unix://") and not _socket_accepts(base_url.removeprefix("unix://")):
+        return None  # checked first: the SDK leaks its socket when connect() fails
     try:
         client = docker.DockerClient(base_url=base_url, version=API_VERSION, timeout=60)
-        client.ping()
     except (docker_errors.DockerException, OSError):
         return None
+    try:
+        client.ping()
+    except (docker_errors.DockerException, OSError):
+        client.close()
+        return None
     return client
+
+
+def _socket_accepts(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def _answering_external() -> Engine | None:
     for url in (os.environ.get("DOCKER_HOST"), DEFAULT_SOCKET):
         if not url:
-            continue
-        if url.startswith("unix://") and not Path(url.removeprefix("unix://")).exists():
             continue
         client = _client(url)
         if client is not None:
@@ -114,8 +129,9 @@ def _start_dockerd(paths: dict[str, Path], url: str) -> None:
         *DOCKERD_FLAGS,
     ]
     with paths["log"].open("ab") as log:
-        # A new session: the engine outlives the `env up` that started it.
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        # setsid --fork: dockerd runs in its own session and is not our child, so it outlives
+        # the `env up` that started it and is reaped by init, not left to us.
+        subprocess.run(["setsid", "--fork", *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
 
 
 def _wait_for(url: str, paths: dict[str, Path], timeout: float) -> docker.DockerClient:

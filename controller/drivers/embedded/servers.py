@@ -9,6 +9,7 @@ its own address from the host (TCP connect, or an HTTP ping for PHP-FPM).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -148,14 +149,19 @@ def up(
     """
     if client is None or image is None:
         eng = engine.ensure_engine()
-        client = client or eng.client
-        image = image or image_mod.ensure_server_image(eng)
+        with contextlib.closing(eng.client):
+            return up(servers, state_dir, client=client or eng.client,
+                      image=image or image_mod.ensure_server_image(eng))
     public_key = ssh_key(state_dir).with_suffix(".pub").read_text().strip()
+    wanted = docker_servers(servers)
+    _check_addresses_free(client, wanted)
     started: list[ServerSpec] = []
-    for server in docker_servers(servers):
+    for server in wanted:
         container = _container(client, server)
         if container is not None and container.status == "running":
             continue
+        if _tcp_up(server.address, 22, timeout=0.5):
+            raise errors.ServerError(f"server {server.name}: something already listens on {server.address}:22")
         try:
             if container is None:
                 client.containers.run(
@@ -175,6 +181,20 @@ def up(
     for server in started:
         wait_for_ssh(server)
     return started
+
+
+def _check_addresses_free(client: docker.DockerClient, wanted: list[ServerSpec]) -> None:
+    """Refuse addresses that a running server container of another name already uses."""
+    names = {s.name: s for s in wanted}
+    by_address = {s.address: s.name for s in wanted}
+    for container in client.containers.list(filters={"label": LABEL}):
+        other = str(container.labels.get(LABEL, ""))
+        env = dict(str(e).split("=", 1) for e in container.attrs["Config"].get("Env") or () if "=" in str(e))
+        address = env.get("TENANTCTL_ADDRESS", "")
+        if address in by_address and other != by_address[address] and other not in names:
+            raise errors.ServerError(
+                f"server {by_address[address]}: address {address} is used by running server {other}"
+            )
 
 
 def wait_for_ssh(server: ServerSpec, timeout: float = 30.0) -> None:
@@ -199,7 +219,8 @@ def down(state_dir: Path | None = None, *, client: docker.DockerClient | None = 
         eng = engine.find_engine()
         if eng is None:
             return []
-        client = eng.client
+        with contextlib.closing(eng.client):
+            return down(client=eng.client)
     removed = []
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         container.remove(force=True, v=True)
@@ -253,7 +274,9 @@ def status(servers: Iterable[ServerSpec], *, client: docker.DockerClient | None 
     """
     if client is None:
         eng = engine.find_engine()
-        client = eng.client if eng is not None else None
+        if eng is not None:
+            with contextlib.closing(eng.client):
+                return status(servers, client=eng.client)
     entries = []
     for server in docker_servers(servers):
         state = state_of(client, server)
