@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from controller import errors
 from controller.cli import output
@@ -58,7 +59,13 @@ def apply(
     assert store is not None
     with store:
         eng = engine.Engine(store, clock=now, actor="operator")
-        report = eng.reconcile(ds)
+        with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("reconciling", total=None)
+
+            def show(what: str, done: int, total: int) -> None:
+                bar.update(task, description=what, completed=done, total=total)
+
+            report = eng.reconcile(ds, progress=show)
         items = _status_items(store)
     touched = sum(1 for acts in report.planned.actions.values() if acts) + len(report.planned.deletions)
     output.subscriptions_table(items, title=f"apply: {touched} changed, {len(report.failed)} failed "
@@ -158,5 +165,3 @@ def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None
     """State of the embedded servers."""
     fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
 
-
-_ = time

@@ -95,7 +95,13 @@ class Engine:
 
     # --- the pass ---------------------------------------------------------------
 
-    def reconcile(self, ds: DesiredState, only: Iterable[str] | None = None) -> Report:
+    def reconcile(
+        self,
+        ds: DesiredState,
+        only: Iterable[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> Report:
+        """One pass. ``progress(what, done, total)`` is called after each server batch."""
         started = time.perf_counter()
         now = self.clock()
         planned = self.plan(ds)
@@ -127,8 +133,13 @@ class Engine:
                     continue
                 driver = self.drivers[concern]
                 batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
+        total = sum(len(c) for c in batches.values())
+        done = 0
         for (concern, server), changes in sorted(batches.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
             results = self._run_driver(concern, server, changes)
+            done += len(changes)
+            if progress is not None:
+                progress(f"{concern} on {server or '-'}", done, total)
             with self.store.transaction():  # one commit per server batch
                 for res in results:
                     report.outcomes.setdefault(res.name, {})[concern] = res.outcome
