@@ -1,0 +1,135 @@
+"""Pure parts of the embedded driver: no engine, no servers (these run everywhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from controller.drivers import embedded
+from controller.drivers.embedded import ansible, errors, image, servers
+
+DOC = {
+    "apiVersion": "tenantctl.io/v1",
+    "kind": "Server",
+    "metadata": {"name": "eu-west-1"},
+    "spec": {
+        "region": "eu-west",
+        "provider": "docker",
+        "address": "127.0.10.1",
+        "ips": [{"address": "127.0.10.1", "type": "shared"}, {"address": "127.0.10.2", "type": "dedicated"}],
+        "roles": ["web", "dns"],
+        "capacity": {"sites": 500},
+    },
+}
+
+
+class TestServerSpec:
+    def test_from_a_whole_document(self) -> None:
+        spec = embedded.ServerSpec.from_dict(DOC)
+        assert (spec.name, spec.region, spec.address, spec.roles) == ("eu-west-1", "eu-west", "127.0.10.1",
+                                                                      ("web", "dns"))
+        assert spec.ips[1] == servers.IpSpec(address="127.0.10.2", type="dedicated")
+        assert spec.container_name == "tenantctl-eu-west-1"
+
+    def test_from_flat_fields(self) -> None:
+        spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["backup"]})
+        assert spec.provider == "docker"
+        assert spec.roles == ("backup",)
+
+    @pytest.mark.parametrize(
+        ("fields", "message"),
+        [
+            pytest.param({"name": "Bad_Name", "address": "127.0.0.5"}, "DNS label", id="name"),
+            pytest.param({"name": "a", "address": "10.0.0.1"}, "127.0.0.0/8", id="not-loopback"),
+            pytest.param({"name": "a", "address": "127.0.0.5; rm -rf /"}, "does not appear", id="garbage"),
+            pytest.param({"name": "a", "address": "127.0.0.5", "roles": ["mail"]}, "unknown roles", id="role"),
+        ],
+    )
+    def test_rejects(self, fields: dict[str, object], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            embedded.ServerSpec.from_dict(fields)
+
+    def test_ssh_servers_may_use_any_address(self) -> None:
+        spec = embedded.ServerSpec.from_dict({"name": "a", "provider": "ssh", "address": "192.0.2.10"})
+        assert servers.docker_servers([spec]) == []
+
+    def test_two_servers_on_one_address_are_refused(self) -> None:
+        a = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1"})
+        b = embedded.ServerSpec.from_dict({"name": "b", "address": "127.0.31.1", "ips": ["127.0.30.1"]})
+        with pytest.raises(errors.ServerError, match=r"127\.0\.30\.1"):
+            servers.docker_servers([a, b])
+
+    def test_services_follow_roles(self) -> None:
+        spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["db-postgresql"]})
+        assert servers.services_of(spec) == ["ssh", "postgresql"]
+
+
+class TestImageInputs:
+    def test_mirror_comes_from_the_deb822_sources(self, tmp_path: Path) -> None:
+        sources = tmp_path / "debian.sources"
+        sources.write_text(
+            "Types: deb\n# http://old.example/debian\nURIs: http://mirror.example/debian\n"
+            "Suites: bookworm bookworm-updates\nComponents: main\n\n"
+            "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        )
+        assert image.debian_mirror(sources) == "http://mirror.example/debian"
+        assert image.debian_mirror(tmp_path / "missing") == image.FALLBACK_MIRROR
+
+    def test_build_key_changes_with_any_context_file(self, tmp_path: Path) -> None:
+        (tmp_path / "Dockerfile").write_text("FROM x\n")
+        (tmp_path / "entrypoint.sh").write_text("#!/bin/sh\n")
+        first = image.context_key("base1", tmp_path)
+        assert image.context_key("base1", tmp_path) == first
+        assert image.context_key("base2", tmp_path) != first
+        (tmp_path / "entrypoint.sh").write_text("#!/bin/sh\nexit 0\n")
+        assert image.context_key("base1", tmp_path) != first
+
+    def test_the_shipped_context_has_its_dockerfile(self) -> None:
+        assert (image.CONTEXT_DIR / "Dockerfile").read_text().startswith("#")
+        assert "policy-rc.d" in (image.CONTEXT_DIR / "Dockerfile").read_text()
+
+
+class TestAnsibleGlue:
+    def test_inventory_targets_each_address_as_root_with_our_key(self, tmp_path: Path) -> None:
+        spec = embedded.ServerSpec.from_dict(DOC)
+        inv = ansible.inventory([spec], tmp_path / "key", {"eu-west-1": {"tenantctl_pdns_api_key": "k"}})
+        host = inv["all"]["hosts"]["eu-west-1"]
+        assert host["ansible_host"] == "127.0.10.1"
+        assert host["ansible_user"] == "root"
+        assert host["ansible_ssh_private_key_file"] == str(tmp_path / "key")
+        assert host["tenantctl_roles"] == ["web", "dns"]
+        assert host["tenantctl_pdns_api_key"] == "k"
+
+    def test_the_first_failed_task_is_mapped(self) -> None:
+        events = [
+            {"event": "runner_on_ok", "event_data": {"host": "a", "task": "fine", "res": {}}},
+            {"event": "runner_on_failed", "event_data": {"host": "a", "task": "ignored", "ignore_errors": True,
+                                                         "res": {"msg": "nope"}}},
+            {"event": "runner_on_failed", "event_data": {"host": "b", "task": "Start nginx",
+                                                         "res": {"msg": "Unable to start", "stderr": "bind()"}}},
+        ]
+        exc = ansible._failure(SimpleNamespace(events=events, status="failed", rc=2))
+        assert (exc.host, exc.task, exc.status) == ("b", "Start nginx", "failed")
+        assert str(exc) == "b: Start nginx: Unable to start: bind()"
+        assert isinstance(exc, errors.EmbeddedError)
+
+    def test_unreachable_is_mapped_too(self) -> None:
+        events = [{"event": "runner_on_unreachable", "event_data": {"host": "a", "task": "t",
+                                                                    "res": {"msg": "ssh: refused"}}}]
+        exc = ansible._failure(SimpleNamespace(events=events, status="failed", rc=4))
+        assert exc.status == "unreachable"
+
+
+class TestState:
+    def test_credentials_are_generated_once_and_private(self, tmp_path: Path) -> None:
+        first = embedded.credentials(tmp_path, "a")
+        assert embedded.credentials(tmp_path, "a") == first
+        assert (tmp_path / "secrets" / "a.json").stat().st_mode & 0o777 == 0o600
+        assert all(v.isalnum() and len(v) >= 16 for k, v in first.items() if not k.endswith("_user"))
+        assert embedded.credentials(tmp_path, "b") != first
+
+    def test_exports(self) -> None:
+        assert set(embedded.__all__) == {"ServerSpec", "bootstrap", "credentials", "env_down", "env_status",
+                                         "env_up", "errors"}
