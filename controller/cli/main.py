@@ -51,7 +51,7 @@ def open_store(*, readonly: bool) -> state_store.Store | None:
         if not path.exists():
             return None
         return state_store.Store.open_readonly(path)
-    return state_store.Store(path)
+    return state_store.Store(path, now=now)
 
 
 def check_output(fmt: str) -> None:

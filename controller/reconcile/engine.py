@@ -55,6 +55,8 @@ class Report:
     #: name -> messages of failed concerns
     failed: dict[str, list[str]] = field(default_factory=dict)
     deferred: list[str] = field(default_factory=list)
+    #: when failed or deferred subscriptions are due again (store clock)
+    retry_at: dict[str, dt.datetime] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -128,7 +130,7 @@ class Engine:
             sub = planned.subscriptions[name]
             action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
             for concern in planned.changed[name]:
-                if self._backing_off(name, concern, now):
+                if self._backing_off(name, concern, report):
                     report.deferred.append(f"{name}/{concern}")
                     continue
                 driver = self.drivers[concern]
@@ -190,12 +192,16 @@ class Engine:
                                   message=f"transferred from {old.customer} to {sub.item['customer']}: "
                                           "now custom, keeping its values (PLAN-7)")
 
-    def _backing_off(self, name: str, concern: str, now: dt.datetime) -> bool:
+    def _backing_off(self, name: str, concern: str, report: Report) -> bool:
         key = f"{name}/{concern}"
         if key not in self._backoff_keys:
             return False
         rec = self.store.get_backoff(key)
-        return rec is not None and rec.next_attempt > now
+        # the store stamps next_attempt with its own clock: compare with the same one
+        if rec is None or rec.next_attempt <= self.store.now():
+            return False
+        report.retry_at[name] = min(report.retry_at.get(name, rec.next_attempt), rec.next_attempt)
+        return True
 
     def _run_driver(self, concern: str, server: str | None, changes: list[base.Change]) -> list[base.Result]:
         dep = f"{concern}:{server or '-'}"
@@ -217,7 +223,8 @@ class Engine:
             prev = self.store.get_backoff(key)
             self._backoff_keys.add(key)
             delay = res.retry_after or self.backoff.delay((prev.failures if prev else 0) + 1)
-            self.store.record_failure(key, res.message, delay)
+            rec = self.store.record_failure(key, res.message, delay)
+            report.retry_at[res.name] = min(report.retry_at.get(res.name, rec.next_attempt), rec.next_attempt)
             report.failed.setdefault(res.name, []).append(f"{concern}: {res.message}")
             events.record(self.store, actor=self.actor, action="failed", subject=res.name,
                           message=f"{concern}: {res.message}", data={"retryIn": delay})

@@ -87,14 +87,14 @@ def run(
                 keys = _drain(queue, timeout=0.0 if once else 1.0)
                 if keys:
                     report = eng.reconcile(ds, only=keys)
-                    failed = set(report.failed)
+                    now = store.now()
                     for k in keys:
-                        if k in failed:
-                            queue.add_rate_limited(k)
+                        queue.done(k)
+                        if k in report.retry_at:  # failed or backing off: due again then
+                            queue.add_after(k, max((report.retry_at[k] - now).total_seconds(), 0.0))
                         else:
                             queue.forget(k)
-                        queue.done(k)
-                    m.observe_reconcile("error" if failed else "success", report.seconds)
+                    m.observe_reconcile("error" if report.failed else "success", report.seconds)
                     m.set_subscription_summary(store.get_status())
             elif not once:
                 stop.wait(1.0)
