@@ -86,7 +86,23 @@ def line_for(lines: dict[Loc, int], loc: Loc, default: int) -> int:
     return lines.get((), default)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], issues: list[tuple[int, str]]) -> None:
+#: Limits per document: YAML aliases can make a small file expand exponentially
+#: ("billion laughs") or refer to themselves; nothing legitimate comes near these.
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _walk(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], issues: list[tuple[int, str]], budget: list[int] | None = None
+) -> None:
+    budget = budget if budget is not None else [MAX_VALUES]
+    budget[0] -= 1
+    if budget[0] < 0 or len(loc) > MAX_DEPTH:
+        raise _TooLarge
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
@@ -96,10 +112,10 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], issues: list[tuple[i
                 issues.append((key_node.start_mark.line + 1, format_loc((*loc, key))))
             seen.add(key)
             lines[(*loc, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*loc, key), lines, issues)
+            _walk(value_node, (*loc, key), lines, issues, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*loc, i), lines, issues)
+            _walk(item, (*loc, i), lines, issues, budget)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -119,7 +135,13 @@ def _docs_of(text: str, file: str, issues: list[Issue]) -> Iterator[tuple[Any, d
                 continue
             lines: dict[Loc, int] = {}
             dups: list[tuple[int, str]] = []
-            _walk(node, (), lines, dups)
+            try:
+                _walk(node, (), lines, dups)
+            except _TooLarge:
+                issues.append(Issue(file, node.start_mark.line + 1, "",
+                                    f"document refused: more than {MAX_VALUES} values or {MAX_DEPTH} levels "
+                                    "(check YAML aliases)"))
+                continue
             for dup_line, dup_path in dups:
                 issues.append(Issue(file, dup_line, dup_path, "key given twice"))
             try:

@@ -146,6 +146,9 @@ def test_error_lines_have_file_line_path_message(results: dict[str, Outcome]) ->
             if m.group("path") is None:
                 without_path.append(stem)
     # Only YAML syntax and document-level envelope errors have no field path.
-    assert set(without_path) <= {"yaml-unclosed-flow", "yaml-tab-indent", "yaml-bad-tag", "envelope-not-mapping"}
+    assert set(without_path) <= {
+        "yaml-unclosed-flow", "yaml-tab-indent", "yaml-bad-tag", "yaml-alias-bomb", "yaml-recursive-alias",
+        "envelope-not-mapping",
+    }
     issue = results["ref-unknown-region"].issues[0]
     assert issue == f"{CORPUS / 'ref-unknown-region.yaml'}:9: spec.region: unknown region 'ap-south'"
