@@ -106,7 +106,17 @@ class _Pool:
     def ip_for(self, n: Needs, server: str, recorded_ip: str | None) -> tuple[str | None, list[Conflict]]:
         ips = self.ds.servers[server].ips
         if n.ip is not None:
-            return n.ip, []
+            # An explicit address must be this server's, and a dedicated one must not
+            # serve another customer; otherwise pick one as usual and report it.
+            mine = next((ip for ip in ips if ip.address == n.ip), None)
+            if mine is not None and (mine.type != "dedicated" or self.ip_owner.get(n.ip, n.customer) == n.customer):
+                return n.ip, []
+            chosen, conflicts = self._pick(n, server, recorded_ip)
+            return chosen, [Conflict("ip", n.ip, chosen), *conflicts]
+        return self._pick(n, server, recorded_ip)
+
+    def _pick(self, n: Needs, server: str, recorded_ip: str | None) -> tuple[str | None, list[Conflict]]:
+        ips = self.ds.servers[server].ips
         wanted = [ip.address for ip in ips if ip.type == n.ip_type]
         if n.ip_type == "dedicated":
             wanted = [a for a in wanted if self.ip_owner.get(a, n.customer) == n.customer]
@@ -189,6 +199,11 @@ def place_all(
             and any(i.address == rec.ip and i.type == "dedicated" for i in ds.servers[rec.server].ips)
         ):
             pool.ip_owner.setdefault(rec.ip, n.customer)
+    # Then explicitly requested dedicated IPs, so automatic picks leave them alone.
+    ip_server = {ip.address: (s, ip.type) for s, spec in ds.servers.items() for ip in spec.ips}
+    for n in ordered:
+        if n.ip is not None and ip_server.get(n.ip, ("", ""))[1] == "dedicated":
+            pool.ip_owner.setdefault(n.ip, n.customer)
     out: dict[str, Placement] = {}
     for n in ordered:
         rec = recorded.get(n.name)
@@ -200,6 +215,8 @@ def place_all(
             server = rec.server if rec.server in ds.servers else None
             if server is None:
                 conflicts.append(Conflict("server", rec.server, None))
+        elif n.ip is not None and n.ip in ip_server and ds.servers[ip_server[n.ip][0]].region == n.region:
+            server = ip_server[n.ip][0]  # an explicit address places on its server
         else:
             server = _choose(n, pool)
             if server is None:  # SYNC-3: server full, or no server with the roles

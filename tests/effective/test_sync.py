@@ -353,3 +353,24 @@ def test_SYNC_5_addon_change_fans_out_to_its_subscribers_only(world: World) -> N
     out = world.compute(hist)
     assert out[SUB].item["effective"]["resources"]["mailboxes"] == 15
     assert out[SUB2].item["effective"]["resources"]["mailboxes"] == 5
+
+
+def test_SYNC_3_explicit_ip_places_on_the_server_that_has_it(world: World) -> None:
+    # regression: spec.ip without spec.server could land on another server than the address's
+    world.servers["eu-west-2"] = server_spec(11)
+    world.sub(ip="127.0.11.1")
+    item = world.item()
+    assert (item["server"], item["ip"], item["conflicts"]) == ("eu-west-2", "127.0.11.1", [])
+
+
+def test_SYNC_3_explicit_dedicated_ip_of_another_customer_is_a_conflict(world: World) -> None:
+    # regression: an explicit dedicated address was handed out even while another customer held it
+    world.sub(SUB2, customer="latecoere", ipType="dedicated")
+    _, hist = run(world)
+    world.sub(SUB, ipType="dedicated", ip="127.0.10.2")
+    out = world.compute(hist)
+    assert out[SUB2].item["ip"] == "127.0.10.2"
+    assert out[SUB].item["ip"] != "127.0.10.2"
+    assert out[SUB].item["sync"] == "unsynced"
+    assert conflict(out[SUB].item, "ip") == {"property": "ip", "planValue": "127.0.10.2",
+                                            "availableValue": out[SUB].item["ip"]}
