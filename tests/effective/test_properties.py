@@ -141,7 +141,7 @@ def test_SYNC_3_compute_never_raises_and_reports_conflicts(case: tuple[World, Hi
 
 @PROPS
 @given(case=worlds())
-def test_compute_is_byte_identical_for_the_same_inputs(case: tuple[World, History]) -> None:
+def test_SYNC_1_recomputing_the_same_inputs_is_byte_identical(case: tuple[World, History]) -> None:
     w, hist = case
     ds = w.load()
     from controller import effective
