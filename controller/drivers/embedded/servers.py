@@ -179,7 +179,11 @@ def up(
             raise errors.ServerError(f"server {server.name}: {exc.explanation or exc}") from exc
         started.append(server)
     for server in started:
-        wait_for_ssh(server)
+        try:
+            wait_for_ssh(server)
+        except errors.ServerError as exc:
+            logs = client.containers.get(server.container_name).logs(tail=20).decode(errors="replace")
+            raise errors.ServerError(f"{exc}; container log:\n{logs}") from exc
     return started
 
 
