@@ -175,6 +175,18 @@ def _db_servers(n: Needs, server: str | None, recorded: Mapping[str, str | None]
     return out, conflicts
 
 
+def _fit_conflicts(n: Needs, server: str, pool: _Pool, *, moving: bool) -> list[Conflict]:
+    spec = pool.ds.servers[server]
+    out: list[Conflict] = []
+    if spec.region != n.region:
+        out.append(Conflict("region", n.region, spec.region))
+    if n.web and "web" not in spec.roles:
+        out.append(Conflict("server", f"{server} with the web role", None))
+    if moving and not pool.free(server):
+        out.append(Conflict("server", f"{server} with free capacity", None))
+    return out
+
+
 def place_all(
     ds: DesiredState,
     needs: Iterable[Needs],
@@ -223,6 +235,10 @@ def place_all(
                 conflicts.append(Conflict("server", f"a server in {n.region} with free capacity", None))
         available: dict[str, Any] = {}
         ip: str | None = None
+        if server is not None and (n.server is not None or rec is not None):
+            # An explicit or recorded server is kept (never moved implicitly), but what
+            # it no longer fits is reported (SYNC-3).
+            conflicts.extend(_fit_conflicts(n, server, pool, moving=rec is None or rec.server != server))
         if server is not None:
             available, offer_conflicts = _offer_conflicts(n, ds.servers[server])
             conflicts.extend(offer_conflicts)

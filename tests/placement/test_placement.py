@@ -246,3 +246,29 @@ def test_SYNC_3_explicit_dedicated_ip_is_reserved_before_automatic_picks() -> No
     assert out["b.example.org"].ip == "127.0.10.2"
     assert out["b.example.org"].conflicts == ()
     assert out["a.example.org"].ip == "127.0.10.1"
+
+
+# --- a kept server that no longer fits (SYNC-3, never moved implicitly) --------------
+
+
+def test_SYNC_3_explicit_server_without_web_role_is_a_conflict() -> None:
+    ds = desired({"db-1": server_spec(10, roles=["db-postgresql"]), "web-1": server_spec(11)})
+    pl = place_all(ds, [needs("a.example.org", server="db-1")], {})["a.example.org"]
+    assert pl.server == "db-1"
+    assert Conflict("server", "db-1 with the web role", None) in pl.conflicts
+
+
+def test_SYNC_3_explicit_move_to_a_full_server_is_a_conflict() -> None:
+    ds = desired({"s1": server_spec(1, capacity={"sites": 1}), "s2": server_spec(2, capacity={"sites": 1})})
+    recorded = {"a.example.org": Recorded("s1", None), "b.example.org": Recorded("s2", None)}
+    out = place_all(ds, [needs("a.example.org"), needs("b.example.org", server="s1")], recorded)
+    assert out["b.example.org"].server == "s1"
+    assert Conflict("server", "s1 with free capacity", None) in out["b.example.org"].conflicts
+    assert out["a.example.org"].conflicts == ()
+
+
+def test_SYNC_3_recorded_server_that_lost_its_web_role_stays_with_a_conflict() -> None:
+    ds = desired({"s1": server_spec(10, roles=["dns"]), "s2": server_spec(11)})
+    pl = place_all(ds, [needs("a.example.org")], {"a.example.org": Recorded("s1", None)})["a.example.org"]
+    assert pl.server == "s1"
+    assert Conflict("server", "s1 with the web role", None) in pl.conflicts
