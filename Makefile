@@ -9,7 +9,7 @@ export TENANTCTL_STATE_DIR := $(STATE_DIR)
 
 # Debian packages the project and its tests need on the host. They are installed with
 # a policy-rc.d that keeps their services from starting: tenantctl starts its own.
-APT_PACKAGES := prometheus
+APT_PACKAGES := prometheus docker.io debootstrap openssh-client curl dnsutils mariadb-client postgresql-client
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup deps venv lint typecheck test unit bench run clean
@@ -53,8 +53,13 @@ bench: setup
 
 run: setup
 	$(BIN)/tenantctl validate -f examples/
-	$(BIN)/tenantctl apply -f examples/
+	$(BIN)/tenantctl env up -f examples/
+	$(BIN)/tenantctl apply -f examples/ || true
 	$(BIN)/tenantctl status
+	@echo
+	@echo "servers:  $(BIN)/tenantctl env status -f examples/"
+	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics)"
+	@echo "stop:     $(BIN)/tenantctl env down"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

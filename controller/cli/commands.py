@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from controller import errors
 from controller.cli import output
-from controller.cli.main import Files, Output, app, check_output, fail, load, now, open_store
+from controller.cli.main import Files, Output, app, check_output, drivers_for, fail, load, now, open_store, state_dir
 from controller.state import events
 from controller.state import store as state_store
 
@@ -58,7 +58,7 @@ def apply(
     store = open_store(readonly=False)
     assert store is not None
     with store:
-        eng = engine.Engine(store, clock=now, actor="operator")
+        eng = engine.Engine(store, drivers_for(ds), clock=now, actor="operator")
         with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("reconciling", total=None)
 
@@ -145,23 +145,66 @@ def run(
     store = open_store(readonly=False)
     assert store is not None
     with store:
-        loop.run(files, store, clock=now, metrics_addr=metrics_addr, resync=resync, once=once)
+        marker = state_dir() / "metrics.addr"
+        if metrics_addr:
+            marker.write_text(metrics_addr + "\n")
+        try:
+            loop.run(files, store, clock=now, metrics_addr=metrics_addr, resync=resync, once=once,
+                     drivers_for=drivers_for)
+        finally:
+            marker.unlink(missing_ok=True)
+
+
+def _docker_servers(files: list[Path]) -> list[Any]:
+    from controller.drivers import embedded
+
+    ds = load(files)
+    return [
+        embedded.ServerSpec.from_dict({"name": name, **spec.model_dump(mode="json")})
+        for name, spec in ds.servers.items()
+    ]
+
+
+def _embedded_call(fn: Any, *args: Any) -> Any:
+    from controller.drivers.embedded import errors as embedded_errors
+
+    try:
+        return fn(*args)
+    except (embedded_errors.EmbeddedError, errors.DriverError) as exc:
+        fail(errors.TenantctlError(f"tenantctl: {exc}"), 1)
 
 
 @env_app.command("up")
 def env_up(files: Files = [Path("examples")]) -> None:  # noqa: B006
-    """Start the embedded servers of the desired state."""
-    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+    """Start (and bootstrap) the embedded servers of the desired state: idempotent."""
+    from controller.drivers import embedded
+
+    _embedded_call(embedded.env_up, _docker_servers(files), state_dir())
+    typer.echo("embedded environment up")
 
 
 @env_app.command("down")
 def env_down() -> None:
-    """Stop and remove the embedded servers."""
-    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+    """Stop and remove the embedded servers; nothing is left running."""
+    from controller.drivers import embedded
+
+    _embedded_call(embedded.env_down, state_dir())
+    typer.echo("embedded environment down")
 
 
 @env_app.command("status")
 def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None:  # noqa: B006
-    """State of the embedded servers."""
-    fail(errors.TenantctlError("tenantctl: the embedded environment is not available in this version"), 1)
+    """State of the embedded servers and their services."""
+    from controller.drivers import embedded
 
+    check_output(fmt)
+    doc = _embedded_call(embedded.env_status, _docker_servers(files), state_dir())
+    metrics_file = state_dir() / "metrics.addr"
+    doc["caBundle"] = None  # no TLS concern yet: nothing to verify
+    doc["metrics"] = metrics_file.read_text().strip() if metrics_file.exists() else None
+    if fmt == "json":
+        output.print_json(doc)
+        return
+    for srv in doc["servers"]:
+        services = ", ".join(f"{k}={v}" for k, v in srv["services"].items())
+        typer.echo(f"{srv['name']:<16} {srv['state']:<8} {srv['address']:<15} {services}")

@@ -45,6 +45,17 @@ def load(files: list[Path]) -> model.DesiredState:
         raise AssertionError from None  # unreachable
 
 
+def state_dir() -> Path:
+    return state_store.default_path().parent
+
+
+def drivers_for(ds: model.DesiredState) -> dict[str, Any]:
+    """The drivers of every concern for this desired state's servers."""
+    from controller.drivers import context, registry
+
+    return dict(registry.build(context.Context.of(ds, state_dir())))
+
+
 def open_store(*, readonly: bool) -> state_store.Store | None:
     path = state_store.default_path()
     if readonly:

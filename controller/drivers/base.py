@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 CONCERNS = ("web", "php", "db", "dns", "tls", "backup")
 
@@ -46,6 +46,17 @@ class Driver(Protocol):
 
     def apply(self, server: str | None, changes: Sequence[Change]) -> list[Result]:
         """Make ``changes`` real on ``server`` in one batch; one result per change."""
+        ...
+
+
+@runtime_checkable
+class DriftAware(Protocol):
+    """A driver that can tell what was changed or lost on a server since it applied."""
+
+    def drifted(self, server: str | None, changes: Sequence[Change]) -> dict[str, str]:
+        """For each change (the current desired slice), whether the server still has it:
+        returns ``{name: what differs}`` for those that drifted, in one round trip per
+        server (no process per subscription)."""
         ...
 
 

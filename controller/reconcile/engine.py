@@ -137,7 +137,9 @@ class Engine:
                 batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
         total = sum(len(c) for c in batches.values())
         done = 0
-        for (concern, server), changes in sorted(batches.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        # Concerns in dependency order (web makes the user and web space php runs in).
+        order = {c: i for i, c in enumerate(base.CONCERNS)}
+        for (concern, server), changes in sorted(batches.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
             results = self._run_driver(concern, server, changes)
             done += len(changes)
             if progress is not None:
@@ -152,6 +154,38 @@ class Engine:
         self._delete(planned.deletions, ds, report, now)
         report.seconds = time.perf_counter() - started
         return report
+
+    def resync(self, ds: DesiredState) -> dict[str, dict[str, str]]:
+        """Drift repair: ask every drift-aware driver whether each server still has what
+        was applied (one round trip per server and concern); re-apply what drifted and
+        record an event. Returns ``{name: {concern: what differed}}``."""
+        planned = self.plan(ds)
+        found: dict[str, dict[str, str]] = {}
+        for concern, driver in self.drivers.items():
+            if not isinstance(driver, base.DriftAware):
+                continue
+            per_server: dict[str | None, list[base.Change]] = defaultdict(list)
+            for name, sub in planned.subscriptions.items():
+                if sub.placement.server is None or planned.actions.get(name):
+                    continue  # unplaced, or about to be applied anyway
+                action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
+                per_server[sub.placement.server].append(base.Change(name, action, driver.slice(sub.item)))
+            for server, changes in per_server.items():
+                drifted = driver.drifted(server, changes)
+                if not drifted:
+                    continue
+                repair = [c for c in changes if c.name in drifted]
+                with self.store.transaction():
+                    for name, what in drifted.items():
+                        found.setdefault(name, {})[concern] = what
+                        events.record(self.store, actor=self.actor, action="drift", subject=name,
+                                      message=f"{concern} on {server}: {what}; repairing")
+                report = Report(planned)
+                results = self._run_driver(concern, server, repair)
+                with self.store.transaction():
+                    for res in results:
+                        self._after(res, concern, report)
+        return found
 
     def _record_decisions(self, planned: planner.Planned, targets: list[str], now: dt.datetime) -> None:
         """Placements, sticky values and transfers, before any driver acts."""

@@ -13,13 +13,14 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import controller
 from controller import errors, metrics, model
+from controller.drivers import base
 from controller.model import loader
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
@@ -48,7 +49,10 @@ def run(
     resync: float = 60.0,
     once: bool = False,
     stop: threading.Event | None = None,
+    drivers_for: Callable[[model.DesiredState], Mapping[str, base.Driver]] | None = None,
 ) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``). ``drivers_for`` builds the drivers for a
+    desired state (its servers); by default every concern is not provisioned."""
     stop = stop or threading.Event()
     m = metrics.Metrics(version=controller.__version__)
     server: Any = m.serve(metrics_addr) if metrics_addr else None
@@ -70,11 +74,16 @@ def run(
             mt = _mtimes(files)
             mono = clock().timestamp()
             if mt != seen or mono >= next_resync:
+                timer = mono >= next_resync
                 seen, next_resync = mt, mono + resync
                 try:
                     ds = model.load_desired(files)
+                    if drivers_for is not None:
+                        eng.drivers = dict(drivers_for(ds))
                 except errors.InputError as exc:
                     log.error("desired state invalid, keeping the last good one:\n%s", exc)
+                if ds is not None and timer:
+                    eng.resync(ds)  # drift: what was changed or lost on the servers
                 if ds is not None:
                     planned = eng.plan(ds)
                     for name, acts in planned.actions.items():

@@ -32,7 +32,10 @@ class Cli:
     def __init__(self, state: Path, desired: Path) -> None:
         self.state = state
         self.desired = desired
-        self.env = dict(os.environ, TENANTCTL_STATE_DIR=str(state), TENANTCTL_NOW=NOW, COLUMNS="200")
+        # Planning mode: these tests are about decisions and the state store, not servers
+        # (every concern reports "not provisioned"; tests/drivers cover the servers).
+        self.env = dict(os.environ, TENANTCTL_STATE_DIR=str(state), TENANTCTL_NOW=NOW, COLUMNS="200",
+                        TENANTCTL_DRIVERS="none")
 
     def __call__(self, *args: str, check: int | None = 0) -> Result:
         p = subprocess.run([CLI, *args], capture_output=True, text=True, env=self.env, timeout=120)

@@ -1,0 +1,60 @@
+"""Names on servers derived from a subscription: one place for each of them.
+
+A subscription is bound for life to one system user (domain.md section 1); its
+databases are server-wide names, so two subscriptions may both declare ``app``. Every
+name here is a pure function of the subscription's (ASCII) domain and is safe in file
+names, shell arguments and SQL identifiers (``[a-z0-9_.-]`` only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_SAFE = re.compile(r"^[a-z0-9.-]{1,253}$")
+
+
+def _h(text: str, n: int) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=n).hexdigest()
+
+
+def _check(sub: str) -> str:
+    if not _SAFE.match(sub):
+        raise ValueError(f"not a normalised domain: {sub!r}")
+    return sub
+
+
+def system_user(sub: str) -> str:
+    """The subscription's Unix user: ``w`` + 10 hex digits (stable, <= 32 chars)."""
+    return "w" + _h(_check(sub), 5)
+
+
+def home(sub: str) -> str:
+    """The subscription's home: its web space (LIFE-7) lives below it."""
+    return f"/srv/www/{_check(sub)}"
+
+
+def docroot(sub: str, site: str | None = None) -> str:
+    """Document root of the main domain (``httpdocs``) or of a subdomain/alias site."""
+    return f"{home(sub)}/httpdocs" if site is None else f"{home(sub)}/sites/{_check(site)}"
+
+
+def fpm_pool(sub: str) -> str:
+    """PHP-FPM pool name (one pool per subscription, PHP-1)."""
+    return system_user(sub)
+
+
+def fpm_socket(sub: str) -> str:
+    return f"/run/php/tenantctl-{fpm_pool(sub)}.sock"
+
+
+def database(sub: str, db: str) -> str:
+    """Server-wide database name of the subscription's database ``db``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", db):
+        raise ValueError(f"not a database name: {db!r}")
+    return f"{db}_{_h(_check(sub), 4)}"
+
+
+def db_user(sub: str, db: str) -> str:
+    """The login of that database (its own user, grants on it only)."""
+    return f"u{_h(_check(sub) + '/' + db, 6)}"
