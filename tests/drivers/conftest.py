@@ -1,0 +1,45 @@
+"""The embedded servers for driver tests, brought up once per test session.
+
+``TENANTCTL_TEST_STATE=DIR`` reuses an environment already up under DIR (developers
+running one test at a time) and leaves it running; otherwise the session's own
+environment is torn down at the end, leaving nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controller import model
+from controller.drivers import context, embedded
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers.yaml"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    state_dir: Path
+    servers_file: Path
+    ctx: context.Context
+
+
+def docker_specs(ds: model.DesiredState) -> list[embedded.ServerSpec]:
+    return [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")}) for n, s in ds.servers.items()]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    shared = os.environ.get("TENANTCTL_TEST_STATE")
+    state_dir = Path(shared) if shared else tmp_path_factory.mktemp("drivers-state")
+    ds = model.load_desired([SERVERS])
+    embedded.env_up(docker_specs(ds), state_dir)
+    try:
+        yield Cluster(state_dir, SERVERS, context.Context.of(ds, state_dir))
+    finally:
+        if not shared:
+            embedded.env_down(state_dir)
