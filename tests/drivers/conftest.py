@@ -16,6 +16,7 @@ import pytest
 
 from controller import model
 from controller.drivers import context, embedded
+from controller.drivers.embedded import engine
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers.yaml"
@@ -37,9 +38,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = os.environ.get("TENANTCTL_TEST_STATE")
     state_dir = Path(shared) if shared else tmp_path_factory.mktemp("drivers-state")
     ds = model.load_desired([SERVERS])
-    embedded.env_up(docker_specs(ds), state_dir)
+    specs = docker_specs(ds)
+    embedded.env_up(specs, state_dir)
     try:
         yield Cluster(state_dir, SERVERS, context.Context.of(ds, state_dir))
     finally:
-        if not shared:
-            embedded.env_down(state_dir)
+        if not shared and embedded.env_down(state_dir, only=specs):
+            # the last environment down: nothing of ours may be left running
+            assert engine.engine_pid() is None, "env down left our dockerd running"

@@ -125,18 +125,31 @@ def env_up(servers_: list[ServerSpec], state_dir: Path) -> None:
         (marks / server.name).write_text(fingerprint)
 
 
-def env_down(state_dir: Path) -> None:
-    """Remove every server container and stop the dockerd tenantctl started, if any."""
+def env_down(state_dir: Path, only: list[ServerSpec] | None = None) -> bool:
+    """Remove the server containers (every tenantctl one, or ``only`` these) and stop the
+    dockerd tenantctl started once no tenantctl container is left. True if it stopped."""
     eng = engine.find_engine()
+    remaining = 0
     if eng is not None:
         with contextlib.closing(eng.client):
-            servers.down(state_dir, client=eng.client)
-    engine.stop_engine()
+            if only is None:
+                servers.down(state_dir, client=eng.client)
+            else:
+                names = {s.container_name for s in only}
+                for container in eng.client.containers.list(all=True, filters={"label": servers.LABEL}):
+                    if container.name in names:
+                        container.remove(force=True, v=True)
+            remaining = len(eng.client.containers.list(all=True, filters={"label": servers.LABEL}))
     ansible.forget(state_dir)
     marks = state_dir / "bootstrap"
     if marks.is_dir():
         for mark in marks.iterdir():
-            mark.unlink()
+            if only is None or mark.name in {s.name for s in only}:
+                mark.unlink()
+    if remaining:
+        return False
+    engine.stop_engine()
+    return True
 
 
 def env_status(servers_: list[ServerSpec], state_dir: Path) -> dict[str, Any]:
