@@ -12,7 +12,19 @@ from rich.progress import Progress
 
 from controller import errors
 from controller.cli import output
-from controller.cli.main import Files, Output, app, check_output, drivers_for, fail, load, now, open_store, state_dir
+from controller.cli.main import (
+    Files,
+    Output,
+    app,
+    check_output,
+    drivers_for,
+    fail,
+    load,
+    now,
+    open_store,
+    plan_now,
+    state_dir,
+)
 from controller.state import events
 from controller.state import store as state_store
 
@@ -46,12 +58,7 @@ def apply(
 
     ds = load(files)
     if dry_run:
-        store = open_store(readonly=True)
-        try:
-            planned = engine.plan(ds, now(), store)
-        finally:
-            if store is not None:
-                store.close()
+        planned = plan_now(ds)
         items = [{**s.item, "actions": planned.actions[n]} for n, s in planned.subscriptions.items()]
         output.subscriptions_table(items, title="apply --dry-run (nothing changed)", with_actions=True)
         return

@@ -56,6 +56,19 @@ def drivers_for(ds: model.DesiredState) -> dict[str, Any]:
     return dict(registry.build(context.Context.of(ds, state_dir())))
 
 
+def plan_now(ds: model.DesiredState) -> Any:
+    """Plan against the state store (if any), with the drivers apply would use, so that
+    fingerprints compare like with like."""
+    from controller.reconcile import engine
+
+    store = open_store(readonly=True)
+    try:
+        return engine.plan(ds, now(), store, drivers_for(ds))
+    finally:
+        if store is not None:
+            store.close()
+
+
 def open_store(*, readonly: bool) -> state_store.Store | None:
     path = state_store.default_path()
     if readonly:
@@ -90,13 +103,7 @@ def plan(
 
     check_output(fmt)
     try:
-        ds = load(files)
-        store = open_store(readonly=True)
-        try:
-            planned = engine.plan(ds, now(), store)
-        finally:
-            if store is not None:
-                store.close()
+        planned = plan_now(load(files))
     except typer.Exit as exc:
         raise typer.Exit(1 if detailed_exitcode else exc.exit_code) from None
     except errors.TenantctlError as exc:
@@ -123,7 +130,6 @@ def effective(
     """One subscription's effective spec, from the state store (or computed from -f);
     exit 2 if unknown."""
     from controller.model import values
-    from controller.reconcile import engine
 
     check_output(fmt)
     try:
@@ -132,14 +138,7 @@ def effective(
         key = name
     item: dict[str, Any] | None = None
     if files:
-        ds = load(files)
-        store = open_store(readonly=True)
-        try:
-            planned = engine.plan(ds, now(), store)
-        finally:
-            if store is not None:
-                store.close()
-        sub = planned.subscriptions.get(key)
+        sub = plan_now(load(files)).subscriptions.get(key)
         item = sub.item if sub is not None else None
     else:
         store = open_store(readonly=True)
