@@ -1,0 +1,353 @@
+"""The ``db`` concern's driver: tenant databases and their logins (issue 3, point 4).
+
+Per batch: gather (one query per database server and engine: databases, logins,
+grants, lock state, sizes), decide with ``decide.steps`` (pure), act. Each database
+lives on its own server (``effective.databases[].server``), not necessarily the
+subscription's web server the engine batches by, so connections follow the slice.
+
+- ensure / suspend: database + login + grant; login locked when suspended (LIFE-2),
+  unlocked when active. Databases dropped from the spec are dumped, then dropped.
+- delete (LIFE-6): a final dump of every database on file for the subscription, all of
+  them first; only if every dump is complete are databases and logins dropped.
+- sizes are measured in the same query and compared with ``databaseQuotaMB`` (RES-2:
+  reported, nothing deleted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from controller import errors
+from controller.drivers import base, naming
+from controller.drivers.context import Context
+from controller.drivers.db import credentials, decide, dump, mariadb, postgresql
+
+ENGINES = ("mariadb", "postgresql")
+Key = tuple[str, str]  # (server, engine)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the db driver reaches and shapes tenant databases."""
+
+    #: MariaDB host part of tenant logins (who may connect); the default is the loopback
+    #: network the embedded servers live on, like PostgreSQL's pg_hba networks.
+    mariadb_login_host: str = "127.0.0.0/255.0.0.0"
+    #: TCP ports of the engines on each server's address.
+    ports: Mapping[str, int] = field(default_factory=lambda: {"mariadb": mariadb.PORT,
+                                                              "postgresql": postgresql.PORT})
+    #: connect timeout in seconds (statements get 12 times that)
+    timeout: float = 5.0
+
+
+class Backend(Protocol):
+    engine: str
+    changes: int
+
+    def observe(self) -> decide.Observed: ...
+    def run(self, step: decide.Step) -> None: ...
+    def drop(self, database: str, user: str) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Outcome:
+    notes: list[str] = field(default_factory=list)
+    failures: list[errors.DriverError] = field(default_factory=list)
+    unplaced: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def fail(self, err: errors.DriverError) -> None:
+        self.failures.append(err)
+
+
+def _mb(n: int) -> float:
+    return n / 1048576
+
+
+class DbDriver:
+    """Tenant databases on MariaDB and PostgreSQL servers."""
+
+    concern = "db"
+
+    def __init__(self, ctx: Context, settings: Settings | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or Settings()
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        #: ``{sub: {"databaseMB": x}}`` measured by the last apply (for store.put_usage)
+        self.last_usage: dict[str, dict[str, float]] = {}
+        #: statements that changed something in the last apply (0: a no-op)
+        self.last_changes = 0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.ctx.state_dir
+
+    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = base.SLICES["db"](item)
+        return result
+
+    # --- connections -------------------------------------------------------------
+
+    def _address(self, server: str, engine: str) -> tuple[str, int]:
+        srv = self.ctx.servers.get(server)
+        if srv is None:
+            raise errors.PermanentError(f"unknown database server {server!r}")
+        if f"db-{engine}" not in srv.roles:
+            raise errors.PermanentError(f"server {server} has no db-{engine} role")
+        return srv.address, self.settings.ports[engine]
+
+    def _connect(self, key: Key) -> Backend:
+        server, engine = key
+        host, port = self._address(server, engine)
+        try:
+            secrets = self.ctx.secrets(server)
+        except (OSError, ValueError, KeyError) as exc:
+            raise errors.PermanentError(f"no admin credentials for {server}: {exc}") from exc
+        if engine == "mariadb":
+            return mariadb.MariaDB(server, host, port, secrets["mariadb_admin_user"],
+                                   secrets["mariadb_admin_password"], login_host=self.settings.mariadb_login_host,
+                                   timeout=self.settings.timeout)
+        return postgresql.PostgreSQL(server, host, port, secrets["postgresql_admin_user"],
+                                     secrets["postgresql_admin_password"], timeout=self.settings.timeout)
+
+    # --- what a change wants -----------------------------------------------------
+
+    def _wanted(self, change: base.Change, out: _Outcome, *, create: bool) -> list[decide.Wanted]:
+        """The change's databases with their stored credentials (created when ``create``)."""
+        wanted: list[decide.Wanted] = []
+        for entry in change.slice.get("databases", []):
+            db, engine, server = entry["name"], entry["engine"], entry.get("server")
+            if server is None:
+                out.unplaced.append(db)
+                continue
+            try:
+                if engine not in ENGINES:
+                    raise errors.PermanentError(f"{db}: unknown engine {engine!r}")
+                host, port = self._address(server, engine)
+                if create:
+                    creds = credentials.ensure(self.state_dir, change.name, db, engine=engine, server=server,
+                                               host=host, port=port)
+                else:
+                    found = credentials.load(self.state_dir, change.name, db)
+                    if found is None:
+                        out.notes.append(f"{db}: never provisioned (no credentials on file)")
+                        continue
+                    creds = found
+            except ValueError as exc:
+                out.fail(errors.PermanentError(f"{db}: {exc}"))
+                continue
+            except errors.DriverError as exc:
+                out.fail(exc)
+                continue
+            if (creds.engine, creds.server) != (engine, server):
+                out.fail(errors.PermanentError(
+                    f"{db}: lives on {creds.engine} on {creds.server}; moving it to {engine} on {server} is not "
+                    "supported (remove it from the spec, which dumps and drops it, then add it under a new name)"))
+                continue
+            wanted.append(decide.Wanted(sub=change.name, db=db, engine=engine, server=server,
+                                        database=creds.database, user=creds.user, password=creds.password))
+        return wanted
+
+    def _retired(self, change: base.Change) -> list[credentials.Credentials]:
+        """Databases on file for the subscription that its spec no longer has."""
+        names = {d["name"] for d in change.slice.get("databases", [])}
+        return [c for c in credentials.list_for(self.state_dir, change.name) if c.db not in names]
+
+    # --- apply -------------------------------------------------------------------
+
+    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+        del server  # each database names its own server
+        outs = {c.name: _Outcome() for c in changes}
+        ensure: dict[Key, list[tuple[base.Change, decide.Wanted]]] = defaultdict(list)
+        retire: dict[Key, list[tuple[base.Change, credentials.Credentials]]] = defaultdict(list)
+        for change in changes:
+            if change.action == "delete":
+                for creds in credentials.list_for(self.state_dir, change.name):
+                    retire[(creds.server, creds.engine)].append((change, creds))
+                continue
+            for want in self._wanted(change, outs[change.name], create=True):
+                ensure[(want.server, want.engine)].append((change, want))
+            for creds in self._retired(change):
+                retire[(creds.server, creds.engine)].append((change, creds))
+        backends: dict[Key, Backend | errors.DriverError] = {}
+        observed: dict[Key, decide.Observed] = {}
+        self.last_changes = 0
+        try:
+            for key in sorted(set(ensure) | set(retire)):
+                try:
+                    backend = self._connect(key)
+                    backends[key] = backend
+                    observed[key] = backend.observe()
+                except errors.DriverError as exc:
+                    backends[key] = exc
+            for key, items in sorted(ensure.items()):
+                self._ensure(key, items, backends[key], observed.get(key), outs)
+            deleting = [c for c in changes if c.action == "delete"]
+            self._retire(retire, backends, observed, outs, all_first={c.name for c in deleting})
+        finally:
+            for b in backends.values():
+                if not isinstance(b, errors.DriverError):
+                    self.last_changes += b.changes
+                    b.close()
+        self.last_usage = {
+            c.name: {"databaseMB": round(_mb(outs[c.name].size), 3)} for c in changes if c.action != "delete"
+        }
+        return [self._result(c, outs[c.name]) for c in changes]
+
+    def _ensure(self, key: Key, items: list[tuple[base.Change, decide.Wanted]],
+                backend: Backend | errors.DriverError, obs: decide.Observed | None,
+                outs: dict[str, _Outcome]) -> None:
+        for change, want in items:
+            out = outs[change.name]
+            if isinstance(backend, errors.DriverError) or obs is None:
+                assert isinstance(backend, errors.DriverError)
+                out.fail(backend)
+                continue
+            out.size += obs.databases.get(want.database, 0)
+            try:
+                todo = decide.steps(want, obs, locked=change.action == "suspend")
+                for step in todo:
+                    backend.run(step)
+            except errors.DriverError as exc:
+                out.fail(exc)
+                continue
+            if todo:
+                out.notes.append(f"{want.db} ({want.engine} on {want.server}): "
+                                 + ", ".join(s.kind.replace("_", " ") for s in todo))
+
+    def _retire(self, retire: dict[Key, list[tuple[base.Change, credentials.Credentials]]],
+                backends: Mapping[Key, Backend | errors.DriverError], observed: Mapping[Key, decide.Observed],
+                outs: dict[str, _Outcome], *, all_first: set[str]) -> None:
+        """Dump, then drop. For deletions (``all_first``) every database of the
+        subscription is dumped before any is dropped; one failed dump drops nothing."""
+        dumped: list[tuple[Key, base.Change, credentials.Credentials, str]] = []
+        for key, items in sorted(retire.items()):
+            backend = backends[key]
+            for change, creds in items:
+                out = outs[change.name]
+                if isinstance(backend, errors.DriverError):
+                    out.fail(backend)
+                    continue
+                if creds.database not in observed[key].databases:
+                    dumped.append((key, change, creds, "nothing to dump: the database was already gone"))
+                    continue
+                try:
+                    secrets = self.ctx.secrets(creds.server)
+                    prefix = creds.engine if creds.engine == "mariadb" else "postgresql"
+                    path = dump.dump(self.state_dir, change.name, creds.db, engine=creds.engine, host=creds.host,
+                                     port=creds.port, user=secrets[f"{prefix}_admin_user"],
+                                     password=secrets[f"{prefix}_admin_password"], database=creds.database,
+                                     now=self.clock())
+                except errors.DriverError as exc:
+                    out.fail(exc)
+                    continue
+                dumped.append((key, change, creds, f"dumped to {path.relative_to(self.state_dir)}"))
+        for key, change, creds, what in dumped:
+            out = outs[change.name]
+            if change.name in all_first and out.failures:
+                continue  # LIFE-6: a deletion drops nothing unless every final dump is there
+            backend = backends[key]
+            assert not isinstance(backend, errors.DriverError)
+            try:
+                backend.drop(creds.database, creds.user)
+            except errors.DriverError as exc:
+                out.fail(exc)
+                continue
+            credentials.forget(self.state_dir, change.name, creds.db)
+            out.notes.append(f"{creds.db} ({creds.engine} on {creds.server}) {what}, then dropped")
+
+    def _result(self, change: base.Change, out: _Outcome) -> base.Result:
+        parts: list[str] = []
+        if change.action != "delete":
+            quota = change.slice.get("quotaMB")
+            n = len(change.slice.get("databases", []))
+            parts.append(f"{n} database(s), {_mb(out.size):.1f} MB of "
+                         + (f"{quota} MB" if isinstance(quota, int | float) else str(quota)))
+            over = decide.over_quota(out.size, quota)
+            if over:
+                parts.append(over)
+            if change.action == "suspend" and n:
+                parts.append("logins locked (LIFE-2)")
+        elif not out.notes and not out.failures:
+            parts.append("no databases on file")
+        parts += out.notes
+        if out.unplaced:
+            parts.append("no database server for " + ", ".join(out.unplaced))
+        if out.failures:
+            delays = [e.delay for e in out.failures if isinstance(e, errors.TemporaryError) and e.delay]
+            msg = "; ".join([*(str(e) for e in out.failures), *parts])
+            return base.Result(change.name, "failed", msg, retry_after=min(delays) if delays else None)
+        outcome: base.Outcome = "not provisioned" if out.unplaced else "provisioned"
+        return base.Result(change.name, outcome, "; ".join(parts))
+
+    # --- drift and usage ---------------------------------------------------------
+
+    def _gather(self, changes: Sequence[base.Change]) -> tuple[
+            dict[str, _Outcome], dict[Key, list[tuple[base.Change, decide.Wanted]]],
+            dict[Key, decide.Observed | errors.DriverError]]:
+        outs = {c.name: _Outcome() for c in changes}
+        groups: dict[Key, list[tuple[base.Change, decide.Wanted]]] = defaultdict(list)
+        for change in changes:
+            if change.action == "delete":
+                continue
+            for want in self._wanted(change, outs[change.name], create=False):
+                groups[(want.server, want.engine)].append((change, want))
+        observed: dict[Key, decide.Observed | errors.DriverError] = {}
+        for key in sorted(groups):
+            try:
+                backend = self._connect(key)
+            except errors.DriverError as exc:
+                observed[key] = exc
+                continue
+            try:
+                observed[key] = backend.observe()
+            except errors.DriverError as exc:
+                observed[key] = exc
+            finally:
+                backend.close()
+        return outs, groups, observed
+
+    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+        """What differs from the desired slices, one query per database server and
+        engine. A server that cannot be reached is not reported as drift (it is not
+        known to differ); the next apply reports it."""
+        del server
+        outs, groups, observed = self._gather(changes)
+        for key, items in groups.items():
+            obs = observed[key]
+            if isinstance(obs, errors.DriverError):
+                continue
+            for change, want in items:
+                outs[change.name].notes += decide.drift(want, obs, locked=change.action == "suspend")
+        for change in changes:
+            if change.action != "delete":
+                outs[change.name].notes += [f"{c.db}: removed from the spec, not dropped yet"
+                                            for c in self._retired(change)]
+        return {name: "; ".join(out.notes) for name, out in outs.items() if out.notes}
+
+    def usage(self, changes: Sequence[base.Change]) -> dict[str, dict[str, float]]:
+        """``{sub: {"databaseMB": x}}`` for the given slices, measured now (one query
+        per database server and engine)."""
+        outs, groups, observed = self._gather(changes)
+        for key, items in groups.items():
+            obs = observed[key]
+            if isinstance(obs, errors.DriverError):
+                continue
+            for change, want in items:
+                outs[change.name].size += obs.databases.get(want.database, 0)
+        return {c.name: {"databaseMB": round(_mb(outs[c.name].size), 3)} for c in changes if c.action != "delete"}
+
+
+def credentials_of(state_dir: Path, sub: str, db: str) -> credentials.Credentials | None:
+    """The stored credentials of ``sub``'s ``db`` (``tenantctl db credentials``)."""
+    naming.database(sub, db)
+    return credentials.load(state_dir, sub, db)
+
+
