@@ -1,0 +1,321 @@
+"""The dns driver: a subscription's zones on the PowerDNS servers (DNS-1..3).
+
+One pass over a batch: list the zones of every dns server (one call each), decide per
+subscription with the pure functions of ``records``, then act with bounded concurrency:
+
+* primary mode: the zone on its primary (kind Master, SOA-EDIT-API DEFAULT, account
+  ``tenantctl:<sub>@<serial>``, ALSO-NOTIFY / ALLOW-AXFR-FROM metadata naming the
+  secondaries) gets the minimal rrset PATCH; each secondary (kind Slave, masters = the
+  primary) is asked to transfer at once when something changed. PowerDNS's own NOTIFY
+  of changed serials is the fallback when a secondary cannot be reached now;
+* secondary mode: the region's dns servers are secondaries of the customer's primaries;
+* zones of the subscription that are no longer wanted somewhere are deleted there;
+* delete: every zone of the subscription is exported to
+  ``<state>/retained/<sub>/<UTC ts>-zone.txt`` first, then deleted everywhere.
+
+Zones are never deleted and re-created to change them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller import errors
+from controller.drivers import base
+from controller.drivers.context import Context
+from controller.drivers.dns import api, metrics, records
+
+Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How tenantctl runs DNS."""
+
+    #: NS names are ``ns-<server>.<ns_suffix>``; the operator delegates that suffix
+    #: (glue or a zone of its own) to the dns servers' addresses.
+    ns_suffix: str = "ns.tenantctl.internal."
+    #: SOA RNAME of every zone
+    hostmaster: str = "hostmaster.tenantctl.internal."
+    #: PowerDNS API port (``tenantctl_pdns_api_port`` of the bootstrap role)
+    api_port: int = 8081
+    #: zones worked on at once in one batch
+    workers: int = 8
+    #: the zone template (DNS-2)
+    template: Path = records.TEMPLATE
+    client: api.Settings = field(default_factory=api.Settings)
+
+
+def _norm_master(value: str) -> str:
+    text = str(value)
+    return text[:-3] if text.count(":") == 1 and text.endswith(":53") else text
+
+
+class DnsDriver:
+    """``base.Driver`` and ``base.DriftAware`` for the ``dns`` concern."""
+
+    concern = "dns"
+
+    def __init__(self, ctx: Context, settings: Settings | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or Settings()
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clients: dict[str, api.Client] = {}
+        self._lock = threading.Lock()
+
+    # --- the Driver protocol ------------------------------------------------------
+
+    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``SLICES["dns"]`` plus what this driver also decides on: the web server (a
+        dns server's own subscriptions have their primary on it) and manageDNS (DNS-3)."""
+        out = dict(base.SLICES["dns"](item))
+        out["server"] = item.get("server")
+        out["manageDNS"] = bool(item["effective"]["permissions"].get("manageDNS", False))
+        return out
+
+    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+        del server  # zones live on the dns servers, whatever the web server
+        servers = self.servers()
+        if not servers:
+            return [base.Result(c.name, "failed", "no server has the dns role") for c in changes]
+        listing, down = self._list(servers)
+        before = {s.name: self.client(s).failures for s in servers}
+
+        def one(change: base.Change) -> base.Result:
+            try:
+                if change.action == "delete":
+                    message = self._delete(change.name, servers, listing, down)
+                else:
+                    message = self._ensure(self._wanted(change.name, change.slice), servers, listing, down)
+            except LookupError as exc:
+                return base.Result(change.name, "failed", str(exc))
+            except errors.TemporaryError as exc:
+                return base.Result(change.name, "failed", str(exc), retry_after=exc.delay)
+            except errors.DriverError as exc:
+                return base.Result(change.name, "failed", str(exc))
+            return base.Result(change.name, "provisioned", message)
+
+        with futures.ThreadPoolExecutor(max_workers=max(1, self.settings.workers)) as pool:
+            results = list(pool.map(one, changes))
+        now = time.time()
+        for s in servers:
+            if s.name in listing and self.client(s).failures == before[s.name]:
+                metrics.synced(s.name, now)
+        return results
+
+    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+        """Missing or misconfigured zones on any dns server, tenantctl zones left where
+        they no longer belong, primaries edited since tenantctl's last write (their
+        serial moved past the one recorded in the zone's account). One ``GET /zones``
+        per dns server; a server that cannot be listed is not judged."""
+        del server
+        servers = self.servers()
+        listing, _down = self._list(servers)
+        found: dict[str, str] = {}
+        for change in changes:
+            if change.action == "delete":
+                continue
+            try:
+                want = self._wanted(change.name, change.slice)
+            except LookupError:
+                continue
+            what = self._drift(want, servers, listing)
+            if what:
+                found[change.name] = "; ".join(what)
+        return found
+
+    # --- what other layers ask ------------------------------------------------------
+
+    def dns_servers(self, item: Mapping[str, Any]) -> list[str]:
+        """``address:53`` of every dns server serving the subscription's zone, primary first."""
+        try:
+            placements = records.place(item["name"], self.slice(item), self.servers())
+        except (LookupError, KeyError):
+            return []
+        return [f"{s.address}:53" for s in placements[0].servers]
+
+    def servers(self) -> list[records.DnsServer]:
+        return records.dns_servers([
+            records.DnsServer(s.name, s.region, s.address)
+            for s in self.ctx.servers.values() if "dns" in s.roles
+        ])
+
+    def client(self, server: records.DnsServer) -> api.Client:
+        with self._lock:
+            c = self._clients.get(server.name)
+            if c is None:
+                key = self.ctx.secrets(server.name)["pdns_api_key"]
+                c = api.Client(server.name, server.address, self.settings.api_port, key, self.settings.client)
+                self._clients[server.name] = c
+            return c
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+
+    # --- gather ---------------------------------------------------------------------
+
+    def _wanted(self, sub: str, slice_: Mapping[str, Any]) -> records.Wanted:
+        s = self.settings
+        return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template)
+
+    def _list(self, servers: Sequence[records.DnsServer]) -> tuple[Listing, dict[str, str]]:
+        listing: Listing = {}
+        down: dict[str, str] = {}
+
+        def one(s: records.DnsServer) -> None:
+            try:
+                listing[s.name] = {z["name"]: z for z in self.client(s).zones()}
+            except errors.DriverError as exc:
+                down[s.name] = str(exc)
+
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+            list(pool.map(one, servers))
+        metrics.observe(listing, {s.name: s.address for s in servers})
+        return listing, down
+
+    # --- act ------------------------------------------------------------------------
+
+    def _ensure(self, want: records.Wanted, servers: Sequence[records.DnsServer], listing: Listing,
+                down: Mapping[str, str]) -> str:
+        where = {(p.zone, s.name) for p in want.placements for s in p.servers}
+        for p in want.placements:
+            for s in p.servers:
+                if s.name in down:
+                    raise errors.TemporaryError(f"dns server {s.name} unreachable: {down[s.name]}", delay=10.0)
+                info = listing[s.name].get(p.zone)
+                owner = records.parse_account(info.get("account"))[0] if info else want.sub
+                if owner != want.sub:
+                    raise errors.PermanentError(
+                        f"zone {p.zone} on {s.name} is not this subscription's "
+                        f"(account {info.get('account') if info else None!r}): not taking it over")
+        done: list[str] = []
+        for p in want.placements:
+            changed = False
+            if p.primary is not None:
+                changed = self._primary(want, p, listing[p.primary.name].get(p.zone))
+                if changed:
+                    done.append(f"{p.zone} on {p.primary.name}")
+            for s in p.secondaries:
+                if self._secondary(want.sub, p, s, listing[s.name].get(p.zone), changed):
+                    done.append(f"{p.zone} secondary on {s.name}")
+        for s in servers:
+            for zone, info in listing.get(s.name, {}).items():
+                if records.parse_account(info.get("account"))[0] == want.sub and (zone, s.name) not in where:
+                    self.client(s).delete(zone)
+                    done.append(f"{zone} removed from {s.name}")
+        return "updated " + ", ".join(done) if done else "up to date"
+
+    def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None) -> bool:
+        assert p.primary is not None
+        c = self.client(p.primary)
+        rrsets = want.rrsets[p.zone]
+        meta = {
+            "ALSO-NOTIFY": sorted(f"{s.address}:53" for s in p.secondaries),
+            "ALLOW-AXFR-FROM": sorted(f"{s.address}/32" if ":" not in s.address else f"{s.address}/128"
+                                      for s in p.secondaries),
+        }
+        changed = False
+        if info is None:
+            zone = c.create({
+                "name": p.zone, "kind": "Master", "masters": [], "soa_edit_api": "DEFAULT",
+                "account": records.account(want.sub),
+                "rrsets": [{k: v for k, v in rr.patch().items() if k != "changetype"} for rr in rrsets.values()],
+            })
+            have_meta: dict[str, list[str]] = {}
+            changed = True
+        else:
+            if info.get("kind") != "Master" or info.get("masters"):
+                c.update(p.zone, {"kind": "Master", "masters": []})
+                changed = True
+            zone = c.zone(p.zone) or {}
+            have_meta = c.metadata(p.zone)
+        for kind, values in meta.items():
+            if sorted(have_meta.get(kind, [])) != values:
+                c.set_metadata(p.zone, kind, values)
+        patch = records.diff(rrsets, zone.get("rrsets", []), want.manage_dns)
+        if patch:
+            c.patch(p.zone, patch)
+            zone = c.zone(p.zone) or zone
+            changed = True
+        serial = int(zone.get("serial") or 0)
+        if records.parse_account(zone.get("account")) != (want.sub, serial):
+            c.update(p.zone, {"account": records.account(want.sub, serial)})
+        return changed
+
+    def _secondary(self, sub: str, p: records.Placement, s: records.DnsServer, info: Mapping[str, Any] | None,
+                   primary_changed: bool) -> bool:
+        c = self.client(s)
+        masters = list(p.masters)
+        changed = False
+        if info is None:
+            c.create({"name": p.zone, "kind": "Slave", "masters": masters, "account": records.account(sub)})
+            changed = True
+        elif info.get("kind") != "Slave" or sorted(map(_norm_master, info.get("masters") or [])) != sorted(
+                map(_norm_master, masters)):
+            c.update(p.zone, {"kind": "Slave", "masters": masters})
+            changed = True
+        if changed or primary_changed:
+            c.retrieve(p.zone)
+        return changed
+
+    def _delete(self, sub: str, servers: Sequence[records.DnsServer], listing: Listing,
+                down: Mapping[str, str]) -> str:
+        mine = [(s, zone, info) for s in servers for zone, info in listing.get(s.name, {}).items()
+                if records.parse_account(info.get("account"))[0] == sub]
+        primaries = [(s, zone) for s, zone, info in mine if info.get("kind") != "Slave"]
+        if primaries:
+            texts = [f"; zone {zone} from {s.name}\n{self.client(s).export(zone)}" for s, zone in primaries]
+            self._retain(sub, "\n".join(texts))
+        for s, zone, _info in mine:
+            self.client(s).delete(zone)
+        if down:
+            raise errors.TemporaryError(
+                f"dns servers unreachable, zones of {sub} may remain there: {', '.join(sorted(down))}", delay=10.0)
+        return f"deleted {len(mine)} zone(s)" if mine else "no zone"
+
+    def _retain(self, sub: str, text: str) -> Path:
+        folder = self.ctx.state_dir / "retained" / sub
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{self.clock().strftime('%Y%m%dT%H%M%SZ')}-zone.txt"
+        path.write_text(text)
+        return path
+
+    # --- drift ----------------------------------------------------------------------
+
+    def _drift(self, want: records.Wanted, servers: Sequence[records.DnsServer], listing: Listing) -> list[str]:
+        what: list[str] = []
+        where = {(p.zone, s.name) for p in want.placements for s in p.servers}
+        for p in want.placements:
+            for s in p.servers:
+                if s.name not in listing:
+                    continue
+                info = listing[s.name].get(p.zone)
+                if info is None:
+                    what.append(f"zone {p.zone} missing on {s.name}")
+                    continue
+                owner, serial = records.parse_account(info.get("account"))
+                if owner != want.sub:
+                    what.append(f"zone {p.zone} on {s.name} belongs to {info.get('account')!r}")
+                elif s == p.primary:
+                    if info.get("kind") != "Master":
+                        what.append(f"zone {p.zone} on {s.name} is {info.get('kind')}, not Master")
+                    elif serial != int(info.get("serial") or 0):
+                        what.append(f"zone {p.zone} on {s.name} edited outside tenantctl "
+                                    f"(serial {info.get('serial')}, tenantctl left {serial})")
+                elif info.get("kind") != "Slave" or sorted(map(_norm_master, info.get("masters") or [])) != sorted(
+                        map(_norm_master, p.masters)):
+                    what.append(f"zone {p.zone} on {s.name} is not a secondary of {', '.join(p.masters)}")
+        for s in servers:
+            for zone, info in listing.get(s.name, {}).items():
+                if records.parse_account(info.get("account"))[0] == want.sub and (zone, s.name) not in where:
+                    what.append(f"zone {zone} left on {s.name}")
+        return what
