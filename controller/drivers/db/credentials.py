@@ -54,6 +54,8 @@ def _private_dir(path: Path) -> Path:
 
 def sub_dir(state_dir: Path, sub: str) -> Path:
     naming.system_user(sub)  # validates the name: it becomes a directory
+    if sub.startswith(".") or ".." in sub:
+        raise ValueError(f"not a normalised domain: {sub!r}")
     return state_dir / DIR / sub
 
 

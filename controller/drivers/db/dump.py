@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from controller import errors
+from controller.drivers.db import credentials
 
 RETAINED = "retained"
 #: The last line each tool writes when a dump completed.
@@ -28,7 +29,7 @@ CHUNK = 1 << 20
 
 
 def retained_dir(state_dir: Path, sub: str) -> Path:
-    d = state_dir / RETAINED / sub
+    d = credentials.sub_dir(state_dir, sub).parent.parent / RETAINED / sub  # sub_dir validates the name
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     d.parent.chmod(0o700)
     d.chmod(0o700)
