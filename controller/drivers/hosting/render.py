@@ -1,0 +1,194 @@
+"""Pure rendering of the per-tenant files of the web and php concerns (no I/O but
+reading templates): nginx vhosts, PHP-FPM pools, the web-space skeleton.
+
+Templates get already-effective values (jinja2 ``StrictUndefined``, no defaults in
+templates). Values were validated by the model; still, every value goes through a
+filter that either proves it cannot break the file or raises: ``ng`` (nginx tokens)
+and ``ini`` (php-fpm values).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from controller.drivers import naming
+from controller.model import php as php_model
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+SKELETON_ENTRIES = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp")
+ERROR_CODES = (400, 401, 403, 404, 500, 502, 503)
+PAGES_DIR = "/var/lib/tenantctl/pages"
+NGINX_DIR = "/etc/nginx/tenantctl"
+
+_NG = re.compile(r"^[A-Za-z0-9._:/-]+$")
+_INI_BARE = re.compile(r"^[A-Za-z0-9_./:@%+,-]+$")
+_INI_EXPR = re.compile(r"^[A-Za-z0-9_ &|~^!()]+$")  # error_reporting-style constant expressions
+_INI_BAD = re.compile(r"[\x00-\x1f\x7f\"$\\;=\[\]{}]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-server knobs of the hosting drivers."""
+
+    #: PHP-FPM children per pool at most (pm = ondemand: none while idle)
+    php_max_children: int = 5
+
+
+def ng(value: object) -> str:
+    """An nginx token (address, name, path): refused unless plainly safe."""
+    text = str(value)
+    if not _NG.match(text):
+        raise ValueError(f"refusing to render {text!r} into an nginx file")
+    return text
+
+
+def ini(value: object) -> str:
+    """A php-fpm ini value: bare when safe, double-quoted otherwise, refused if it could
+    close the line, the quote or the section."""
+    text = str(value)
+    if _INI_BAD.search(text):
+        raise ValueError(f"refusing to render {text!r} into a php-fpm file")
+    if _INI_BARE.match(text) or _INI_EXPR.match(text):
+        return text
+    return f'"{text}"'
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ng"] = ng
+    env.filters["ini"] = ini
+    return env
+
+
+def template(name: str) -> jinja2.Template:
+    return _env().get_template(name)
+
+
+# --- names not (yet) in naming ---------------------------------------------------------
+
+
+def site_pool(sub: str, site: str) -> str:
+    """The pool of a site whose PHP settings differ from its subscription's (PHP-2)."""
+    return f"{naming.fpm_pool(sub)}-{hashlib.blake2b(site.encode(), digest_size=3).hexdigest()}"
+
+
+def pool_socket(pool: str) -> str:
+    return f"/run/php/tenantctl-{pool}.sock"
+
+
+def vhost_path(sub: str) -> str:
+    return f"{NGINX_DIR}/{naming.system_user(sub)}.conf"
+
+
+def pool_path(sub: str, version: str) -> str:
+    return f"{fpm_dir(version)}/{naming.fpm_pool(sub)}.conf"
+
+
+def fpm_dir(version: str) -> str:
+    if not re.fullmatch(r"[0-9]\.[0-9]", version):
+        raise ValueError(f"not a PHP version: {version!r}")
+    return f"/etc/php/{version}/fpm/tenantctl"
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+
+def own_pool_sites(hosting_php: Mapping[str, Any], sites: list[Mapping[str, Any]]) -> list[str]:
+    """Sites needing their own pool: those whose effective PHP settings differ (PHP-2)."""
+    base = dict(hosting_php["settings"])
+    return sorted(s["name"] for s in sites if dict(s.get("php", {}).get("settings", base)) != base)
+
+
+def _limit(value: Any) -> int | None:
+    return None if value == "unlimited" or value is None else int(value)
+
+
+def vhost(sub: str, sl: Mapping[str, Any]) -> str | None:
+    """The subscription's nginx file (one server block per site), or None (HOST-1)."""
+    hosting = sl["hosting"]
+    if not hosting["enabled"]:
+        return None
+    user = naming.system_user(sub)
+    own = set(sl["ownPools"])
+    sites = [{"names": [sub, f"www.{sub}"], "docroot": naming.docroot(sub), "socket": naming.fpm_socket(sub)}]
+    for name, kind in sl["siteTypes"].items():
+        sites.append({
+            "names": [name, f"www.{name}"] if kind == "alias" else [name],
+            "docroot": naming.docroot(sub, name),
+            "socket": pool_socket(site_pool(sub, name)) if name in own else naming.fpm_socket(sub),
+        })
+    perf = sl["performance"]
+    return template("nginx/vhost.conf.j2").render(
+        sub=sub, user=user, ip=sl["ip"], sites=sites, home=naming.home(sub),
+        suspended=sl["state"] == "suspended", pages_dir=PAGES_DIR,
+        max_connections=_limit(perf["maxConnections"]), bandwidth_kbps=_limit(perf["bandwidthKBps"]),
+        error_documents=bool(hosting["errorDocuments"]), error_codes=ERROR_CODES,
+    )
+
+
+def php_settings(settings: Mapping[str, str], permissions: Mapping[str, bool]) -> list[tuple[str, bool, str]]:
+    """(directive, admin?, value): php_admin_value unless the customer may manage the
+    directive's group or scripts may change it anyway (PHP-3). open_basedir is never
+    taken from settings: the pool confines to the home."""
+    out = []
+    for key in sorted(settings):
+        if key == "open_basedir":
+            continue
+        d = php_model.DIRECTIVES.get(key)
+        if d is None:
+            admin = True
+        else:
+            perm = "managePHPPerformance" if d.group is php_model.Group.PERFORMANCE else "managePHPCommon"
+            admin = not (permissions.get(perm, False) or d.ini_all)
+        out.append((key, admin, str(settings[key])))
+    return out
+
+
+def pool(sub: str, sl: Mapping[str, Any], cfg: Settings) -> str | None:
+    """The subscription's php-fpm file (its pool, plus per-site pools), or None when
+    hosting is off (HOST-1) or the subscription is suspended (LIFE-2: pool stopped)."""
+    if not sl["enabled"] or sl["state"] == "suspended":
+        return None
+    home = naming.home(sub)
+    tmp = f"{home}/tmp"
+    perms = sl["permissions"]
+
+    def settings(values: Mapping[str, str]) -> list[tuple[str, bool, str]]:
+        rendered = php_settings(values, perms)
+        if "session.save_path" not in values:
+            rendered.append(("session.save_path", False, tmp))
+        return rendered
+
+    pools = [{"name": naming.fpm_pool(sub), "socket": naming.fpm_socket(sub),
+              "settings": settings(sl["php"]["settings"])}]
+    by_name = {s["name"]: s for s in sl["sites"]}
+    for name in own_pool_sites(sl["php"], sl["sites"]):
+        p = site_pool(sub, name)
+        pools.append({"name": p, "socket": pool_socket(p), "settings": settings(by_name[name]["php"]["settings"])})
+    return template("php/pool.conf.j2").render(
+        sub=sub, user=naming.system_user(sub), home=home, tmp=tmp, pools=pools, max_children=cfg.php_max_children)
+
+
+def sockets(sub: str, sl: Mapping[str, Any]) -> list[str]:
+    if not sl["enabled"] or sl["state"] == "suspended":
+        return []
+    return [naming.fpm_socket(sub)] + [pool_socket(site_pool(sub, n)) for n in own_pool_sites(sl["php"], sl["sites"])]
+
+
+@functools.cache
+def static_files() -> tuple[tuple[str, bytes], ...]:
+    """The skeleton (LIFE-7) and the suspended page, as (relative path, bytes)."""
+    out = [(f"skel/{p.relative_to(TEMPLATES / 'skel')}", p.read_bytes())
+           for p in sorted((TEMPLATES / "skel").rglob("*")) if p.is_file()]
+    out.append(("pages/suspended.html", (TEMPLATES / "pages" / "suspended.html").read_bytes()))
+    return tuple(out)
