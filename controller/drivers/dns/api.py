@@ -217,7 +217,10 @@ class Client:
         self.request("PUT", f"/zones/{_q(name)}/notify")
 
     def export(self, name: str) -> str:
+        """The zone in zone-file format (PowerDNS answers ``{"zone": text}`` to JSON clients)."""
         text = self.request("GET", f"/zones/{_q(name)}/export")
+        if isinstance(text, dict) and isinstance(text.get("zone"), str):
+            return str(text["zone"])
         return text if isinstance(text, str) else json.dumps(text)
 
 
