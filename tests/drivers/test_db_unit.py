@@ -231,3 +231,10 @@ def test_the_package_exports_what_the_wiring_needs() -> None:
 
     assert db.__all__ == ["DbDriver", "Settings", "credentials_of"]
     assert db.DbDriver.concern == "db"
+
+
+def test_passwords_never_show_in_reprs(tmp_path: Path) -> None:
+    c = credentials.ensure(tmp_path, SUB, "app", engine="mariadb", server="s1", host="h", port=1)
+    w = want(password=c.password)
+    for obj in (c, w, decide.Step("create_user", w.database, w.user, w.password)):
+        assert c.password not in repr(obj)

@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from controller.drivers import naming
@@ -34,7 +34,7 @@ class Credentials:
     port: int
     database: str
     user: str
-    password: str
+    password: str = field(repr=False)
 
     def without_password(self) -> dict[str, object]:
         d = asdict(self)

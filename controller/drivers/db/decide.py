@@ -70,7 +70,7 @@ class Wanted:
     server: str
     database: str
     user: str
-    password: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
