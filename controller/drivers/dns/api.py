@@ -20,6 +20,7 @@ import contextlib
 import http.client
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,10 +137,16 @@ class Client:
         raise Rejected(what, status)
 
     def _retrying(self, fn: Callable[[], T]) -> T:
+        try:  # the common case without building a tenacity loop per call
+            return fn()
+        except errors.TemporaryError:
+            if self.settings.attempts <= 1:
+                raise
         s = self.settings
+        time.sleep(s.wait)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(errors.TemporaryError),
-            stop=tenacity.stop_after_attempt(s.attempts) | tenacity.stop_after_delay(3 * s.timeout),
+            stop=tenacity.stop_after_attempt(s.attempts - 1) | tenacity.stop_after_delay(3 * s.timeout),
             wait=tenacity.wait_exponential(multiplier=s.wait, max=2.0),
             reraise=True,
         )

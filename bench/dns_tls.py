@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Benchmark of issue 4 against the embedded servers (tests/drivers/servers.yaml).
+
+DNS half: 1,000 zones created through the dns driver in one batch (primary drv-a in
+eu-west) and all present, transferred, on the us-east secondary drv-c (target <= 15 s);
+then a no-op re-apply of the same batch. Prints measured times. TLS half: not here yet.
+
+Usage: ``TENANTCTL_TEST_STATE=DIR bench/dns_tls.py [ZONES]`` with an environment up in
+DIR (``env up`` or the driver tests' state), else it brings one up and down itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controller import model
+from controller.drivers import base, context, embedded
+from controller.drivers.dns import DnsDriver
+
+SERVERS = Path(__file__).resolve().parent.parent / "tests" / "drivers" / "servers.yaml"
+TARGET_S = 15.0
+
+
+def item(name: str, n: int) -> dict[str, object]:
+    return {
+        "name": name, "ip": f"127.0.40.{1 + n % 2}", "region": "eu-west", "server": "drv-b", "state": "active",
+        "effective": {"dns": {"mode": "primary", "primaries": []}, "sites": [],
+                      "mail": {"enabled": True, "mailingLists": False}, "permissions": {"manageDNS": False}},
+    }
+
+
+def dns(state_dir: Path, zones: int) -> bool:
+    ds = model.load_desired([SERVERS])
+    ctx = context.Context.of(ds, state_dir)
+    drv = DnsDriver(ctx)
+    primary, secondary = drv.servers()
+    tag = uuid.uuid4().hex[:6]
+    names = [f"z{i:05d}-{tag}.bench.example" for i in range(zones)]
+    changes = [base.Change(n, "ensure", drv.slice(item(n, i))) for i, n in enumerate(names)]
+    wanted = {f"{n}." for n in names}
+    sec = drv.client(secondary)
+    try:
+        started = time.perf_counter()
+        results = drv.apply("drv-b", changes)
+        applied = time.perf_counter() - started
+        failed = [r for r in results if r.outcome != "provisioned"]
+        present = 0
+        while time.perf_counter() - started < 60:
+            have = {z["name"] for z in sec.zones() if z["name"] in wanted and int(z.get("serial") or 0) > 0}
+            present = len(have)
+            if present == zones:
+                break
+            time.sleep(0.1)
+        total = time.perf_counter() - started
+        again = time.perf_counter()
+        before = dict(drv.client(primary).sent)
+        drv.apply("drv-b", changes)
+        noop = time.perf_counter() - again
+        patches = drv.client(primary).sent.get("PATCH", 0) - before.get("PATCH", 0)
+        print(f"dns: {zones} zones applied on {primary.name} (+ secondary zones on {secondary.name}) "
+              f"in {applied:.2f}s ({len(failed)} failed)")
+        print(f"dns: all {present}/{zones} transferred to {secondary.name} after {total:.2f}s "
+              f"(target <= {TARGET_S:.0f}s: {'ok' if present == zones and total <= TARGET_S else 'MISSED'})")
+        print(f"dns: no-op re-apply of {zones} zones {noop:.2f}s, {patches} PATCH sent")
+        if failed:
+            print("first failure:", failed[0].message)
+        return present == zones and total <= TARGET_S and not failed
+    finally:
+        cleanup = time.perf_counter()
+        drv.apply("drv-b", [base.Change(n, "delete", {"name": n}) for n in names])
+        print(f"dns: cleanup (export + delete of {zones} zones everywhere) {time.perf_counter() - cleanup:.2f}s")
+        drv.close()
+
+
+def main() -> int:
+    zones = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    shared = os.environ.get("TENANTCTL_TEST_STATE")
+    state_dir = Path(shared) if shared else Path(tempfile.mkdtemp(prefix="bench-dns-"))
+    specs = [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")})
+             for n, s in model.load_desired([SERVERS]).servers.items()]
+    embedded.env_up(specs, state_dir)
+    try:
+        ok = dns(state_dir, zones)
+    finally:
+        if not shared:
+            embedded.env_down(state_dir)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
