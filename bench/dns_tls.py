@@ -74,8 +74,13 @@ def dns(state_dir: Path, zones: int) -> bool:
         return present == zones and total <= TARGET_S and not failed
     finally:
         cleanup = time.perf_counter()
-        drv.apply("drv-b", [base.Change(n, "delete", {"name": n}) for n in names])
-        print(f"dns: cleanup (export + delete of {zones} zones everywhere) {time.perf_counter() - cleanup:.2f}s")
+        gone = drv.apply("drv-b", [base.Change(n, "delete", {"name": n}) for n in names])
+        bad = [r for r in gone if r.outcome != "provisioned"]
+        print(f"dns: cleanup (export + delete of {zones} zones everywhere) {time.perf_counter() - cleanup:.2f}s"
+              + (f", {len(bad)} failed, first: {bad[0].message}" if bad else ""))
+        if bad:  # the engine would retry them with backoff: do it once here
+            again = drv.apply("drv-b", [base.Change(r.name, "delete", {"name": r.name}) for r in bad])
+            print(f"dns: cleanup retry: {sum(r.outcome != 'provisioned' for r in again)} still failed")
         drv.close()
 
 
