@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from controller import errors
 from controller.cli import output
+from controller.cli.db import db_app
 from controller.cli.main import (
     Files,
     Output,
@@ -30,6 +31,7 @@ from controller.state import store as state_store
 
 env_app = typer.Typer(help="The embedded multi-server environment on this machine.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+app.add_typer(db_app, name="db")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:

@@ -17,5 +17,9 @@ def build(ctx: Context) -> dict[str, base.Driver]:
     drivers: dict[str, base.Driver] = {c: base.NotProvisioned(c) for c in base.CONCERNS}
     if os.environ.get("TENANTCTL_DRIVERS", "").strip().lower() == "none":
         return drivers
-    del ctx  # the real drivers of web, php and db are wired here as they land
+    from controller.drivers import db, hosting
+
+    drivers["web"] = hosting.WebDriver(ctx)
+    drivers["php"] = hosting.PhpDriver(ctx)
+    drivers["db"] = db.DbDriver(ctx)
     return drivers

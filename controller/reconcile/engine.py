@@ -29,8 +29,10 @@ from controller.state import store as state_store
 
 RETENTION_DAYS = 60  # LIFE-6
 WHOLE = planner.WHOLE
-#: A deletion's final backup comes first (LIFE-6), DNS last.
-DELETE_ORDER = ("backup", "tls", "web", "php", "db", "dns")
+#: Deletion order (LIFE-6): every driver keeps a final copy of its data before it removes
+#: anything; the concerns whose final copy is most likely to fail (database dumps) go
+#: first, so that a failure stops the deletion before the rest is gone. DNS last.
+DELETE_ORDER = ("backup", "db", "web", "php", "tls", "dns")
 
 
 def default_drivers() -> dict[str, base.Driver]:
@@ -141,6 +143,7 @@ class Engine:
         order = {c: i for i, c in enumerate(base.CONCERNS)}
         for (concern, server), changes in sorted(batches.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
             results = self._run_driver(concern, server, changes)
+            self._record_usage(self.drivers[concern])
             done += len(changes)
             if progress is not None:
                 progress(f"{concern} on {server or '-'}", done, total)
@@ -225,6 +228,14 @@ class Engine:
                     events.record(self.store, actor=self.actor, action="transfer", subject=name,
                                   message=f"transferred from {old.customer} to {sub.item['customer']}: "
                                           "now custom, keeping its values (PLAN-7)")
+
+    def _record_usage(self, driver: base.Driver) -> None:
+        """Measurements a driver made while applying (e.g. database sizes, RES-2)."""
+        usage = getattr(driver, "last_usage", None)
+        if isinstance(usage, dict) and usage:
+            with self.store.transaction():
+                for name, values in usage.items():
+                    self.store.put_usage(name, values)
 
     def _backing_off(self, name: str, concern: str, report: Report) -> bool:
         key = f"{name}/{concern}"
