@@ -252,6 +252,7 @@ class TestDelete:
         text = export.read_text()
         assert '"keep-me"' in text and f"zone {alias}." in text
         assert dig(PRIMARY, domain, "A") == [] and dig(SECONDARY, domain, "A") == []
+        shutil.rmtree(cluster.state_dir / "retained" / domain)  # the state dir may be shared
 
 
 class TestErrors:
