@@ -215,6 +215,23 @@ class Metrics:
             "tenantctl_build_info", "Always 1; the version of the running tenantctl.", ["version"], registry=r
         )
         self.build_info.labels(version).set(1)
+        self.dns_zones = prometheus_client.Gauge(
+            "tenantctl_dns_zones", "Zones on each DNS server by state (primary, secondary, behind, empty, "
+            "foreign).", ["server", "state"], registry=r
+        )
+        self.dns_last_sync = prometheus_client.Gauge(
+            "tenantctl_dns_last_sync_timestamp_seconds",
+            "When every call to that DNS server last succeeded in a pass.", ["server"], registry=r
+        )
+
+    def set_dns(self, zones: Mapping[tuple[str, str], int], last_sync: Mapping[str, float]) -> None:
+        """DNS health as the dns driver last observed it (no I/O here)."""
+        self.dns_zones.clear()
+        for (server, state), n in zones.items():
+            self.dns_zones.labels(server, state).set(n)
+        self.dns_last_sync.clear()
+        for server, ts in last_sync.items():
+            self.dns_last_sync.labels(server).set(ts)
 
     def queue_hook(self) -> WorkqueueMetrics:
         """The ``reconcile.queue.QueueMetrics`` hook for a WorkQueue (same as ``.workqueue``)."""

@@ -40,6 +40,7 @@ def exported() -> set[str]:
     m.set_subscription_summary([{"sync": "synced", "state": "active", "stateReason": None,
                                  "conflicts": [{"property": "hosting.php.version"}], "concerns": {"web": "failed"}}])
     m.observe_reconcile("success", 0.1)
+    m.set_dns({("dns-1", "primary"): 3}, {"dns-1": 1.0})
     names = set()
     for line in m.exposition().decode().splitlines():
         if line and not line.startswith("#"):

@@ -46,7 +46,7 @@ def load(files: list[Path]) -> model.DesiredState:
 
 
 def state_dir() -> Path:
-    return state_store.default_path().parent
+    return state_store.default_path().parent.resolve()
 
 
 def drivers_for(ds: model.DesiredState) -> dict[str, Any]:

@@ -82,7 +82,8 @@ SLICES: dict[str, Any] = {
     },
     "dns": lambda it: {
         "ip": it["ip"], "dns": it["effective"]["dns"], "sites": [s["name"] for s in it["effective"]["sites"]],
-        "mail": it["effective"]["mail"], "region": it["region"],
+        "mail": it["effective"]["mail"], "region": it["region"], "server": it["server"],
+        "manageDNS": it["effective"]["permissions"]["manageDNS"],
     },
     "tls": lambda it: {
         "ssl": _hosting(it)["ssl"], "httpsOnly": _hosting(it)["httpsOnly"], "server": it["server"],

@@ -307,9 +307,14 @@ class Engine:
                 for c in sorted(conds.values(), key=lambda c: c.type)
             ],
             "concerns": concerns,
-            "dnsServers": [],
+            "dnsServers": self._dns_servers(item) if concerns["dns"] == "provisioned" else [],
         }
         self.store.put_status(name, doc)
+
+    def _dns_servers(self, item: dict[str, Any]) -> list[str]:
+        """``ip:port`` of every DNS server serving the zone, primary first."""
+        fn = getattr(self.drivers["dns"], "dns_servers", None)
+        return list(fn(item)) if fn is not None else []
 
     @staticmethod
     def _deferred(report: Report, name: str) -> set[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import controller
 from controller import errors, metrics, model
 from controller.drivers import base
+from controller.drivers.dns import metrics as dns_metrics
 from controller.model import loader
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
@@ -105,6 +106,7 @@ def run(
                             queue.forget(k)
                     m.observe_reconcile("error" if report.failed else "success", report.seconds)
                     m.set_subscription_summary(store.get_status())
+                    m.set_dns(dns_metrics.zones_by_state(), dns_metrics.last_sync())
             elif not once:
                 stop.wait(1.0)
             if once:

@@ -76,10 +76,7 @@ class DnsDriver:
     def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         """``SLICES["dns"]`` plus what this driver also decides on: the web server (a
         dns server's own subscriptions have their primary on it) and manageDNS (DNS-3)."""
-        out = dict(base.SLICES["dns"](item))
-        out["server"] = item.get("server")
-        out["manageDNS"] = bool(item["effective"]["permissions"].get("manageDNS", False))
-        return out
+        return dict(base.SLICES["dns"](item))
 
     def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
         del server  # zones live on the dns servers, whatever the web server
