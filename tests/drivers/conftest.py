@@ -39,6 +39,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state_dir = Path(shared) if shared else tmp_path_factory.mktemp("drivers-state")
     ds = model.load_desired([SERVERS])
     specs = docker_specs(ds)
+    if not shared:  # leftovers of an interrupted run (made with another state dir)
+        embedded.env_down(state_dir, only=specs)
     embedded.env_up(specs, state_dir)
     try:
         yield Cluster(state_dir, SERVERS, context.Context.of(ds, state_dir))

@@ -158,6 +158,13 @@ def up(
     started: list[ServerSpec] = []
     for server in wanted:
         container = _container(client, server)
+        if container is not None and f"TENANTCTL_AUTHORIZED_KEY={public_key}" not in (
+            container.attrs.get("Config", {}).get("Env") or []
+        ):
+            raise errors.ServerError(
+                f"server {server.name}: container {server.container_name} was made for another state directory "
+                f"(its SSH key is not {state_dir}'s); run `tenantctl env down` with that state directory first"
+            )
         if container is not None and container.status == "running":
             continue
         if _tcp_up(server.address, 22, timeout=0.5):
