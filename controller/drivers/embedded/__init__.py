@@ -9,7 +9,8 @@ does not: per-tenant provisioning (other drivers), the desired-state model (``mo
 
 State dir layout: ``ssh/`` (key pair, 0600), ``secrets/<server>.json`` (generated
 credentials, 0600), ``ansible/`` (runner data and artifacts), ``bootstrap/<server>``
-(fingerprint of the last successful bootstrap).
+(fingerprint of the last successful bootstrap), ``pebble/`` (the test ACME CA on the
+host, see ``pebble``; its ``ca-bundle.pem`` is status's ``caBundle``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from rich import console as rich_console
 
-from controller.drivers.embedded import ansible, engine, errors, image, servers
+from controller.drivers.embedded import ansible, engine, errors, image, pebble, servers
 from controller.drivers.embedded.servers import ServerSpec
 
 __all__ = [
@@ -94,12 +95,19 @@ def bootstrap(targets: list[ServerSpec], state_dir: Path) -> dict[str, ansible.H
     return ansible.run_playbook(BOOTSTRAP_PLAYBOOK, targets, state_dir, hostvars=hostvars)
 
 
+def _dns_server(servers_: list[ServerSpec]) -> str | None:
+    """``address:53`` of the first dns server: where Pebble resolves names to validate."""
+    return next((f"{s.address}:53" for s in servers_ if "dns" in s.roles), None)
+
+
 def env_up(servers_: list[ServerSpec], state_dir: Path) -> None:
-    """Bring every docker server up and bootstrapped; a no-op when all already are."""
+    """Bring every docker server up and bootstrapped, and the ACME CA (Pebble) up on the
+    host; a no-op when all already are."""
     wanted = servers.docker_servers(servers_)
     if not wanted:
         return
     _private_dir(state_dir)
+    pebble.up(state_dir, _dns_server(wanted))
     eng = engine.ensure_engine()
     with contextlib.closing(eng.client):
         ref = image.ensure_server_image(eng)
@@ -141,6 +149,8 @@ def env_down(state_dir: Path, only: list[ServerSpec] | None = None) -> bool:
                         container.remove(force=True, v=True)
             remaining = len(eng.client.containers.list(all=True, filters={"label": servers.LABEL}))
     ansible.forget(state_dir)
+    if only is None or not remaining:
+        pebble.down(state_dir)
     marks = state_dir / "bootstrap"
     if marks.is_dir():
         for mark in marks.iterdir():
@@ -153,6 +163,8 @@ def env_down(state_dir: Path, only: list[ServerSpec] | None = None) -> bool:
 
 
 def env_status(servers_: list[ServerSpec], state_dir: Path) -> dict[str, Any]:
-    """``{"servers": [...]}`` as in ``env status -o json``; never starts an engine."""
-    del state_dir  # the live state is in the engine and on the servers' addresses
-    return {"servers": servers.status(servers_)}
+    """``{"servers": [...], "caBundle": path | None, "acme": {...}}`` as in ``env status
+    -o json``; never starts an engine. ``caBundle`` verifies the embedded CA's directory
+    and the certificates it issued (None while Pebble is not running)."""
+    acme = pebble.status(state_dir)
+    return {"servers": servers.status(servers_), "caBundle": acme["caBundle"], "acme": acme}
