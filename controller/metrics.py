@@ -87,6 +87,7 @@ class _Summary:
     states: Mapping[tuple[str, str], int]
     conflicts: Mapping[str, int]
     concerns: Mapping[tuple[str, str], int]
+    overuse: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
 def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
@@ -97,7 +98,11 @@ def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
     concerns: collections.Counter[tuple[str, str]] = collections.Counter(
         {(c, s): 0 for c in CONCERNS for s in CONCERN_STATUSES}
     )
+    overuse: collections.Counter[tuple[str, str]] = collections.Counter()
     for item in items:
+        for level in ("over", "notify"):
+            for resource in (item.get("overuse") or {}).get(level) or ():
+                overuse[(str(resource), level)] += 1
         sync[str(item.get("sync") or "unknown")] += 1
         state = str(item.get("state") or "unknown")
         reason = "" if state == "active" else str(item.get("stateReason") or "")
@@ -106,7 +111,7 @@ def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
             conflicts[str(conflict.get("property") or "unknown")] += 1
         for concern, status in (item.get("concerns") or {}).items():
             concerns[(str(concern), str(status))] += 1
-    return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns)
+    return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns, overuse=overuse)
 
 
 class _SummaryCollector(prometheus_client.registry.Collector):
@@ -144,7 +149,14 @@ class _SummaryCollector(prometheus_client.registry.Collector):
         )
         for (concern, status), n in sorted(s.concerns.items()):
             concerns.add_metric([concern, status], n)
-        yield from (subs, by_state, conflicts, concerns)
+        overuse = prometheus_client.core.GaugeMetricFamily(
+            "tenantctl_overuse",
+            "Subscriptions over a limit (level over) or past the notification level (notify), by resource (RES-2).",
+            labels=["resource", "level"],
+        )
+        for (resource, level), n in sorted(s.overuse.items()):
+            overuse.add_metric([resource, level], n)
+        yield from (subs, by_state, conflicts, concerns, overuse)
 
 
 class MetricsServer:

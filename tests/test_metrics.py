@@ -214,3 +214,17 @@ class TestServe:
     def test_bad_addr(self, addr: str) -> None:
         with pytest.raises(ValueError, match="HOST:PORT"):
             metrics.parse_addr(addr)
+
+
+def test_overuse_is_counted_by_resource_and_level() -> None:
+    """RES-2: the overuse policy shows in metrics, not only in status."""
+    m = metrics.Metrics(version="test")
+    m.set_subscription_summary([
+        {"sync": "synced", "state": "suspended", "stateReason": "overuse", "conflicts": [], "concerns": {},
+         "overuse": {"over": ["databaseQuotaMB"], "notify": []}},
+        {"sync": "synced", "state": "active", "stateReason": None, "conflicts": [], "concerns": {},
+         "overuse": {"over": [], "notify": ["diskMB"]}},
+    ])
+    text = m.exposition().decode()
+    assert 'tenantctl_overuse{level="over",resource="databaseQuotaMB"} 1.0' in text
+    assert 'tenantctl_overuse{level="notify",resource="diskMB"} 1.0' in text

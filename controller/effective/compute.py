@@ -250,6 +250,7 @@ def compute(
             "sync": sync,
             "conflicts": conflicts,
             "conditions": conditions,
+            "overuse": {"over": over, "notify": warn},  # RES-2, from the measured usage
             "effective": eff,
         }
         out[name] = Subscription(name, item, changes, pl)

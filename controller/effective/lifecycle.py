@@ -30,7 +30,8 @@ def overuse(eff: Mapping[str, Any], usage: Mapping[str, float]) -> tuple[list[st
     over: list[str] = []
     warn: list[str] = []
     pct = eff["overuse"]["notifyAtPercent"]
-    for res, used_key in (("diskMB", "diskMB"), ("trafficMBPerMonth", "trafficMB")):
+    for res, used_key in (("diskMB", "diskMB"), ("trafficMBPerMonth", "trafficMB"),
+                          ("databaseQuotaMB", "databaseMB")):
         limit = eff["resources"][res]
         used = usage.get(used_key)
         if used is None or not isinstance(limit, int):

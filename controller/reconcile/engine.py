@@ -164,6 +164,7 @@ class Engine:
         record an event. Returns ``{name: {concern: what differed}}``."""
         planned = self.plan(ds)
         found: dict[str, dict[str, str]] = {}
+        self._measure(planned)
         for concern, driver in self.drivers.items():
             if not isinstance(driver, base.DriftAware):
                 continue
@@ -228,6 +229,19 @@ class Engine:
                     events.record(self.store, actor=self.actor, action="transfer", subject=name,
                                   message=f"transferred from {old.customer} to {sub.item['customer']}: "
                                           "now custom, keeping its values (PLAN-7)")
+
+    def _measure(self, planned: planner.Planned) -> None:
+        """Usage (RES-2) of every placed subscription, from drivers that measure it."""
+        for driver in self.drivers.values():
+            usage = getattr(driver, "usage", None)
+            if usage is None:
+                continue
+            changes = [base.Change(n, "ensure", driver.slice(s.item)) for n, s in planned.subscriptions.items()
+                       if s.placement.server is not None]
+            measured = usage(changes) if changes else {}
+            with self.store.transaction():
+                for name, values in measured.items():
+                    self.store.put_usage(name, values)
 
     def _record_usage(self, driver: base.Driver) -> None:
         """Measurements a driver made while applying (e.g. database sizes, RES-2)."""

@@ -294,6 +294,17 @@ def test_RES_2_overuse(
     assert (None if got is None else (got["status"], got["reason"])) == cond
 
 
+def test_RES_2_database_size_over_its_quota(world: World) -> None:
+    world.plans["basic"]["resources"]["databaseQuotaMB"] = 100
+    world.plans["basic"]["overuse"] = {"policy": "notAllowed", "suspend": True}
+    world.sub()
+    item = world.item(history=History(usage={SUB: {"databaseMB": 150.5}}))
+    assert _state(item) == ("suspended", "overuse")
+    assert item["overuse"] == {"over": ["databaseQuotaMB"], "notify": []}
+    calm = world.item(history=History(usage={SUB: {"databaseMB": 95}}))
+    assert _state(calm) == ("active", None) and calm["overuse"] == {"over": [], "notify": ["databaseQuotaMB"]}
+
+
 def test_RES_2_unlimited_is_never_over(world: World) -> None:
     world.plans["basic"]["resources"]["diskMB"] = "unlimited"
     world.plans["basic"]["overuse"] = {"policy": "notAllowed", "suspend": True}
