@@ -1,0 +1,19 @@
+"""TLS certificates over ACME (issue 4 points 3-5; TLS-1, TLS-2).
+
+One certificate per subscription whose effective ``hosting.ssl`` is true, covering the
+domain, ``www.``, every site and alias; HTTP-01 through nginx (challenge files shipped in
+one batch per server), installed into nginx with one reload per server batch; renewal at
+two thirds of the lifetime with per-subscription backoff and a token bucket per CA.
+
+Modules: ``settings`` (what is configurable), ``decide`` (pure: names, due-ness,
+backoff), ``store`` (keys and certificates under ``<state>/tls``, 0600), ``ca`` (the ACME
+client: account, orders, a 50 ms poll loop, counters), ``render`` (the nginx TLS include
+per site, pure), ``agent`` (the stdlib program that runs on the server), ``driver``
+(``TlsDriver``), ``metrics`` (plain functions for ``controller/metrics.py``). What does
+not belong here: the vhost itself (``hosting``), zones (``dns``), batching (``reconcile``).
+"""
+
+from controller.drivers.tls.driver import TlsDriver
+from controller.drivers.tls.settings import Settings
+
+__all__ = ["Settings", "TlsDriver"]

@@ -1,0 +1,68 @@
+"""Pure decisions of the tls concern: which names, whether a certificate is due, how
+long to back off. No I/O (cert-manager style checks: inputs -> reason or None)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """What the driver knows of a stored certificate."""
+
+    names: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+def names(sub: str, slice_: Mapping[str, Any]) -> list[str]:
+    """The names one certificate covers: the domain and ``www.``, every subdomain site,
+    every alias and its ``www.`` (the same names the vhost serves)."""
+    out = [sub, f"www.{sub}"]
+    for site, kind in sorted(dict(slice_["siteTypes"]).items()):
+        out += [site, f"www.{site}"] if kind == "alias" else [site]
+    return list(dict.fromkeys(out))
+
+
+def wanted(slice_: Mapping[str, Any]) -> bool:
+    """TLS-1: a certificate only where the plan sells SSL (and a vhost can serve it)."""
+    return bool(slice_["ssl"]) and bool(slice_["enabled"])
+
+
+def renew_at(cert: CertInfo, fraction: float) -> dt.datetime:
+    return cert.not_before + (cert.not_after - cert.not_before) * fraction
+
+
+def due(cert: CertInfo | None, want: Sequence[str], now: dt.datetime, fraction: float,
+        ari_start: dt.datetime | None = None) -> str | None:
+    """Why a (new) certificate must be ordered now, or None while the stored one is good.
+    ``ari_start``: the start of the CA's suggested renewal window when it offers one."""
+    if cert is None:
+        return "no certificate yet"
+    missing = sorted(set(want) - set(cert.names))
+    if missing:
+        return f"certificate does not cover {', '.join(missing)}"
+    if now >= cert.not_after:
+        return f"certificate expired at {cert.not_after.isoformat()}"
+    if ari_start is not None and now >= ari_start:
+        return f"inside the CA's renewal window (from {ari_start.isoformat()})"
+    at = renew_at(cert, fraction)
+    if ari_start is None and now >= at:
+        return f"two thirds of the lifetime passed at {at.isoformat()} (expires {cert.not_after.isoformat()})"
+    return None
+
+
+def valid(cert: CertInfo | None, now: dt.datetime) -> bool:
+    """Whether a certificate can still serve (a failed renewal keeps it in place)."""
+    return cert is not None and cert.not_before <= now < cert.not_after
+
+
+def backoff(failures: int, base: float, cap: float) -> float:
+    """Seconds before retrying after ``failures`` consecutive failures (>= 1):
+    ``base * 2**(failures-1)``, capped."""
+    if failures < 1:
+        return 0.0
+    return float(min(cap, base * 2 ** min(failures - 1, 40)))

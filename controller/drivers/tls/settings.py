@@ -1,0 +1,61 @@
+"""What the tls driver lets an operator choose (one dataclass, a docstring per field)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from controller.drivers.embedded import pebble
+
+Challenge = Literal["http-01", "dns-01"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """ACME settings of the tls driver."""
+
+    directory: str = field(default_factory=lambda: _env("TENANTCTL_ACME_DIRECTORY", pebble.DIRECTORY))
+    """The CA's directory URL (env ``TENANTCTL_ACME_DIRECTORY``; default the embedded Pebble)."""
+    ca_bundle: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_CA_BUNDLE") or None)
+    """File of CAs to verify the directory's HTTPS with (env ``TENANTCTL_ACME_CA_BUNDLE``);
+    None: the embedded Pebble's bundle for its directory, the system's trust otherwise."""
+    account: str = "default"
+    """Name of the ACME account (key) to use under the state dir: tests use fresh ones."""
+    email: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_EMAIL") or None)
+    """Contact of the account (env ``TENANTCTL_ACME_EMAIL``)."""
+    challenge: Challenge = field(
+        default_factory=lambda: "dns-01" if _env("TENANTCTL_ACME_CHALLENGE", "http-01") == "dns-01" else "http-01")
+    """Challenge type (env ``TENANTCTL_ACME_CHALLENGE``): HTTP-01 through nginx by default."""
+    renew_fraction: float = 2 / 3
+    """Renew once this fraction of the certificate's lifetime has passed."""
+    backoff_base: float = 60.0
+    """First retry delay after a failed issuance (seconds); doubles per failure."""
+    backoff_cap: float = 6 * 3600.0
+    """Longest retry delay (seconds)."""
+    concurrency: int = 8
+    """Orders in flight at once per server batch."""
+    poll_interval: float = 0.05
+    """Seconds between polls of authorizations and orders (the library's loop sleeps 1 s)."""
+    order_timeout: float = 90.0
+    """Seconds an order may take from creation to certificate."""
+    rate_wait: float = 30.0
+    """Seconds to wait for a token of the CA's bucket before deferring a renewal."""
+
+    def verify(self, state_dir: Path) -> str | bool:
+        """What to give ``requests`` as ``verify`` for the directory's HTTPS."""
+        if self.ca_bundle:
+            return self.ca_bundle
+        if self.directory == pebble.DIRECTORY:
+            return str(pebble.ca_bundle(state_dir))
+        return True
+
+    @property
+    def rate_key(self) -> str:
+        """The key of this CA's bucket in ``RateLimits``."""
+        return f"acme:{self.directory}"

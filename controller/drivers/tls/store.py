@@ -1,0 +1,132 @@
+"""Keys, certificates and per-subscription renewal state under ``<state>/tls`` (0600).
+
+Layout: ``accounts/<ca>-<account>/{key.json,regr.json}``; ``certs/<sub>/{privkey.pem,
+fullchain.pem}`` (the last certificate that was issued: it keeps serving whatever
+happens to later orders); ``status/<sub>.json`` (failures, last error, next attempt,
+last renewal); ``renew/<sub>`` (a renewal forced by ``tenantctl tls renew``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from controller.drivers import naming
+from controller.drivers.tls import decide
+
+
+def _private(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` readable by its owner only."""
+    _private(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def cert_info(fullchain: bytes) -> decide.CertInfo:
+    leaf = x509.load_pem_x509_certificate(fullchain)
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return decide.CertInfo(names, leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+
+
+class Store:
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "tls"
+
+    # --- accounts ---------------------------------------------------------------------
+
+    def account_dir(self, directory: str, account: str) -> Path:
+        tag = hashlib.blake2b(directory.encode(), digest_size=5).hexdigest()
+        if not account.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"not an account name: {account!r}")
+        return _private(self.root / "accounts" / f"{tag}-{account}")
+
+    # --- certificates -----------------------------------------------------------------
+
+    def _cert_dir(self, sub: str) -> Path:
+        naming.system_user(sub)  # refuses names unsafe as a directory
+        if sub.strip(".") == "":
+            raise ValueError(f"not a subscription name: {sub!r}")
+        return self.root / "certs" / sub
+
+    def certificate(self, sub: str) -> tuple[bytes, bytes] | None:
+        """(fullchain, key) of the last issued certificate, or None."""
+        d = self._cert_dir(sub)
+        try:
+            return (d / "fullchain.pem").read_bytes(), (d / "privkey.pem").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def info(self, sub: str) -> decide.CertInfo | None:
+        pair = self.certificate(sub)
+        return cert_info(pair[0]) if pair else None
+
+    def save_certificate(self, sub: str, fullchain: bytes, key: bytes) -> None:
+        d = _private(self._cert_dir(sub))
+        write_private(d / "privkey.pem.next", key)
+        write_private(d / "fullchain.pem.next", fullchain)
+        # key first, then chain: a reader pairing them sees the old pair or the new one
+        (d / "privkey.pem.next").replace(d / "privkey.pem")
+        (d / "fullchain.pem.next").replace(d / "fullchain.pem")
+
+    def forget(self, sub: str) -> None:
+        d = self._cert_dir(sub)
+        for p in (d / "fullchain.pem", d / "privkey.pem"):
+            p.unlink(missing_ok=True)
+        (self.root / "status" / f"{sub}.json").unlink(missing_ok=True)
+        (self.root / "renew" / sub).unlink(missing_ok=True)
+
+    def subscriptions(self) -> list[str]:
+        d = self.root / "certs"
+        return sorted(p.name for p in d.iterdir() if (p / "fullchain.pem").exists()) if d.is_dir() else []
+
+    # --- renewal state ----------------------------------------------------------------
+
+    def status(self, sub: str) -> dict[str, Any]:
+        self._cert_dir(sub)
+        path = self.root / "status" / f"{sub}.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            data = {}
+        return data
+
+    def set_status(self, sub: str, data: dict[str, Any]) -> None:
+        self._cert_dir(sub)
+        write_private(self.root / "status" / f"{sub}.json", json.dumps(data, sort_keys=True).encode())
+
+    def force(self, sub: str) -> Path:
+        """Ask for a renewal at the next apply (``tenantctl tls renew``); clears backoff."""
+        self._cert_dir(sub)
+        path = self.root / "renew" / sub
+        write_private(path, dt.datetime.now(dt.UTC).isoformat().encode())
+        st = self.status(sub)
+        if st.get("next_attempt"):
+            st["next_attempt"] = None
+            self.set_status(sub, st)
+        return path
+
+    def forced(self, sub: str) -> bool:
+        self._cert_dir(sub)
+        return (self.root / "renew" / sub).exists()
+
+    def unforce(self, sub: str) -> None:
+        (self.root / "renew" / sub).unlink(missing_ok=True)
