@@ -27,6 +27,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class Transport:
         self.address = address
         self.key = key
         self.attempts = attempts
+        #: seconds of the last ``ship``: building the tar, and the SSH command (benchmarks)
+        self.last_timings: dict[str, float] = {}
         ssh_dir = state_dir / "ssh"
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         control_dir = ssh_dir / "cm"
@@ -168,7 +171,14 @@ class Transport:
         script = ('set -e; umask 077; mkdir -p /var/lib/tenantctl; '
                   'd=$(mktemp -d /var/lib/tenantctl/batch.XXXXXX); trap \'rm -rf "$d"\' EXIT; '
                   'tar -x --no-same-owner -p -C "$d"; umask 022; "$@" "$d"')
-        return self.run(["sh", "-c", script, "tenantctl-batch", *then], stdin=tar(files), timeout=timeout)
+        started = time.perf_counter()
+        stream = tar(files)
+        built = time.perf_counter()
+        try:
+            return self.run(["sh", "-c", script, "tenantctl-batch", *then], stdin=stream, timeout=timeout)
+        finally:
+            self.last_timings = {"tar": built - started, "ssh": time.perf_counter() - built,
+                                 "tar_bytes": float(len(stream))}
 
     def fetch(self, argv: Sequence[str], dest: Path, *, timeout: float = 3600.0) -> int:
         """Run ``argv`` and stream its stdout into ``dest`` (written to a ``.part`` file,

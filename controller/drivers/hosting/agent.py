@@ -29,9 +29,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 WEB_ROOT = "/srv/www"
+
+#: seconds per phase of this run (reported as ``phases``; benchmarks print them)
+PHASES: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(phase: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        PHASES[phase] = PHASES.get(phase, 0.0) + time.monotonic() - started
 
 
 def digest(data: bytes) -> str:
@@ -201,12 +214,15 @@ def reload(service: dict[str, Any], sockets: list[str]) -> str:
         if code != 0:
             return f"start failed: {out}"
     else:
-        old = children(master)
-        os.kill(master, getattr(signal, service["signal"]))
-        wait_gone(old, 25.0)
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and not all(os.path.exists(s) for s in sockets):
-        time.sleep(0.02)
+        with timed(f"{service['name']}.signal"):
+            old = children(master)
+            os.kill(master, getattr(signal, service["signal"]))
+        with timed(f"{service['name']}.wait_old_workers"):
+            wait_gone(old, 25.0)
+    with timed(f"{service['name']}.wait_sockets"):
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not all(os.path.exists(s) for s in sockets):
+            time.sleep(0.02)
     return ""
 
 
@@ -224,6 +240,7 @@ def apply(job: dict[str, Any], stage: str) -> dict[str, Any]:
     subs: dict[str, dict[str, Any]] = {s["name"]: s for s in job["subs"]}
     results: dict[str, dict[str, Any]] = {}
     skel = os.path.join(stage, job.get("skel", "skel"))
+    started = time.monotonic()
     for spec in job.get("common", []):
         content = read(os.path.join(stage, spec["src"]))
         if content is not None and read(spec["dest"]) != content:
@@ -240,6 +257,8 @@ def apply(job: dict[str, Any], stage: str) -> dict[str, Any]:
                                                             s.get("docroots", []), skel)
         except (OSError, RuntimeError) as exc:
             results[name] = {"ok": False, "message": f"web space: {exc}", "changed": False}
+    PHASES["users"] = time.monotonic() - started
+    started = time.monotonic()
     # the new content of every managed file that differs from what is on the server
     new: dict[str, dict[str, bytes | None]] = {}
     old: dict[str, dict[str, bytes | None]] = {}
@@ -253,13 +272,18 @@ def apply(job: dict[str, Any], stage: str) -> dict[str, Any]:
                 new.setdefault(name, {})[dest] = data
                 old.setdefault(name, {})[dest] = cur
 
+    PHASES["diff"] = time.monotonic() - started
+
     def install(names: set[str], which: dict[str, dict[str, bytes | None]]) -> None:
-        for n in names:
-            for dest, data in which.get(n, {}).items():
-                write(dest, data)
+        with timed("install"):
+            for n in names:
+                for dest, data in which.get(n, {}).items():
+                    write(dest, data)
 
     def valid() -> tuple[bool, str]:
-        code, out = run(job["validate"]) if job.get("validate") else (0, "")
+        with timed("validate"):
+            code, out = run(job["validate"]) if job.get("validate") else (0, "")
+        PHASES["validations"] = PHASES.get("validations", 0) + 1
         return code == 0, out
 
     pending = set(new)
@@ -306,7 +330,8 @@ def apply(job: dict[str, Any], stage: str) -> dict[str, Any]:
     for name, s in subs.items():
         if s["action"] == "delete" and results[name]["ok"] and s.get("user"):
             try:
-                remove_user(s["user"]["name"], s["user"]["home"])
+                with timed("remove_users"):
+                    remove_user(s["user"]["name"], s["user"]["home"])
             except (OSError, RuntimeError) as exc:
                 results[name] = {"ok": False, "changed": True, "message": f"removal: {exc}"}
     return {"results": results, "reloaded": reloaded}
@@ -361,6 +386,7 @@ def main() -> int:
         job = json.load(fh)
     out = apply(job, stage) if job["op"] == "apply" else check(job)
     out["seconds"] = round(time.monotonic() - started, 3)
+    out["phases"] = {k: round(v, 4) for k, v in PHASES.items()}
     json.dump(out, sys.stdout)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ class _Hosting:
         self._transports: dict[str, transport.Transport] = {}
         #: seconds the agent reported for the last batch per server (benchmarks)
         self.last_agent_seconds: dict[str, float] = {}
+        #: seconds per phase of the last ``apply``/``drifted`` call per server, summed over
+        #: its batches: ``render``, ``tar``, ``ssh`` (the whole remote command), ``agent``
+        #: (the agent's own run) and ``agent.<phase>`` as the agent reports them
+        self.last_timings: dict[str, dict[str, float]] = {}
 
     def remote(self, server: str) -> transport.Transport:
         t = self._transports.get(server)
@@ -71,10 +76,19 @@ class _Hosting:
             return self.hook(sub, path, text)
         return text
 
+    def _time(self, server: str, phase: str, seconds: float) -> None:
+        t = self.last_timings.setdefault(server, {})
+        t[phase] = t.get(phase, 0.0) + seconds
+
     def _run(self, server: str, job: dict[str, Any], files: list[transport.File]) -> dict[str, Any]:
         payload = [transport.File("agent.py", AGENT.read_bytes(), 0o600),
                    transport.File("job.json", json.dumps(job).encode(), 0o600), *files]
-        done = self.remote(server).ship(payload, ["python3", "-I", "-c", _LAUNCH])
+        remote = self.remote(server)
+        try:
+            done = remote.ship(payload, ["python3", "-I", "-c", _LAUNCH])
+        finally:
+            for phase, seconds in remote.last_timings.items():
+                self._time(server, phase, seconds)
         if done.returncode != 0:
             raise errors.PermanentError(f"{server}: hosting agent failed ({done.returncode}): {done.error[-2000:]}")
         try:
@@ -82,6 +96,9 @@ class _Hosting:
         except ValueError as exc:
             raise errors.PermanentError(f"{server}: unreadable agent answer: {done.text[:500]}") from exc
         self.last_agent_seconds[server] = float(out.get("seconds", 0.0))
+        self._time(server, "agent", self.last_agent_seconds[server])
+        for phase, seconds in dict(out.get("phases", {})).items():
+            self._time(server, f"agent.{phase}", float(seconds))
         return out
 
     def _results(self, changes: Sequence[base.Change], out: Mapping[str, Any], ok_message: Callable[[base.Change], str]
@@ -140,13 +157,16 @@ class WebDriver(_Hosting):
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         results: list[base.Result] = []
+        self.last_timings[server] = {}
         ensure = [c for c in changes if c.action != "delete"]
         if ensure:
+            started = time.perf_counter()
             subs, files = [], [transport.File(p, d) for p, d in render.static_files()]
             for c in ensure:
                 entry, fs = self._entry(c)
                 subs.append(entry)
                 files.extend(fs)
+            self._time(server, "render", time.perf_counter() - started)
             job = {"op": "apply", "subs": subs, "validate": ["nginx", "-t"], "reload": [_NGINX],
                    "common": [{"dest": f"{render.PAGES_DIR}/suspended.html", "src": "pages/suspended.html"}]}
             out = self._run(server, job, files)
@@ -191,6 +211,7 @@ class WebDriver(_Hosting):
     def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
         if server is None or not changes:
             return {}
+        self.last_timings[server] = {}
         subs = []
         for c in changes:
             text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
@@ -217,6 +238,7 @@ class PhpDriver(_Hosting):
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         results: list[base.Result] = []
+        self.last_timings[server] = {}
         by_version: dict[str, list[base.Change]] = {}
         deletes = []
         for c in changes:
@@ -225,6 +247,7 @@ class PhpDriver(_Hosting):
             else:
                 by_version.setdefault(str(c.slice["php"]["version"]), []).append(c)
         for version, group in sorted(by_version.items()):
+            started = time.perf_counter()
             subs, files = [], []
             for c in group:
                 sub = c.name
@@ -238,6 +261,7 @@ class PhpDriver(_Hosting):
                              "sockets": render.sockets(sub, c.slice),
                              "marks": [f"[pool {naming.fpm_pool(sub)}]"]})
             job = {"op": "apply", "subs": subs, "validate": [f"php-fpm{version}", "-t"], "reload": [_fpm(version)]}
+            self._time(server, "render", time.perf_counter() - started)
             out = self._run(server, job, files)
 
             def message(c: base.Change) -> str:
@@ -256,6 +280,7 @@ class PhpDriver(_Hosting):
     def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
         if server is None or not changes:
             return {}
+        self.last_timings[server] = {}
         subs = []
         for c in changes:
             path = render.pool_path(c.name, str(c.slice["php"]["version"]))
