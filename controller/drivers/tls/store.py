@@ -22,7 +22,10 @@ from controller.drivers.tls import decide
 
 
 def _private(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """``path`` as a directory; every directory this creates is 0700."""
+    if not path.is_dir():
+        _private(path.parent)
+        path.mkdir(exist_ok=True, mode=0o700)
     return path
 
 
