@@ -246,6 +246,7 @@ class TestFailures:
         drifted = env.engine.resync(env.desired())
         assert drifted[domain]["tls"].startswith("renewal requested"), drifted
         status, message = env.condition(domain)
+        print(f"\nTlsReady=False: {message}")
         assert status == "False"
         assert "certificate order failed" in message and NOWHERE in message, message  # the CA's reason
         assert "keeps serving" in message
