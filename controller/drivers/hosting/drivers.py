@@ -30,12 +30,15 @@ AGENT = Path(__file__).with_name("agent.py")
 #: one to exercise the validation path); never set in production
 Hook = Callable[[str, str, str], str]
 
-_NGINX = {"name": "nginx", "pidfile": "/run/nginx.pid", "signal": "SIGHUP", "start": ["service", "nginx", "start"]}
+#: how the agent reloads a service and knows the new configuration is loaded (``ready``,
+#: see ``agent.reload``): not by waiting for old workers to finish their requests
+_NGINX = {"name": "nginx", "pidfile": "/run/nginx.pid", "signal": "SIGHUP", "ready": "workers",
+          "start": ["service", "nginx", "start"]}
 
 
 def _fpm(version: str) -> dict[str, Any]:
     return {"name": f"php{version}-fpm", "pidfile": f"/run/php/php{version}-fpm.pid", "signal": "SIGUSR2",
-            "start": ["service", f"php{version}-fpm", "start"]}
+            "ready": "pidfile", "start": ["service", f"php{version}-fpm", "start"]}
 
 
 def _digest(text: str | None) -> str | None:
@@ -89,29 +92,38 @@ class _Hosting:
         finally:
             for phase, seconds in remote.last_timings.items():
                 self._time(server, phase, seconds)
+        if done.returncode > 128:
+            # killed (OOM killer, a reboot, an operator): the next agent rolls the batch
+            # back from its journal and applies it again
+            raise errors.TemporaryError(f"{server}: hosting agent killed by signal {done.returncode - 128}: "
+                                        f"{done.error[-2000:]}", delay=10.0)
         if done.returncode != 0:
             raise errors.PermanentError(f"{server}: hosting agent failed ({done.returncode}): {done.error[-2000:]}")
+        want = "results" if job["op"] == "apply" else "drift"
         try:
-            out: dict[str, Any] = json.loads(done.stdout)
-        except ValueError as exc:
-            raise errors.PermanentError(f"{server}: unreadable agent answer: {done.text[:500]}") from exc
-        self.last_agent_seconds[server] = float(out.get("seconds", 0.0))
-        self._time(server, "agent", self.last_agent_seconds[server])
-        for phase, seconds in dict(out.get("phases", {})).items():
-            self._time(server, f"agent.{phase}", float(seconds))
-        return out
+            out = json.loads(done.stdout)
+            if not isinstance(out, dict) or not isinstance(out.get(want), dict):
+                raise ValueError(f"no {want!r} object")
+            self.last_agent_seconds[server] = float(out.get("seconds", 0.0))
+            self._time(server, "agent", self.last_agent_seconds[server])
+            for phase, seconds in dict(out.get("phases", {})).items():
+                self._time(server, f"agent.{phase}", float(seconds))
+        except (ValueError, TypeError) as exc:
+            raise errors.PermanentError(f"{server}: unreadable agent answer ({exc}): {done.text[:500]}") from exc
+        result: dict[str, Any] = out
+        return result
 
     def _results(self, changes: Sequence[base.Change], out: Mapping[str, Any], ok_message: Callable[[base.Change], str]
                  ) -> list[base.Result]:
         results = []
         for c in changes:
             r = out["results"].get(c.name)
-            if r is None:
+            if not isinstance(r, dict):
                 results.append(base.Result(c.name, "failed", "the agent returned no result"))
-            elif r["ok"]:
+            elif r.get("ok") is True:
                 results.append(base.Result(c.name, "provisioned", ok_message(c)))
             else:
-                results.append(base.Result(c.name, "failed", str(r["message"])[-2000:]))
+                results.append(base.Result(c.name, "failed", str(r.get("message", ""))[-2000:]))
         return results
 
     def _check(self, server: str, subs: list[dict[str, Any]]) -> dict[str, str]:
