@@ -114,6 +114,55 @@ def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
     return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns, overuse=overuse)
 
 
+@dataclasses.dataclass(frozen=True)
+class TlsSnapshot:
+    """What the tls driver counted (TLS-1/TLS-2, issue 4): per subscription, expiry and last
+    renewal (one series per TLS subscription: alerting per certificate is the point) and
+    current failure counts (only failing ones); ACME requests and orders by result."""
+
+    expiry: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    renewed: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    failures: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    requests: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    request_seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    orders: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    order_seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+class _TlsCollector(prometheus_client.registry.Collector):
+    def __init__(self) -> None:
+        self.snapshot = TlsSnapshot()
+
+    def collect(self) -> Iterator[prometheus_client.core.Metric]:
+        s = self.snapshot
+        core = prometheus_client.core
+        for name, doc, values in (
+            ("tenantctl_certificate_expiry_timestamp_seconds", "When each subscription's certificate expires.",
+             s.expiry),
+            ("tenantctl_certificate_last_renewal_timestamp_seconds", "When each certificate was last issued.",
+             s.renewed),
+            ("tenantctl_certificate_renewal_failures", "Consecutive failed orders of a failing certificate.",
+             s.failures),
+        ):
+            fam = core.GaugeMetricFamily(name, doc, labels=["subscription"])
+            for sub, v in sorted(values.items()):
+                fam.add_metric([sub], v)
+            yield fam
+        for name, doc, counts, seconds in (
+            ("tenantctl_acme_requests", "ACME requests by result.", s.requests, s.request_seconds),
+            ("tenantctl_acme_orders", "ACME certificate orders by result.", s.orders, s.order_seconds),
+        ):
+            total = core.CounterMetricFamily(name, doc, labels=["result"])
+            for result, n in sorted(counts.items()):
+                total.add_metric([result], n)
+            yield total
+            dur = core.SummaryMetricFamily(f"{name.removesuffix('s')}_duration_seconds", f"Duration of {doc[:-1]}",
+                                           labels=["result"])
+            for result, n in sorted(counts.items()):
+                dur.add_metric([result], count_value=n, sum_value=seconds.get(result, 0.0))
+            yield dur
+
+
 class _SummaryCollector(prometheus_client.registry.Collector):
     """Yields the summary gauges from one immutable snapshot, so a scrape never sees a
     half-updated set (a gauge cleared and not yet refilled)."""
@@ -227,6 +276,8 @@ class Metrics:
             "tenantctl_build_info", "Always 1; the version of the running tenantctl.", ["version"], registry=r
         )
         self.build_info.labels(version).set(1)
+        self._tls = _TlsCollector()
+        r.register(self._tls)
         self.dns_zones = prometheus_client.Gauge(
             "tenantctl_dns_zones", "Zones on each DNS server by state (primary, secondary, behind, empty, "
             "foreign).", ["server", "state"], registry=r
@@ -235,6 +286,10 @@ class Metrics:
             "tenantctl_dns_last_sync_timestamp_seconds",
             "When every call to that DNS server last succeeded in a pass.", ["server"], registry=r
         )
+
+    def set_tls(self, snapshot: TlsSnapshot) -> None:
+        """Certificates and ACME traffic as the tls driver last observed them (no I/O here)."""
+        self._tls.snapshot = snapshot
 
     def set_dns(self, zones: Mapping[tuple[str, str], int], last_sync: Mapping[str, float]) -> None:
         """DNS health as the dns driver last observed it (no I/O here)."""

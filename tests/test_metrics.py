@@ -65,7 +65,21 @@ def populated(m: metrics.Metrics, n: int = 3) -> metrics.Metrics:
             for i in range(n)
         ]
     )
+    m.set_dns({("dns-1", "primary"): n, ("dns-2", "secondary"): n}, {"dns-1": 1.7e9})
+    m.set_tls(metrics.TlsSnapshot(
+        expiry={"s1.example": 1.8e9}, renewed={"s1.example": 1.7e9}, failures={"s2.example": 3},
+        requests={"ok": 40, "error": 2}, request_seconds={"ok": 1.5, "error": 0.2},
+        orders={"issued": 4, "failed": 1}, order_seconds={"issued": 4.4, "failed": 0.9},
+    ))
     return m
+
+
+def test_tls_and_dns_series(m: metrics.Metrics) -> None:
+    text = populated(m).exposition().decode()
+    assert 'tenantctl_certificate_expiry_timestamp_seconds{subscription="s1.example"} 1.8e+09' in text
+    assert 'tenantctl_acme_requests_total{result="error"} 2.0' in text
+    assert 'tenantctl_acme_order_duration_seconds_count{result="issued"} 4.0' in text
+    assert 'tenantctl_dns_zones{server="dns-2",state="secondary"} 3.0' in text
 
 
 def test_promtool_check_metrics(m: metrics.Metrics) -> None:

@@ -26,12 +26,14 @@ from controller.cli.main import (
     plan_now,
     state_dir,
 )
+from controller.cli.tls import tls_app
 from controller.state import events
 from controller.state import store as state_store
 
 env_app = typer.Typer(help="The embedded multi-server environment on this machine.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 app.add_typer(db_app, name="db")
+app.add_typer(tls_app, name="tls")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:
@@ -209,7 +211,6 @@ def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None
     check_output(fmt)
     doc = _embedded_call(embedded.env_status, _docker_servers(files), state_dir())
     metrics_file = state_dir() / "metrics.addr"
-    doc["caBundle"] = None  # no TLS concern yet: nothing to verify
     doc["metrics"] = metrics_file.read_text().strip() if metrics_file.exists() else None
     if fmt == "json":
         output.print_json(doc)

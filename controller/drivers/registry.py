@@ -17,10 +17,11 @@ def build(ctx: Context) -> dict[str, base.Driver]:
     drivers: dict[str, base.Driver] = {c: base.NotProvisioned(c) for c in base.CONCERNS}
     if os.environ.get("TENANTCTL_DRIVERS", "").strip().lower() == "none":
         return drivers
-    from controller.drivers import db, dns, hosting
+    from controller.drivers import db, dns, hosting, tls
 
     drivers["web"] = hosting.WebDriver(ctx)
     drivers["php"] = hosting.PhpDriver(ctx)
     drivers["db"] = db.DbDriver(ctx)
     drivers["dns"] = dns.DnsDriver(ctx)
+    drivers["tls"] = tls.TlsDriver(ctx)
     return drivers

@@ -87,12 +87,22 @@ class Engine:
         actor: str = "controller",
     ) -> None:
         self.store = store
-        self.drivers = dict(drivers) if drivers is not None else default_drivers()
         self.limits = limits or RateLimits()
+        self.drivers: dict[str, base.Driver] = {}
+        self.set_drivers(drivers if drivers is not None else default_drivers())
         self.backoff = backoff or ExponentialBackoff()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.actor = actor
         self._backoff_keys: set[str] = set()
+
+    def set_drivers(self, drivers: Mapping[str, base.Driver]) -> None:
+        """Use these drivers; those that call an external service share this engine's
+        rate limits (one token bucket per dependency, e.g. per ACME directory)."""
+        self.drivers = dict(drivers)
+        for driver in self.drivers.values():
+            use_limits = getattr(driver, "use_limits", None)
+            if use_limits is not None:
+                use_limits(self.limits)
 
     def plan(self, ds: DesiredState) -> planner.Planned:
         return planner.plan(ds, self.clock(), self.drivers, self.store)
@@ -164,6 +174,7 @@ class Engine:
         record an event. Returns ``{name: {concern: what differed}}``."""
         planned = self.plan(ds)
         found: dict[str, dict[str, str]] = {}
+        self._backoff_keys = {b.key for b in self.store.list_backoff()}
         self._measure(planned)
         for concern, driver in self.drivers.items():
             if not isinstance(driver, base.DriftAware):
@@ -178,13 +189,16 @@ class Engine:
                 drifted = driver.drifted(server, changes)
                 if not drifted:
                     continue
-                repair = [c for c in changes if c.name in drifted]
+                # A drifted subscription still backing off from a failure waits its turn.
+                report = Report(planned)
+                repair = [c for c in changes if c.name in drifted and not self._backing_off(c.name, concern, report)]
                 with self.store.transaction():
                     for name, what in drifted.items():
                         found.setdefault(name, {})[concern] = what
                         events.record(self.store, actor=self.actor, action="drift", subject=name,
                                       message=f"{concern} on {server}: {what}; repairing")
-                report = Report(planned)
+                if not repair:
+                    continue
                 results = self._run_driver(concern, server, repair)
                 with self.store.transaction():
                     for res in results:

@@ -22,6 +22,7 @@ import controller
 from controller import errors, metrics, model
 from controller.drivers import base
 from controller.drivers.dns import metrics as dns_metrics
+from controller.drivers.tls import metrics as tls_metrics
 from controller.model import loader
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
@@ -80,7 +81,7 @@ def run(
                 try:
                     ds = model.load_desired(files)
                     if drivers_for is not None:
-                        eng.drivers = dict(drivers_for(ds))
+                        eng.set_drivers(drivers_for(ds))
                 except errors.InputError as exc:
                     log.error("desired state invalid, keeping the last good one:\n%s", exc)
                 if ds is not None and timer:
@@ -107,6 +108,11 @@ def run(
                     m.observe_reconcile("error" if report.failed else "success", report.seconds)
                     m.set_subscription_summary(store.get_status())
                     m.set_dns(dns_metrics.zones_by_state(), dns_metrics.last_sync())
+                    m.set_tls(metrics.TlsSnapshot(
+                        expiry=tls_metrics.certificate_expiry(), renewed=tls_metrics.last_renewal(),
+                        failures=tls_metrics.renewal_failures(), requests=tls_metrics.acme_requests(),
+                        request_seconds=tls_metrics.acme_request_seconds(), orders=tls_metrics.acme_orders(),
+                        order_seconds=tls_metrics.acme_order_seconds()))
             elif not once:
                 stop.wait(1.0)
             if once:
