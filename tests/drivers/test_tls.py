@@ -103,7 +103,7 @@ class Env:
 
     def fresh_account(self) -> None:
         """A new ACME account (Pebble reuses valid authorizations of an account)."""
-        self.settings = dataclasses.replace(self.settings, account=f"test-{uuid.uuid4().hex[:8]}")
+        self.settings = dataclasses.replace(self.tls.settings, account=f"test-{uuid.uuid4().hex[:8]}")
         self.tls.settings = self.settings
         self.tls.ca = ca.CA(self.settings, self.tls.store, self.cluster.state_dir, self.tls.counters)
 

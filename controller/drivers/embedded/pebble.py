@@ -38,10 +38,21 @@ from cryptography.x509.oid import NameOID
 
 from controller.drivers.embedded import errors
 
-HOST = "127.0.0.1"
 PORT = 14000
 MANAGEMENT_PORT = 15000
-DIRECTORY = f"https://{HOST}:{PORT}/dir"
+
+
+def host(state_dir: Path) -> str:
+    """Pebble's own loopback address, one per environment (state directory), so that two
+    environments on one machine (a developer's and the tests') never share a CA."""
+    h = int.from_bytes(hashlib.blake2b(str(Path(state_dir).resolve()).encode(), digest_size=4).digest(), "big")
+    h %= 250 * 250
+    return f"127.1.{h // 250}.{h % 250 + 1}"
+
+
+def directory(state_dir: Path) -> str:
+    """The ACME directory URL of the environment's Pebble."""
+    return f"https://{host(state_dir)}:{PORT}/dir"
 #: issued certificates live 90 days, like Let's Encrypt's (renewal at two thirds)
 VALIDITY_SECONDS = 90 * 24 * 3600
 
@@ -62,9 +73,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _listener_cert(d: Path) -> None:
+def _listener_cert(d: Path, host_ip: str) -> None:
     """A private CA and a certificate for 127.0.0.1/localhost signed by it (once)."""
-    if (d / "listener.pem").exists() and (d / "listener.key").exists() and (d / "listener-ca.pem").exists():
+    names = ("listener.pem", "listener.key", "listener-ca.pem", "listener.host")
+    if all((d / n).exists() for n in names) and (d / "listener.host").read_text() == host_ip:
         return
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -83,18 +95,19 @@ def _listener_cert(d: Path) -> None:
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+                                                        x509.IPAddress(ipaddress.ip_address(host_ip))]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     (d / "listener.key").touch(mode=0o600)
     (d / "listener.key").write_bytes(_key_pem(key))
     (d / "listener.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (d / "listener-ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (d / "listener.host").write_text(host_ip)
 
 
-def _config(d: Path) -> dict[str, Any]:
+def _config(d: Path, host_ip: str) -> dict[str, Any]:
     return {"pebble": {
-        "listenAddress": f"{HOST}:{PORT}", "managementListenAddress": f"{HOST}:{MANAGEMENT_PORT}",
+        "listenAddress": f"{host_ip}:{PORT}", "managementListenAddress": f"{host_ip}:{MANAGEMENT_PORT}",
         "certificate": str(d / "listener.pem"), "privateKey": str(d / "listener.key"),
         "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False,
         "certificateValidityPeriod": VALIDITY_SECONDS,
@@ -118,12 +131,12 @@ def _get(url: str, cafile: Path, timeout: float = 2.0) -> bytes:
         return data
 
 
-def _wait_and_fetch_root(d: Path, timeout: float = 15.0) -> bytes:
+def _wait_and_fetch_root(d: Path, host_ip: str, timeout: float = 15.0) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _get(DIRECTORY, d / "listener-ca.pem")
-            return _get(f"https://{HOST}:{MANAGEMENT_PORT}/roots/0", d / "listener-ca.pem")
+            _get(f"https://{host_ip}:{PORT}/dir", d / "listener-ca.pem")
+            return _get(f"https://{host_ip}:{MANAGEMENT_PORT}/roots/0", d / "listener-ca.pem")
         except OSError as exc:
             if time.monotonic() > deadline:
                 log = (d / "pebble.log").read_text(errors="replace")[-1500:] if (d / "pebble.log").exists() else ""
@@ -138,8 +151,9 @@ def up(state_dir: Path, dns_server: str | None) -> Path:
     if binary is None:
         raise errors.EmbeddedError("pebble is not installed (apt-get install pebble)")
     d = state(state_dir)
-    _listener_cert(d)
-    config = json.dumps(_config(d), indent=2, sort_keys=True)
+    host_ip = host(state_dir)
+    _listener_cert(d, host_ip)
+    config = json.dumps(_config(d, host_ip), indent=2, sort_keys=True)
     argv = [binary, "-config", str(d / "config.json")]
     if dns_server:
         argv += ["-dnsserver", dns_server]
@@ -159,7 +173,7 @@ def up(state_dir: Path, dns_server: str | None) -> Path:
     pid = int(done.stdout.strip())
     (d / "pebble.pid").write_text(f"{pid}\n")
     try:
-        root = _wait_and_fetch_root(d)
+        root = _wait_and_fetch_root(d, host_ip)
     except errors.EmbeddedError:
         _stop(pid)
         raise
@@ -200,5 +214,5 @@ def status(state_dir: Path) -> dict[str, Any]:
     d = state_dir.resolve() / "pebble"
     running = d.is_dir() and _pid(d) is not None
     bundle = ca_bundle(state_dir)
-    return {"running": running, "directory": DIRECTORY,
+    return {"running": running, "directory": directory(state_dir),
             "caBundle": str(bundle) if running and bundle.exists() else None}

@@ -81,7 +81,7 @@ class TlsDriver:
     def __init__(self, ctx: Context, settings: settings_mod.Settings | None = None, *,
                  limits: Limiter | None = None, clock: Callable[[], dt.datetime] = ca.utcnow) -> None:
         self.ctx = ctx
-        self.settings = settings or settings_mod.Settings()
+        self.settings = (settings or settings_mod.Settings()).resolved(ctx.state_dir)
         self.store = store_mod.Store(ctx.state_dir)
         self.counters = ca.Counters(parent=metrics.COUNTERS)
         self.ca = ca.CA(self.settings, self.store, ctx.state_dir, self.counters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,9 @@ def _env(name: str, default: str) -> str:
 class Settings:
     """ACME settings of the tls driver."""
 
-    directory: str = field(default_factory=lambda: _env("TENANTCTL_ACME_DIRECTORY", pebble.DIRECTORY))
-    """The CA's directory URL (env ``TENANTCTL_ACME_DIRECTORY``; default the embedded Pebble)."""
+    directory: str = field(default_factory=lambda: _env("TENANTCTL_ACME_DIRECTORY", ""))
+    """The CA's directory URL (env ``TENANTCTL_ACME_DIRECTORY``); empty: the embedded Pebble of
+    the state directory (``resolved``)."""
     ca_bundle: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_CA_BUNDLE") or None)
     """File of CAs to verify the directory's HTTPS with (env ``TENANTCTL_ACME_CA_BUNDLE``);
     None: the embedded Pebble's bundle for its directory, the system's trust otherwise."""
@@ -47,11 +49,15 @@ class Settings:
     rate_wait: float = 30.0
     """Seconds to wait for a token of the CA's bucket before deferring a renewal."""
 
+    def resolved(self, state_dir: Path) -> Settings:
+        """These settings with the embedded Pebble's directory filled in when none is set."""
+        return self if self.directory else dataclasses.replace(self, directory=pebble.directory(state_dir))
+
     def verify(self, state_dir: Path) -> str | bool:
         """What to give ``requests`` as ``verify`` for the directory's HTTPS."""
         if self.ca_bundle:
             return self.ca_bundle
-        if self.directory == pebble.DIRECTORY:
+        if self.directory == pebble.directory(state_dir):
             return str(pebble.ca_bundle(state_dir))
         return True
 
