@@ -84,7 +84,12 @@ def apply(
     for name, msgs in sorted(report.failed.items()):
         for msg in msgs:
             sys.stderr.write(f"failed: {name}: {msg}\n")
-    if not report.ok:
+    waiting = sorted(set(report.deferred) - {f"{n}/{m.split(':')[0]}" for n, ms in report.failed.items() for m in ms})
+    for key in waiting:
+        name = key.split("/")[0]
+        when = report.retry_at.get(name)
+        sys.stderr.write(f"backing off: {key} after an earlier failure, next try {when.isoformat() if when else 'later'}\n")
+    if not report.ok or waiting:  # not converged
         raise typer.Exit(1)
 
 

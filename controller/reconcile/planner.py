@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -99,8 +100,29 @@ def observe(store: state_store.Store | None) -> Observed:
     return Observed(history, sticky_raw, status)
 
 
+_DRIVER_CODE: dict[str, str] = {}
+
+
+def _driver_code(module: str) -> str:
+    """Digest of a driver's package source and of the templates it renders: a new
+    version of either re-applies what it made (an upgraded vhost template must reach
+    the servers, not only new subscriptions)."""
+    if module not in _DRIVER_CODE:
+        mod = sys.modules.get(module)
+        files: list[Path] = []
+        if mod is not None and getattr(mod, "__file__", None):
+            files += sorted(Path(str(mod.__file__)).parent.glob("*.py"))
+        templates = Path(__file__).resolve().parent.parent.parent / "templates"
+        if templates.is_dir():
+            files += sorted(p for p in templates.rglob("*") if p.is_file())
+        _DRIVER_CODE[module] = digest.of([f.read_bytes().hex() for f in files])
+    return _DRIVER_CODE[module]
+
+
 def driver_id(driver: base.Driver) -> str:
-    return f"{type(driver).__module__}.{type(driver).__qualname__}"
+    """Which driver, in which version, applied a slice (part of every fingerprint)."""
+    kind = type(driver)
+    return f"{kind.__module__}.{kind.__qualname__}@{_driver_code(kind.__module__)}"
 
 
 class _Subscriptions(Mapping[str, effective.Subscription]):
