@@ -10,7 +10,9 @@ replays events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -165,6 +167,7 @@ class Engine:
             for name in targets:
                 self._finish(planned.subscriptions[name], planned, report)
         self._delete(planned.deletions, ds, report, now)
+        self._purge(now)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -347,6 +350,22 @@ class Engine:
     @staticmethod
     def _deferred(report: Report, name: str) -> set[str]:
         return {d.split("/", 1)[1] for d in report.deferred if d.split("/", 1)[0] == name}
+
+    def _purge(self, now: dt.datetime) -> None:
+        """LIFE-6: once the retention period is over, the final copies of a deleted
+        subscription (``<state>/retained/<domain>/``) are purged, with an event."""
+        root = (self.store.path.parent / "retained").resolve()
+        for rec in self.store.list_subscriptions(include_deleted=True):
+            if rec.deleted_at is None or rec.purge_after is None or rec.purge_after > now:
+                continue
+            target = (root / rec.name).resolve()
+            if target.parent != root:  # never outside the retained directory
+                continue
+            shutil.rmtree(target, ignore_errors=True)
+            with self.store.transaction():
+                self.store.upsert_subscription(dataclasses.replace(rec, purge_after=None))
+                events.record(self.store, actor=self.actor, action="purge", subject=rec.name,
+                              message=f"retention of {RETENTION_DAYS} days over: final copies purged (LIFE-6)")
 
     def _delete(self, names: list[str], ds: DesiredState, report: Report, now: dt.datetime) -> None:
         """LIFE-6: a final backup first, then removal; data kept RETENTION_DAYS."""

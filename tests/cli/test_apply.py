@@ -143,3 +143,25 @@ def test_effective_reads_the_store_and_knows_unknown_names(cli: Cli) -> None:
     cli("effective", "nope.example.org", check=2)
     from_files = cli("effective", "hangar.example.com", "-f", str(cli.desired)).json()
     assert from_files["effective"] == eff["effective"]
+
+
+def test_LIFE_6_final_copies_are_purged_after_the_retention(cli: Cli) -> None:
+    cli.apply()
+    text = (cli.desired / "subscriptions.yaml").read_text()
+    start = text.index("# Suspended by the operator for non-payment")
+    end = text.index("---", start) + 4
+    (cli.desired / "subscriptions.yaml").write_text(text[:start] + text[end:])
+    cli.apply()
+    kept = cli.state / "retained" / "paused.example.org"
+    kept.mkdir(parents=True)
+    (kept / "final-web.tar.gz").write_bytes(b"final copy")
+    other = cli.state / "retained" / "hangar.example.com"
+    other.mkdir(parents=True)
+    cli.env["TENANTCTL_NOW"] = (dt.datetime.fromisoformat(NOW) + dt.timedelta(days=59)).isoformat()
+    cli.apply(check=None)
+    assert kept.exists(), "purged before the retention period was over"
+    cli.env["TENANTCTL_NOW"] = (dt.datetime.fromisoformat(NOW) + dt.timedelta(days=61)).isoformat()
+    cli.apply(check=None)
+    assert not kept.exists() and other.exists()
+    assert ("purge", "paused.example.org") in events(cli)
+    assert cli.status()["paused.example.org"]["purgeAfter"] is None
