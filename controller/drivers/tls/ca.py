@@ -195,8 +195,10 @@ class CA:
 
     # --- orders ---------------------------------------------------------------------
 
-    def begin(self, names: list[str], key_pem: bytes) -> Pending:
-        """Create the order and compute what to publish for its pending challenges."""
+    def begin(self, names: list[str], key_pem: bytes, challenge: settings_mod.Challenge | None = None) -> Pending:
+        """Create the order and compute what to publish for its pending challenges
+        (``challenge``: HTTP-01 or DNS-01; None: the settings' default)."""
+        kind = challenge or self.cfg.challenge
         started = time.perf_counter()
         try:
             with self._translated():
@@ -210,13 +212,13 @@ class CA:
                     client = self._client()
                     order = client.new_order(crypto_util.make_csr(key_pem, names))
                 pending = Pending(names, key_pem, client, order, started)
-                want = challenges.DNS01 if self.cfg.challenge == "dns-01" else challenges.HTTP01
+                want = challenges.DNS01 if kind == "dns-01" else challenges.HTTP01
                 for authzr in order.authorizations:
                     if authzr.body.status == messages.STATUS_VALID:
                         continue  # reused authorization
                     chall = next((c for c in authzr.body.challenges if isinstance(c.chall, want)), None)
                     if chall is None:
-                        raise OrderFailed(f"{authzr.body.identifier.value}: the CA offers no {self.cfg.challenge}")
+                        raise OrderFailed(f"{authzr.body.identifier.value}: the CA offers no {kind}")
                     response, validation = chall.response_and_validation(client.net.key)
                     if isinstance(chall.chall, challenges.HTTP01):
                         pending.http[chall.chall.encode("token")] = str(validation)

@@ -4,9 +4,9 @@ long to back off. No I/O (cert-manager style checks: inputs -> reason or None)."
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,21 @@ def names(sub: str, slice_: Mapping[str, Any]) -> list[str]:
     for site, kind in sorted(dict(slice_["siteTypes"]).items()):
         out += [site, f"www.{site}"] if kind == "alias" else [site]
     return list(dict.fromkeys(out))
+
+
+def challenge(sub: str, want: Sequence[str], default: str, dns01: Collection[str]
+              ) -> tuple[Literal["http-01", "dns-01"], str]:
+    """Which ACME challenge answers this subscription's order, and why: DNS-01 where
+    HTTP-01 cannot work (wildcard names) or where the settings ask for it (for every
+    subscription, or for this one); HTTP-01 through nginx otherwise."""
+    wild = [n for n in want if n.startswith("*.")]
+    if wild:
+        return "dns-01", f"HTTP-01 cannot validate wildcard names ({', '.join(wild)})"
+    if sub in dns01:
+        return "dns-01", "DNS-01 set for this subscription"
+    if default == "dns-01":
+        return "dns-01", "DNS-01 set for every subscription"
+    return "http-01", "HTTP-01 through nginx (the default)"
 
 
 def wanted(slice_: Mapping[str, Any]) -> bool:

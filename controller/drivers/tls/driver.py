@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,9 +29,11 @@ from typing import Any, Protocol
 from controller import errors
 from controller.drivers import base, naming, transport
 from controller.drivers.context import Context
-from controller.drivers.tls import ca, decide, metrics, render
+from controller.drivers.tls import ca, decide, dns01, metrics, render
 from controller.drivers.tls import settings as settings_mod
 from controller.drivers.tls import store as store_mod
+
+log = logging.getLogger(__name__)
 
 AGENT = Path(__file__).with_name("agent.py")
 _LAUNCH = ("import runpy, sys; sys.argv = ['agent', sys.argv[-1]]; "
@@ -85,6 +88,7 @@ class TlsDriver:
         self.store = store_mod.Store(ctx.state_dir)
         self.counters = ca.Counters(parent=metrics.COUNTERS)
         self.ca = ca.CA(self.settings, self.store, ctx.state_dir, self.counters)
+        self.dns01 = dns01.Dns01(ctx, self.settings)
         self.limits: Limiter = limits or _Bucket()
         self.clock = clock
         self._transports: dict[str, transport.Transport] = {}
@@ -100,6 +104,8 @@ class TlsDriver:
         sl["ip"] = item["ip"]
         sl["enabled"] = bool(item["effective"]["hosting"]["enabled"])
         sl["siteTypes"] = {s["name"]: s.get("type", "subdomain") for s in item["effective"]["sites"]}
+        sl["region"] = item["region"]  # DNS-01: where the zone's primary is
+        sl["dns"] = item["effective"]["dns"]  # DNS-01: a customer's zone (mode secondary) cannot take it
         return sl
 
     def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
@@ -172,45 +178,71 @@ class TlsDriver:
 
         def begin(item: tuple[base.Change, list[str], str]) -> tuple[str, ca.Pending | str]:
             c, names, _why = item
+            kind, how = decide.challenge(c.name, names, self.settings.challenge, self.settings.dns01)
+            if kind == "dns-01":  # a zone DNS-01 cannot write into fails before the CA is asked
+                try:
+                    self.dns01.plan(c.name, c.slice, {dns01.PREFIX + n: [] for n in names})
+                except errors.DriverError as exc:
+                    return c.name, f"{exc} ({how})"
             if not self.limits.acquire(self.settings.rate_key, timeout=self.settings.rate_wait):
                 return c.name, f"rate limit of {self.settings.rate_key}: no order now"
             try:
-                return c.name, self.ca.begin(names, ca.new_key())
+                return c.name, self.ca.begin(names, ca.new_key(), kind)
             except ca.OrderFailed as exc:
                 return c.name, str(exc)
 
-        with futures.ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
-            for name, got in pool.map(begin, due):
-                if isinstance(got, str):
-                    results[name] = self._failure(name, got, now)
-                else:
-                    pending[name] = got
-            if pending:
-                try:
-                    self._publish(server, pending)
-                except errors.DriverError as exc:
-                    for name in pending:
-                        results[name] = self._failure(name, f"publishing the challenges failed: {exc}", now)
-                    return results
+        slices = {c.name: c.slice for c, _n, _w in due}
+        zones: dict[str, list[dns01.ZoneWork]] = {}
 
-            def finish(name: str) -> tuple[str, bytes | str]:
-                try:
-                    return name, self.ca.finish(pending[name])
-                except ca.OrderFailed as exc:
-                    return name, str(exc)
+        def publish_dns(name: str) -> tuple[str, str | None]:
+            try:
+                zones[name] = self.dns01.plan(name, slices[name], pending[name].dns)
+                self.dns01.publish(zones[name])
+                self.dns01.wait(zones[name])
+            except errors.DriverError as exc:
+                return name, f"publishing the DNS-01 challenges failed: {exc}"
+            return name, None
 
-            for name, chain in pool.map(finish, list(pending)):
-                if isinstance(chain, str):
-                    results[name] = self._failure(name, chain, now)
-                else:
-                    self._success(name, chain, pending[name].key_pem, now)
+        self.dns01.cfg = self.settings  # tests swap the settings (fresh accounts)
+        try:
+            with futures.ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
+                for name, got in pool.map(begin, due):
+                    if isinstance(got, str):
+                        results[name] = self._failure(name, got, now)
+                    else:
+                        pending[name] = got
+                if any(p.http for p in pending.values()):
+                    try:
+                        self._publish(server, pending)
+                    except errors.DriverError as exc:
+                        for name in [n for n, p in pending.items() if p.http]:
+                            results[name] = self._failure(name, f"publishing the challenges failed: {exc}", now)
+                            del pending[name]
+                for name, problem in pool.map(publish_dns, [n for n, p in pending.items() if p.dns]):
+                    if problem is not None:
+                        results[name] = self._failure(name, problem, now)
+                        del pending[name]
+
+                def finish(name: str) -> tuple[str, bytes | str]:
+                    try:
+                        return name, self.ca.finish(pending[name])
+                    except ca.OrderFailed as exc:
+                        return name, str(exc)
+
+                for name, chain in pool.map(finish, list(pending)):
+                    if isinstance(chain, str):
+                        results[name] = self._failure(name, chain, now)
+                    else:
+                        self._success(name, chain, pending[name].key_pem, now)
+        finally:  # the challenge TXT records never outlive the order, whatever happened
+            for name, works in zones.items():
+                for problem in self.dns01.cleanup(works, name):
+                    log.warning("%s: %s", name, problem)
         return results
 
     def _publish(self, server: str, pending: Mapping[str, ca.Pending]) -> None:
-        """Every HTTP-01 file of the batch in one transport call (DNS-01: not yet)."""
+        """Every HTTP-01 file of the batch in one transport call."""
         put = {naming.system_user(n): p.http for n, p in pending.items() if p.http}
-        if any(p.dns for p in pending.values()):
-            raise errors.PermanentError("DNS-01 is not implemented yet")
         if put:
             self._run(server, {"op": "challenges", "put": put}, [])
 
@@ -313,6 +345,7 @@ class TlsDriver:
         for t in self._transports.values():
             t.close()
         self._transports.clear()
+        self.dns01.close()
 
     def _run(self, server: str, job: dict[str, Any], files: list[transport.File]) -> dict[str, Any]:
         payload = [transport.File("agent.py", AGENT.read_bytes(), 0o600),

@@ -33,7 +33,24 @@ class Settings:
     """Contact of the account (env ``TENANTCTL_ACME_EMAIL``)."""
     challenge: Challenge = field(
         default_factory=lambda: "dns-01" if _env("TENANTCTL_ACME_CHALLENGE", "http-01") == "dns-01" else "http-01")
-    """Challenge type (env ``TENANTCTL_ACME_CHALLENGE``): HTTP-01 through nginx by default."""
+    """Challenge type (env ``TENANTCTL_ACME_CHALLENGE``): HTTP-01 through nginx by default;
+    ``dns-01`` through the PowerDNS API for every subscription."""
+    dns01: frozenset[str] = field(default_factory=lambda: frozenset(
+        n.strip() for n in os.environ.get("TENANTCTL_ACME_DNS01", "").split(",") if n.strip()))
+    """Subscriptions answered with DNS-01 whatever ``challenge`` says (env
+    ``TENANTCTL_ACME_DNS01``, comma-separated). Names HTTP-01 cannot validate (wildcards)
+    take DNS-01 anyway."""
+    dns01_resolvers: tuple[str, ...] = field(default_factory=lambda: tuple(
+        r.strip() for r in os.environ.get("TENANTCTL_ACME_DNS01_RESOLVERS", "").split(",") if r.strip()))
+    """``IP[:port]`` of the DNS servers that must answer a DNS-01 TXT before the challenge is
+    answered (env ``TENANTCTL_ACME_DNS01_RESOLVERS``); empty: every dns server of the zone
+    (primary and secondaries: the CA may ask any of them)."""
+    dns01_timeout: float = 20.0
+    """Seconds the DNS-01 TXT records may take to be served everywhere checked."""
+    dns01_ttl: int = 60
+    """TTL of the DNS-01 TXT records."""
+    dns_api_port: int = 8081
+    """The PowerDNS API port of the dns servers (the dns driver's ``api_port``)."""
     renew_fraction: float = 2 / 3
     """Renew once this fraction of the certificate's lifetime has passed."""
     backoff_base: float = 60.0
