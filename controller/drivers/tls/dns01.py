@@ -151,7 +151,7 @@ class Dns01:
         self.ctx = ctx
         self.cfg = cfg
         self.sleep = sleep
-        self._clients: dict[str, api.Client] = {}
+        self._clients: dict[str, api.Client] = {}  # by server and API port
         self._lock = threading.Lock()
 
     def servers(self) -> list[records.DnsServer]:
@@ -160,12 +160,13 @@ class Dns01:
 
     def client(self, server: records.DnsServer) -> api.Client:
         with self._lock:
-            c = self._clients.get(server.name)
+            key_ = f"{server.name}:{self.cfg.dns_api_port}"
+            c = self._clients.get(key_)
             if c is None:
                 key = self.ctx.secrets(server.name)["pdns_api_key"]
                 c = api.Client(server.name, server.address, self.cfg.dns_api_port, key,
                                api.Settings(timeout=5.0, attempts=2, wait=0.2))
-                self._clients[server.name] = c
+                self._clients[key_] = c
             return c
 
     def close(self) -> None:
@@ -247,7 +248,8 @@ class Dns01:
             left = []
             for addr, port, name, vals in todo:
                 try:
-                    got = set(query_txt(addr, name, port=port, timeout=min(1.0, self.cfg.dns01_timeout)))
+                    wait = min(1.0, max(0.05, deadline - time.monotonic()))
+                    got = set(query_txt(addr, name, port=port, timeout=wait))
                 except (OSError, ValueError) as exc:
                     last[(addr, port, name)] = f"no answer ({exc or type(exc).__name__})"
                     left.append((addr, port, name, vals))
