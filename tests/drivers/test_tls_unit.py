@@ -4,6 +4,9 @@ store's modes, error translation, metrics and the ``tls`` CLI (no servers, no CA
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,9 @@ from typer.testing import CliRunner
 
 from controller.cli import tls as tls_cli
 from controller.drivers import naming
-from controller.drivers.tls import ca, decide, metrics, render
+from controller.drivers.context import Context, Server
+from controller.drivers.tls import ca, decide, dns01, metrics, render
+from controller.drivers.tls import settings as settings_mod
 from controller.drivers.tls import store as tls_store
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -131,3 +136,119 @@ class TestMetrics:
         before = metrics.acme_requests().get("ok", 0)
         ca.Counters(parent=metrics.COUNTERS).request("ok", 0.01)
         assert metrics.acme_requests()["ok"] == before + 1
+
+
+# --- DNS-01 (pure parts and the stdlib DNS client) ------------------------------------
+
+DNS_SERVERS = {
+    "drv-a": Server("drv-a", "eu-west", "docker", "127.0.40.1", ("web", "dns"), ()),
+    "drv-c": Server("drv-c", "us-east", "docker", "127.0.42.1", ("web", "dns"), ()),
+}
+DNS_SLICE = {**SLICE, "region": "eu-west", "dns": {"mode": "primary", "primaries": []}}
+
+
+def helper(tmp_path: Path, **cfg: object) -> dns01.Dns01:
+    return dns01.Dns01(Context(tmp_path, DNS_SERVERS), settings_mod.Settings(directory="https://ca/dir", **cfg))
+
+
+class TestChallenge:
+    @pytest.mark.parametrize(("names", "default", "subs", "want"), [
+        pytest.param(["ex.com"], "http-01", set(), "http-01", id="default-http-01"),
+        pytest.param(["ex.com"], "dns-01", set(), "dns-01", id="settings-for-all"),
+        pytest.param(["ex.com"], "http-01", {"ex.com"}, "dns-01", id="settings-for-this-one"),
+        pytest.param(["ex.com"], "http-01", {"other.com"}, "http-01", id="settings-for-another"),
+        pytest.param(["ex.com", "*.ex.com"], "http-01", set(), "dns-01", id="wildcard-cannot-http-01"),
+    ])
+    def test_which(self, names: list[str], default: str, subs: set[str], want: str) -> None:
+        assert decide.challenge("ex.com", names, default, subs)[0] == want
+
+    def test_settings_from_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TENANTCTL_ACME_DNS01", "a.com, b.org")
+        monkeypatch.setenv("TENANTCTL_ACME_DNS01_RESOLVERS", "127.0.0.1:5353")
+        s = settings_mod.Settings()
+        assert s.dns01 == {"a.com", "b.org"} and s.dns01_resolvers == ("127.0.0.1:5353",)
+        assert s.challenge == "http-01"
+
+
+class TestDns01Plan:
+    def test_each_name_goes_to_its_zone_on_the_primary_checked_on_every_dns_server(self, tmp_path: Path) -> None:
+        txt = {f"_acme-challenge.{n}": ["v"] for n in decide.names("ex.com", SLICE)}
+        works = {w.zone: w for w in helper(tmp_path).plan("ex.com", DNS_SLICE, txt)}
+        assert sorted(works) == ["alias.org.", "ex.com."]
+        assert sorted(works["alias.org."].txt) == ["_acme-challenge.alias.org.", "_acme-challenge.www.alias.org."]
+        assert sorted(works["ex.com."].txt) == ["_acme-challenge.blog.ex.com.", "_acme-challenge.ex.com.",
+                                                "_acme-challenge.www.ex.com."]
+        w = works["ex.com."]
+        assert w.primary.name == "drv-a" and [s.name for s in w.secondaries] == ["drv-c"]
+        assert w.check == [("127.0.40.1", 53), ("127.0.42.1", 53)]
+
+    def test_resolvers_of_the_settings_replace_the_check(self, tmp_path: Path) -> None:
+        [w] = helper(tmp_path, dns01_resolvers=("10.0.0.1:5353", "10.0.0.2")).plan(
+            "ex.com", DNS_SLICE, {"_acme-challenge.ex.com": ["v"]})
+        assert w.check == [("10.0.0.1", 5353), ("10.0.0.2", 53)]
+
+    def test_a_customers_zone_cannot_take_dns01(self, tmp_path: Path) -> None:
+        sl = {**DNS_SLICE, "dns": {"mode": "secondary", "primaries": ["192.0.2.53"]}}
+        with pytest.raises(dns01.NotPossible, match=r"zone is the customer's \(dns mode secondary, primaries "
+                                                    r"192\.0\.2\.53\).*use HTTP-01"):
+            helper(tmp_path).plan("ex.com", sl, {"_acme-challenge.ex.com": ["v"]})
+
+    def test_no_dns_server_in_the_region_is_no_primary(self, tmp_path: Path) -> None:
+        with pytest.raises(dns01.Unavailable, match=r"no primary dns server .*no server with the dns role in "
+                                                    r"region ap-south"):
+            helper(tmp_path).plan("ex.com", {**DNS_SLICE, "region": "ap-south"}, {"_acme-challenge.ex.com": []})
+
+
+def _dns_answer(query: bytes, rcode: int, txts: list[list[bytes]]) -> bytes:
+    qid = query[:2]
+    question = query[12:]
+    out = qid + struct.pack("!HHHHH", 0x8400 | rcode, 1, len(txts), 0, 0) + question
+    for strings in txts:
+        rdata = b"".join(bytes([len(s)]) + s for s in strings)
+        out += b"\xc0\x0c" + struct.pack("!HHIH", 16, 1, 60, len(rdata)) + rdata
+    return out
+
+
+class TestQueryTxt:
+    def serve(self, rcode: int, txts: list[list[bytes]]) -> tuple[str, int]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+
+        def one() -> None:
+            with sock:
+                data, peer = sock.recvfrom(512)
+                sock.sendto(b"\x00" * 3, peer)  # garbage first: ignored
+                sock.sendto(_dns_answer(data, rcode, txts), peer)
+
+        threading.Thread(target=one, daemon=True).start()
+        return sock.getsockname()
+
+    def test_txt_strings_are_joined_per_record(self) -> None:
+        addr, port = self.serve(0, [[b"abc", b"def"], [b"xyz"]])
+        assert dns01.query_txt(addr, "_acme-challenge.ex.com", port=port) == ["abcdef", "xyz"]
+
+    def test_nxdomain_is_no_answer(self) -> None:
+        addr, port = self.serve(3, [])
+        assert dns01.query_txt(addr, "_acme-challenge.ex.com", port=port) == []
+
+    def test_servfail_is_an_error(self) -> None:
+        addr, port = self.serve(2, [])
+        with pytest.raises(ValueError, match="rcode 2"):
+            dns01.query_txt(addr, "_acme-challenge.ex.com", port=port)
+
+
+def test_a_customers_zone_fails_dns01_before_the_ca_is_asked(tmp_path: Path) -> None:
+    from controller.drivers import base
+    from controller.drivers.tls import TlsDriver
+
+    drv = TlsDriver(Context(tmp_path, DNS_SERVERS),
+                    settings_mod.Settings(directory="https://ca.invalid/dir", dns01=frozenset({"ex.com"})))
+    sl = {**DNS_SLICE, "dns": {"mode": "secondary", "primaries": ["192.0.2.53"]}}
+    change = base.Change("ex.com", "ensure", sl)
+    out = drv._issue("drv-a", [(change, decide.names("ex.com", sl), "no certificate yet")], T0)
+    assert out["ex.com"].outcome == "failed"
+    assert "the customer's (dns mode secondary" in out["ex.com"].message
+    assert "(DNS-01 set for this subscription)" in out["ex.com"].message
+    assert drv.counters.total_requests == 0
+    assert drv.store.status("ex.com")["failures"] == 1
