@@ -2,7 +2,10 @@
 
 A server batch: decide per subscription (pure, ``decide``) whether an order is due; create
 the due orders (bounded concurrency, one token of the CA's bucket each); ship every
-HTTP-01 file of the batch in ONE transport call; answer and poll (50 ms); then ONE
+HTTP-01 file of the batch in ONE transport call, and put the DNS-01 TXT records (one
+PATCH per zone on its primary, served before the answer, removed after the order whatever
+its outcome: ``dns01``) of the subscriptions that take DNS-01 (``decide.challenge``:
+settings or wildcard names; HTTP-01 is the default); answer and poll (50 ms); then ONE
 install run (certificates, keys, the TLS include of each site; ``nginx -t``; one reload).
 
 A failed order never touches what serves: the last certificate stays installed, the
