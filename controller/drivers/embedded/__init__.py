@@ -149,8 +149,7 @@ def env_down(state_dir: Path, only: list[ServerSpec] | None = None) -> bool:
                         container.remove(force=True, v=True)
             remaining = len(eng.client.containers.list(all=True, filters={"label": servers.LABEL}))
     ansible.forget(state_dir)
-    if only is None or not remaining:
-        pebble.down(state_dir)
+    pebble.down(state_dir)  # one Pebble per environment (state directory): its owner is done with it
     marks = state_dir / "bootstrap"
     if marks.is_dir():
         for mark in marks.iterdir():
