@@ -107,10 +107,10 @@ class Transport:
         self.last_timings: dict[str, float] = {}
         ssh_dir = state_dir / "ssh"
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        control_dir = ssh_dir / "cm"
-        if len(str(control_dir)) > 60:  # socket paths are limited to ~104 bytes
-            tag = hashlib.blake2b(str(state_dir.resolve()).encode(), digest_size=6).hexdigest()
-            control_dir = Path(tempfile.gettempdir()) / f"tenantctl-cm-{tag}"
+        # Unix socket paths are limited to ~104 bytes and ssh adds "/<40 hex %C>" plus a
+        # 17-byte temporary suffix: always use a short directory named after the state dir.
+        tag = hashlib.blake2b(str(state_dir.resolve()).encode(), digest_size=6).hexdigest()
+        control_dir = Path(tempfile.gettempdir()) / f"tenantctl-cm-{tag}"
         control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         control_dir.chmod(0o700)
         hosts = (["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={ssh_dir / 'known_hosts'}"]
