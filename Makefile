@@ -60,6 +60,9 @@ run: setup
 	$(BIN)/tenantctl apply -f examples/ || true
 	$(BIN)/tenantctl status
 	@echo
+	@echo "sites:"
+	@$(BIN)/tenantctl urls
+	@echo
 	@echo "servers:  $(BIN)/tenantctl env status -f examples/"
 	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics)"
 	@echo "stop:     $(BIN)/tenantctl env down"

@@ -114,6 +114,27 @@ def status(fmt: Output = "table") -> None:
 
 
 @app.command()
+def urls() -> None:
+    """Where to look: each site's URL and the curl line that reaches it on its IP."""
+    store = open_store(readonly=True)
+    if store is None:
+        return
+    with store:
+        items = _status_items(store)
+    bundle = state_dir() / "pebble" / "ca-bundle.pem"
+    for it in items:
+        eff = it.get("effective") or {}
+        if it["state"] == "deleted" or not it.get("ip") or not eff.get("hosting", {}).get("enabled"):
+            continue
+        tls = it.get("concerns", {}).get("tls") == "provisioned" and eff["hosting"].get("ssl")
+        for name in [it["name"], *(s["name"] for s in eff.get("sites", []))]:
+            if tls:
+                typer.echo(f"https://{name}/  curl --cacert {bundle} --resolve {name}:443:{it['ip']} https://{name}/")
+            else:
+                typer.echo(f"http://{name}/  curl --resolve {name}:80:{it['ip']} http://{name}/")
+
+
+@app.command()
 def sync(name: str) -> None:
     """Unlock & sync (SYNC-2) a subscription and re-attach a transferred one (PLAN-7):
     drops its recorded values so that the next apply recomputes it from its plan."""

@@ -165,3 +165,11 @@ def test_LIFE_6_final_copies_are_purged_after_the_retention(cli: Cli) -> None:
     assert not kept.exists() and other.exists()
     assert ("purge", "paused.example.org") in events(cli)
     assert cli.status()["paused.example.org"]["purgeAfter"] is None
+
+
+def test_urls_lists_every_site_on_its_ip(cli: Cli) -> None:
+    cli.apply()
+    lines = cli("urls").out.splitlines()
+    assert "http://blog.mermoz.example.org/  curl --resolve blog.mermoz.example.org:80:127.0.10.1 " \
+           "http://blog.mermoz.example.org/" in lines
+    assert not any("post.example.net" in line for line in lines)  # mail-only: no web site (HOST-1)
