@@ -34,6 +34,7 @@ from pathlib import Path
 import tenacity
 
 from controller import errors
+from controller.drivers.context import Context
 
 #: ssh's exit status when the connection itself failed
 SSH_FAILED = 255
@@ -208,3 +209,30 @@ class Transport:
     def close(self) -> None:
         """End the ControlMaster of this server, if one runs."""
         subprocess.run([*self._base[:-1], "-O", "exit", self._base[-1]], capture_output=True, check=False, timeout=10)
+
+
+class Pool:
+    """One ``Transport`` per server of a driver's context, made on first use (SSH
+    multiplexing then serves every batch to that server)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._open: dict[str, Transport] = {}
+
+    def get(self, server: str) -> Transport:
+        t = self._open.get(server)
+        if t is None:
+            srv = self.ctx.servers[server]
+            # embedded containers get a new host key whenever they are recreated
+            t = Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address, pin_host_key=srv.provider != "docker")
+            self._open[server] = t
+        return t
+
+    def __setitem__(self, server: str, t: Transport) -> None:
+        """Use ``t`` for ``server`` (tests hand in a transport of their own)."""
+        self._open[server] = t
+
+    def close(self) -> None:
+        for t in self._open.values():
+            t.close()
+        self._open.clear()

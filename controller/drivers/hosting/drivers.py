@@ -52,7 +52,7 @@ class _Hosting:
         self.ctx = ctx
         self.settings = settings or render.Settings()
         self.hook = hook
-        self._transports: dict[str, transport.Transport] = {}
+        self._transports = transport.Pool(ctx)
         #: seconds the agent reported for the last batch per server (benchmarks)
         self.last_agent_seconds: dict[str, float] = {}
         #: seconds per phase of the last ``apply``/``drifted`` call per server, summed over
@@ -61,18 +61,10 @@ class _Hosting:
         self.last_timings: dict[str, dict[str, float]] = {}
 
     def remote(self, server: str) -> transport.Transport:
-        t = self._transports.get(server)
-        if t is None:
-            srv = self.ctx.servers[server]
-            t = transport.Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address,
-                                    pin_host_key=srv.provider != "docker")
-            self._transports[server] = t
-        return t
+        return self._transports.get(server)
 
     def close(self) -> None:
-        for t in self._transports.values():
-            t.close()
-        self._transports.clear()
+        self._transports.close()
 
     def _file(self, sub: str, path: str, text: str | None) -> str | None:
         if text is not None and self.hook is not None:

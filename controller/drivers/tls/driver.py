@@ -94,7 +94,7 @@ class TlsDriver:
         self.dns01 = dns01.Dns01(ctx, self.settings)
         self.limits: Limiter = limits or _Bucket()
         self.clock = clock
-        self._transports: dict[str, transport.Transport] = {}
+        self._transports = transport.Pool(ctx)
 
     def use_limits(self, limits: Limiter) -> None:
         """Share the engine's ``RateLimits`` (key ``acme:<directory>``)."""
@@ -336,18 +336,10 @@ class TlsDriver:
     # --- transport --------------------------------------------------------------------
 
     def remote(self, server: str) -> transport.Transport:
-        t = self._transports.get(server)
-        if t is None:
-            srv = self.ctx.servers[server]
-            t = transport.Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address,
-                                    pin_host_key=srv.provider != "docker")
-            self._transports[server] = t
-        return t
+        return self._transports.get(server)
 
     def close(self) -> None:
-        for t in self._transports.values():
-            t.close()
-        self._transports.clear()
+        self._transports.close()
         self.dns01.close()
 
     def _run(self, server: str, job: dict[str, Any], files: list[transport.File]) -> dict[str, Any]:
