@@ -192,7 +192,8 @@ def run(
             marker.unlink(missing_ok=True)
 
 
-def _docker_servers(files: list[Path]) -> list[Any]:
+def _server_specs(files: list[Path]) -> list[Any]:
+    """Every Server of the desired state, as the embedded package describes servers."""
     from controller.drivers import embedded
 
     ds = load(files)
@@ -216,8 +217,28 @@ def env_up(files: Files = [Path("examples")]) -> None:  # noqa: B006
     """Start (and bootstrap) the embedded servers of the desired state: idempotent."""
     from controller.drivers import embedded
 
-    _embedded_call(embedded.env_up, _docker_servers(files), state_dir())
+    _embedded_call(embedded.env_up, _server_specs(files), state_dir())
     typer.echo("embedded environment up")
+
+
+@app.command()
+def bootstrap(
+    files: Files,
+    server: Annotated[list[str] | None, typer.Option("--server", help="only these servers (repeatable)")] = None,
+) -> None:
+    """Configure servers with the Ansible role over SSH (packages, base configs, services
+    for their roles): what `env up` does for embedded servers, for `provider: ssh` hosts.
+    Root's authorized_keys must hold tenantctl's key (`<state>/ssh/id_ed25519.pub`).
+    Idempotent: a second run changes nothing."""
+    from controller.drivers import embedded
+
+    targets = [s for s in _server_specs(files) if not server or s.name in server]
+    unknown = sorted(set(server or ()) - {s.name for s in targets})
+    if unknown:
+        fail(errors.UnknownObject(f"tenantctl: unknown server(s) {', '.join(unknown)}"))
+    stats = _embedded_call(embedded.bootstrap, targets, state_dir())
+    for host, st in sorted(stats.items()):
+        typer.echo(f"{host}: ok={st.ok} changed={st.changed} failed={st.failed}")
 
 
 @env_app.command("down")
@@ -235,7 +256,7 @@ def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None
     from controller.drivers import embedded
 
     check_output(fmt)
-    doc = _embedded_call(embedded.env_status, _docker_servers(files), state_dir())
+    doc = _embedded_call(embedded.env_status, _server_specs(files), state_dir())
     metrics_file = state_dir() / "metrics.addr"
     doc["metrics"] = metrics_file.read_text().strip() if metrics_file.exists() else None
     if fmt == "json":

@@ -383,3 +383,24 @@ def test_sigkill_in_the_middle_of_an_apply_then_a_rerun_converges(env: Env, conc
     pools = env.ssh("drv-a", "sh", "-c", f"ls {render.fpm_dir('8.2')}").text.split()
     assert all(pools.count(f"{naming.fpm_pool(n)}.conf") == 1 for n in names)
     assert env.engine.resync(env.desired()) == {}
+
+
+def test_bootstrap_after_an_apply_changes_nothing(env: Env) -> None:
+    """The role and the drivers agree on what they both touch (directory modes, includes):
+    re-running the bootstrap on a server with live tenants reports no change."""
+    from controller.drivers import embedded
+
+    env.subs = [sub_doc("boot-idem.hosting.test")]
+    assert env.reconcile().ok
+    spec = next(s for s in embedded_specs(env.cluster) if s.name == "drv-a")
+    first = embedded.bootstrap([spec], env.cluster.state_dir)["drv-a"]
+    second = embedded.bootstrap([spec], env.cluster.state_dir)["drv-a"]
+    assert (first.failed, second.failed) == (0, 0)
+    assert second.changed == 0, "the bootstrap is not idempotent"
+    assert first.changed == 0, "bootstrap and drivers fight over something on the server"
+
+
+def embedded_specs(cluster: Cluster) -> list[Any]:
+    from .conftest import docker_specs
+
+    return docker_specs(model.load_desired([cluster.servers_file]))
