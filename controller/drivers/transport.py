@@ -169,7 +169,7 @@ class Transport:
         """Extract ``files`` into a fresh private directory on the server, then run
         ``then`` with that directory appended as its last argument (the directory is
         removed afterwards). One SSH command, one tar stream."""
-        script = ('set -e; umask 077; mkdir -p /var/lib/tenantctl; '
+        script = ('set -e; umask 077; mkdir -p -m 0711 /var/lib/tenantctl; '
                   'd=$(mktemp -d /var/lib/tenantctl/batch.XXXXXX); trap \'rm -rf "$d"\' EXIT; '
                   'tar -x --no-same-owner -p -C "$d"; umask 022; "$@" "$d"')
         started = time.perf_counter()
