@@ -217,6 +217,19 @@ class TestIssuance:
         code, _, _ = curl(f"http://{domain}/.well-known/acme-challenge/nothing", domain, 80)
         assert code == 404  # served (not redirected): renewals keep working
 
+    def test_a_suspended_site_answers_the_suspended_page_over_https_too(self, env: Env, domain: str) -> None:
+        """LIFE-2 with TLS: HTTPS keeps its certificate and answers 503 with the page."""
+        env.https_only = True
+        env.sub(domain)
+        assert env.reconcile().ok
+        env.subs = []
+        env.sub(domain, state="suspended", stateReason="manual")
+        assert env.reconcile().ok
+        code, body, _ = curl(f"https://{domain}/", domain, 443, env.bundle)
+        assert code == 503 and "This site is suspended" in body
+        code, _, location = curl(f"http://{domain}/x", domain, 80)
+        assert (code, location) == (301, f"https://{domain}/x")
+
     def test_a_plan_without_ssl_gets_no_certificate_and_no_443(self, env: Env, domain: str) -> None:
         env.ssl = False
         env.sub(domain)
