@@ -17,6 +17,7 @@ one JSON document. Ops:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -187,6 +188,19 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
     return {"drift": drift}
 
 
+#: The hosting agent's lock (controller/drivers/hosting/agent.py): nginx reloads of the
+#: web and tls concerns on one server never interleave, whoever runs them.
+AGENT_LOCK = "/var/lib/tenantctl/agent.lock"
+
+
+def lock() -> int:
+    """Hold the server's agent lock until this process ends."""
+    os.makedirs(os.path.dirname(AGENT_LOCK), mode=0o711, exist_ok=True)
+    fd = os.open(AGENT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def main() -> int:
     started = time.monotonic()
     os.umask(0o022)
@@ -194,6 +208,8 @@ def main() -> int:
     with open(os.path.join(stage, "job.json")) as fh:
         job = json.load(fh)
     op = job["op"]
+    if op == "install":
+        lock()
     out = challenges(job) if op == "challenges" else install(job, stage) if op == "install" else check(job)
     out["seconds"] = round(time.monotonic() - started, 3)
     json.dump(out, sys.stdout)
