@@ -32,6 +32,9 @@ deps:
 	fi
 
 $(STAMP): pyproject.toml
+	@$(PY) -c "import ensurepip, venv" 2>/dev/null || { \
+	  echo "installing python3-venv"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
