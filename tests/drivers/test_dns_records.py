@@ -125,3 +125,16 @@ def test_zones_by_state() -> None:
     assert counts[("drv-a", "primary")] == 2 and counts[("drv-a", "foreign")] == 1
     assert counts[("drv-c", "secondary")] == 1 and counts[("drv-c", "behind")] == 1
     assert counts[("drv-c", "empty")] == 1
+
+
+def test_ns_suffix_and_hostmaster_come_from_the_environment_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller import errors
+    from controller.drivers.dns import driver
+
+    monkeypatch.setenv("TENANTCTL_DNS_NS_SUFFIX", "NS.Example.NET.")
+    monkeypatch.setenv("TENANTCTL_DNS_HOSTMASTER", "hostmaster.example.net")
+    s = driver.Settings()
+    assert (s.ns_suffix, s.hostmaster) == ("ns.example.net.", "hostmaster.example.net.")
+    monkeypatch.setenv("TENANTCTL_DNS_NS_SUFFIX", "evil.example.net. 60 IN TXT x")
+    with pytest.raises(errors.PermanentError, match="TENANTCTL_DNS_NS_SUFFIX"):
+        driver.Settings()

@@ -19,6 +19,7 @@ Zones are never deleted and re-created to change them.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,8 +32,21 @@ from controller import errors
 from controller.drivers import base
 from controller.drivers.context import Context
 from controller.drivers.dns import api, metrics, records
+from controller.model import values as model_values
 
 Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
+
+
+def _env_domain(name: str, default: str) -> str:
+    """A domain from the environment, checked like any desired-state domain (it ends up in
+    every zone), canonical with its trailing dot."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return model_values.domain_name(raw.rstrip(".")) + "."
+    except ValueError as exc:
+        raise errors.PermanentError(f"{name}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -40,10 +54,12 @@ class Settings:
     """How tenantctl runs DNS."""
 
     #: NS names are ``ns-<server>.<ns_suffix>``; the operator delegates that suffix
-    #: (glue or a zone of its own) to the dns servers' addresses.
-    ns_suffix: str = "ns.tenantctl.internal."
-    #: SOA RNAME of every zone
-    hostmaster: str = "hostmaster.tenantctl.internal."
+    #: (glue or a zone of its own) to the dns servers' addresses (env
+    #: ``TENANTCTL_DNS_NS_SUFFIX``).
+    ns_suffix: str = field(default_factory=lambda: _env_domain("TENANTCTL_DNS_NS_SUFFIX", "ns.tenantctl.internal."))
+    #: SOA RNAME of every zone (env ``TENANTCTL_DNS_HOSTMASTER``)
+    hostmaster: str = field(
+        default_factory=lambda: _env_domain("TENANTCTL_DNS_HOSTMASTER", "hostmaster.tenantctl.internal."))
     #: PowerDNS API port (``tenantctl_pdns_api_port`` of the bootstrap role)
     api_port: int = 8081
     #: zones worked on at once in one batch
