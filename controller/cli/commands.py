@@ -204,11 +204,9 @@ def _server_specs(files: list[Path]) -> list[Any]:
 
 
 def _embedded_call(fn: Any, *args: Any) -> Any:
-    from controller.drivers.embedded import errors as embedded_errors
-
     try:
         return fn(*args)
-    except (embedded_errors.EmbeddedError, errors.DriverError) as exc:
+    except errors.DriverError as exc:  # the embedded package's errors are DriverErrors
         fail(errors.TenantctlError(f"tenantctl: {exc}"), 1)
 
 

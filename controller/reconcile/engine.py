@@ -166,7 +166,7 @@ class Engine:
         with self.store.transaction():
             for name in targets:
                 self._finish(planned.subscriptions[name], planned, report)
-        self._delete(planned.deletions, ds, report, now)
+        self._delete(planned.deletions, report, now)
         self._purge(now)
         report.seconds = time.perf_counter() - started
         return report
@@ -367,7 +367,7 @@ class Engine:
                 events.record(self.store, actor=self.actor, action="purge", subject=rec.name,
                               message=f"retention of {RETENTION_DAYS} days over: final copies purged (LIFE-6)")
 
-    def _delete(self, names: list[str], ds: DesiredState, report: Report, now: dt.datetime) -> None:
+    def _delete(self, names: list[str], report: Report, now: dt.datetime) -> None:
         """LIFE-6: a final backup first, then removal; data kept RETENTION_DAYS."""
         for name in names:
             old = self.store.get_subscription(name)
@@ -383,14 +383,12 @@ class Engine:
             report.outcomes[name] = outcome
             if name in report.failed:
                 continue
+            purge_after = now + dt.timedelta(days=RETENTION_DAYS)
             with self.store.transaction():
-                self.store.upsert_subscription(records.SubscriptionRecord(
-                    name=name, customer=old.customer, created_at=old.created_at, server=old.server, ip=old.ip,
-                    db_servers=dict(old.db_servers), deleted_at=now,
-                    purge_after=now + dt.timedelta(days=RETENTION_DAYS)))
+                self.store.upsert_subscription(dataclasses.replace(old, deleted_at=now, purge_after=purge_after))
                 self.store.drop_fingerprints(name)
                 self.store.drop_status(name)
                 self.store.drop_sticky(name)
                 events.record(self.store, actor=self.actor, action="delete", subject=name,
-                              message=f"deleted; data kept until {(now + dt.timedelta(days=RETENTION_DAYS)).date()} "
+                              message=f"deleted; data kept until {purge_after.date()} "
                                       "(LIFE-6)")
