@@ -97,9 +97,10 @@ def dns(state_dir: Path, zones: int) -> bool:
 def tls(state_dir: Path, certs: int) -> bool:
     import yaml
 
+    from controller import ratelimit
     from controller.drivers.hosting import PhpDriver, WebDriver
     from controller.drivers.tls import Settings, TlsDriver
-    from controller.reconcile import engine, ratelimit
+    from controller.reconcile import engine
     from controller.state import store as state_store
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tls-"))

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "controller"
-BASE = {"errors", "digest"}
+BASE = {"errors", "digest", "clock", "ratelimit"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "digest": set(),
+    "clock": set(),
+    "ratelimit": {"clock"},
     "model": BASE | {"model"},
     "placement": BASE | {"model", "placement"},
     "effective": BASE | {"model", "placement", "effective"},
@@ -25,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
 #: Modules that talk to processes, networks or databases: not for the pure layers.
 IO_MODULES = {"subprocess", "socket", "sqlite3", "urllib", "http", "docker", "pymysql", "psycopg",
               "ansible_runner", "requests", "acme"}
-PURE = {"model", "placement", "effective", "digest", "errors"}
+PURE = {"model", "placement", "effective", "digest", "errors", "clock", "ratelimit"}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

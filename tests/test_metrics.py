@@ -14,8 +14,8 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from controller import metrics
-from controller.reconcile import clock, queue
+from controller import clock, metrics
+from controller.reconcile import queue
 
 
 def item(

@@ -31,8 +31,11 @@ class Result:
     name: str
     outcome: Outcome
     message: str = ""
-    #: a retry hint in seconds for temporary failures
+    #: a retry hint in seconds for temporary failures (the engine waits at least this)
     retry_after: float | None = None
+    #: a permanent failure: retrying will not help until the inputs change (or an
+    #: operator's ``apply --retry-now``); the engine does not retry it on a timer
+    permanent: bool = False
 
 
 class Driver(Protocol):
@@ -58,6 +61,45 @@ class DriftAware(Protocol):
         returns ``{name: what differs}`` for those that drifted, in one round trip per
         server (no process per subscription)."""
         ...
+
+
+class Limiter(Protocol):
+    """What drivers need of ``controller.ratelimit.RateLimits``: one token of a
+    dependency's bucket, waiting at most ``timeout`` seconds."""
+
+    def acquire(self, dep: str, timeout: float) -> bool: ...
+
+
+@runtime_checkable
+class RateLimited(Protocol):
+    """A driver that calls a rate-limited external service: it shares the engine's
+    ``RateLimits`` (one token bucket per dependency)."""
+
+    def use_limits(self, limits: Limiter) -> None: ...
+
+
+@runtime_checkable
+class Measuring(Protocol):
+    """A driver that measures usage (RES-2): ``usage`` on demand, one round trip per
+    server; ``last_usage`` what its last ``apply`` measured on the way."""
+
+    last_usage: dict[str, dict[str, Any]]
+
+    def usage(self, changes: Sequence[Change]) -> dict[str, dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A driver holding connections or processes: the engine closes it when done."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServesDns(Protocol):
+    """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
+
+    def dns_servers(self, item: Mapping[str, Any]) -> Sequence[str]: ...
 
 
 def _hosting(item: Mapping[str, Any]) -> Any:

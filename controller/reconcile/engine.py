@@ -23,9 +23,9 @@ from controller import errors
 from controller.drivers import base
 from controller.effective import Subscription
 from controller.model.desired import DesiredState
+from controller.ratelimit import RateLimits
 from controller.reconcile import planner
 from controller.reconcile.queue import ExponentialBackoff
-from controller.reconcile.ratelimit import RateLimits
 from controller.state import events, records
 from controller.state import store as state_store
 

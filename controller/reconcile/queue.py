@@ -26,7 +26,7 @@ from typing import Generic, Protocol, TypeVar
 
 import tenacity
 
-from controller.reconcile import clock as clock_mod
+from controller import clock as clock_mod
 
 K = TypeVar("K", bound=Hashable)
 

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
-from controller import model
+from controller import model, ratelimit
 from controller.drivers import base, naming
 from controller.drivers.dns import DnsDriver
 from controller.drivers.embedded import pebble
 from controller.drivers.hosting import PhpDriver, WebDriver
 from controller.drivers.tls import Settings, TlsDriver, ca, render
-from controller.reconcile import engine, ratelimit
+from controller.reconcile import engine
 from controller.state import store as state_store
 
 from .conftest import Cluster

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.reconcile import clock
+from controller import clock
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from controller.reconcile import clock, queue
+from controller import clock
+from controller.reconcile import queue
 
 from .conftest import RecordingMetrics
 

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from controller.reconcile import clock, queue
+from controller import clock
+from controller.reconcile import queue
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.reconcile import clock, ratelimit
+from controller import clock, ratelimit
 
 
 class TestTokenBucket:

@@ -14,7 +14,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 
-from controller.reconcile import clock as clock_mod
+from controller import clock as clock_mod
 
 EPSILON = 1e-9
 """Tokens short of a whole one that still count as one: float refills (``elapsed * rate``)
