@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 CONCERNS = ("web", "php", "db", "dns", "tls", "backup")
@@ -100,6 +101,15 @@ class ServesDns(Protocol):
     """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
 
     def dns_servers(self, item: Mapping[str, Any]) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class Versioned(Protocol):
+    """A driver that names exactly what makes its version: the files (or folders, read
+    recursively) of the code and templates that decide what it writes on servers. A
+    change of any of them re-applies this concern, and only this one."""
+
+    def sources(self) -> Sequence[Path]: ...
 
 
 def _hosting(item: Mapping[str, Any]) -> Any:
