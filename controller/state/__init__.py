@@ -1,9 +1,11 @@
 """The embedded state store: what tenantctl remembers between two reconciliations.
 
-Belongs here: the SQLite file (stdlib ``sqlite3``, WAL mode) and its schema
-(``migrations``), the typed records read from and written to it (``records``), the
-``Store`` that owns the connection (``store``), and the append-only audit log
-(``events``, OPS-5). Everything stored is either a fact the controller cannot recompute
+Belongs here: the SQLite file (stdlib ``sqlite3``, WAL mode while written) and its
+schema (``migrations``), the typed records read from and written to it (``records``),
+the ``Store`` that owns the connection (``store``), the append-only audit log and its
+runs (``events``, OPS-5), the checks that a file is a whole tenantctl store
+(``integrity``), the locks around opening and replacing it (``locks``), and its copies
+(``backup``: online backup, nightly copy, restore). Everything stored is either a fact the controller cannot recompute
 from the desired state (placement of a subscription, customer values kept under SYNC-4,
 values frozen by a transfer under PLAN-7, measured usage under RES-2) or bookkeeping
 that must survive a restart (fingerprints of what was last applied, conditions, backoff
@@ -25,12 +27,13 @@ Usage, importing modules rather than names::
 
 from __future__ import annotations
 
-from controller.state.errors import ReadOnlyStore, SchemaTooNew
+from controller.state.errors import CorruptStore, NotAStore, ReadOnlyStore, SchemaTooNew, StoreInUse
 from controller.state.records import (
     BackoffRecord,
     Condition,
     ConditionStatus,
     Event,
+    Run,
     SubscriptionRecord,
     TransferRecord,
 )
@@ -40,10 +43,14 @@ __all__ = [
     "BackoffRecord",
     "Condition",
     "ConditionStatus",
+    "CorruptStore",
     "Event",
+    "NotAStore",
     "ReadOnlyStore",
+    "Run",
     "SchemaTooNew",
     "Store",
+    "StoreInUse",
     "SubscriptionRecord",
     "TransferRecord",
     "default_path",

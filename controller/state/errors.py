@@ -35,3 +35,19 @@ class ReadOnlyStore(errors.StateError):
 
 class StoreClosed(errors.StateError):
     """The store was used after ``close()``."""
+
+
+class NotAStore(errors.StateError):
+    """The file is not a tenantctl state store: not SQLite, or another application's."""
+
+
+class CorruptStore(errors.StateError):
+    """The file was a tenantctl state store but is damaged (truncated, malformed pages)."""
+
+
+class StoreBusy(errors.StateError):
+    """Another process kept the store locked for longer than we wait."""
+
+
+class StoreInUse(errors.StateError):
+    """An operation that needs the store to itself found another process holding it."""

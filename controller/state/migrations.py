@@ -110,7 +110,58 @@ BEGIN
 END;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_BASE,)
+V2_RUNS = """
+-- OPS-5: every pass (apply, run, operator) is a run with a start and an end; a run whose
+-- finished_at stays NULL was interrupted (a killed apply). Rows are never deleted and
+-- only an unfinished run may be finished, once.
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    actor       TEXT NOT NULL CHECK (actor <> ''),
+    command     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    summary     TEXT
+);
+CREATE INDEX runs_unfinished ON runs (id) WHERE finished_at IS NULL;
+
+CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
+BEGIN
+    SELECT RAISE(ABORT, 'runs are append-only (OPS-5): DELETE refused');
+END;
+
+CREATE TRIGGER runs_finish_once BEFORE UPDATE ON runs
+WHEN OLD.finished_at IS NOT NULL OR NEW.id IS NOT OLD.id OR NEW.actor IS NOT OLD.actor
+    OR NEW.command IS NOT OLD.command OR NEW.started_at IS NOT OLD.started_at
+BEGIN
+    SELECT RAISE(ABORT, 'runs are append-only (OPS-5): only an unfinished run may be finished');
+END;
+
+-- Which pass recorded an event, and which concern (web, php, db, dns, tls, backup) it was about.
+ALTER TABLE events ADD COLUMN run_id INTEGER REFERENCES runs (id);
+ALTER TABLE events ADD COLUMN concern TEXT;
+CREATE INDEX events_by_run ON events (run_id, id);
+CREATE INDEX events_by_at ON events (at, id);
+
+-- Marks the file as tenantctl's (integrity.APPLICATION_ID = 'tnct').
+PRAGMA application_id = 1953391476;
+"""
+
+V3_SERVERS_AND_BACKOFF = """
+-- The identity marker (generation id) last read from each server: a changed or vanished
+-- marker means the server was replaced or wiped, and what was applied there is gone.
+CREATE TABLE servers (
+    name       TEXT PRIMARY KEY,
+    generation TEXT NOT NULL,
+    seen_at    TEXT NOT NULL
+);
+
+-- A permanent failure waits for its inputs to change (the fingerprint it failed with),
+-- not for a time.
+ALTER TABLE backoff ADD COLUMN fingerprint TEXT;
+ALTER TABLE backoff ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0 CHECK (permanent IN (0, 1));
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 

@@ -104,6 +104,10 @@ class BackoffRecord:
     """Do not retry before this time."""
     last_error: str
     """The last error, as text."""
+    fingerprint: str | None = None
+    """The fingerprint of the inputs that failed, if known: new inputs are tried at once."""
+    permanent: bool = False
+    """Retrying will not help until the inputs change (``errors.PermanentError``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +128,29 @@ class Event:
     """Human-readable summary."""
     data: dict[str, Any] | None
     """Optional structured detail (JSON)."""
+    concern: str | None = None
+    """The concern it was about (``web``, ``php``, ``db``, ``dns``, ``tls``, ``backup``), if one."""
+    run_id: int | None = None
+    """The run (pass) that recorded it, if any (``Store.begin_run``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One pass of apply, run or the operator (OPS-5): an unfinished one was interrupted."""
+
+    id: int
+    """Monotonic id, referenced by ``Event.run_id``."""
+    actor: str
+    """Who ran it: ``operator``, ``run``, ``cli:<user>``, ..."""
+    command: str
+    """What was run, e.g. ``apply`` or ``run``."""
+    started_at: datetime
+    """When it began."""
+    finished_at: datetime | None
+    """When it ended; None while running, and forever for a pass that was killed."""
+    summary: dict[str, Any] | None
+    """What it did (counts of changes, failures, ...), recorded when it finished."""
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None

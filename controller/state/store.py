@@ -8,7 +8,15 @@ Concurrency model:
   sees (nor joins) a transaction it did not open.
 * Other processes: WAL mode lets readers (``Store.open_readonly``, e.g. ``tenantctl
   status``) read the last committed state while a controller writes; writers of several
-  processes queue on SQLite's lock for up to ``busy_timeout`` (5 s).
+  processes queue on SQLite's lock for up to ``busy_timeout`` (5 s). Opening a store
+  read-write (journal-mode switch, migrations) is serialised across processes by
+  ``locks.opening``; the last read-write store to close puts the file back in
+  rollback-journal mode, so that a read-only open of a closed store creates no
+  ``-wal``/``-shm`` file (see ``open_readonly``).
+* A file that is not a whole tenantctl store (truncated, foreign, newer) is refused
+  with one line naming it and what to do (``integrity``: ``NotAStore``,
+  ``CorruptStore``, ``SchemaTooNew``, all ``controller.errors.StateError``); damage met
+  later by a query raises ``CorruptStore`` too.
 * ``transaction()`` nests: an inner block joins the outer transaction (nothing is
   committed before the outermost block ends) through a SAVEPOINT, so an exception that
   leaves an inner block undoes that block's writes only, even if the outer block catches
@@ -24,13 +32,16 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from controller.state import codec, errors, migrations, records
+from controller.state import codec, errors, integrity, locks, migrations, records
+
+_T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's write lock before failing."""
@@ -53,33 +64,101 @@ def default_path() -> Path:
 Params = Sequence[Any]
 
 
+def _set_journal_mode(conn: sqlite3.Connection, mode: str) -> None:
+    row = conn.execute(f"PRAGMA journal_mode = {mode}").fetchone()  # our own constant, not user text
+    if str(row[0]).lower() != mode:
+        raise sqlite3.OperationalError(f"database is locked (journal mode stayed {row[0]})")
+
+
+def _translated(path: Path, exc: BaseException) -> BaseException:
+    """What opening a store raises for ``exc``: damage and lasting locks as ``StateError``."""
+    if isinstance(exc, sqlite3.DatabaseError) and integrity.is_damage(exc):
+        return integrity.corrupt(path, exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return errors.StoreBusy(f"{path}: {exc} (another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s)")
+    return exc
+
+
+def _until_unlocked(step: Callable[[], object], path: Path, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Run ``step``, again while SQLite says the file is locked, up to ``timeout``.
+
+    SQLite answers some lock conflicts (a journal-mode switch, two readers upgrading at
+    once) with SQLITE_BUSY at once, without the busy handler; processes are already
+    serialised by ``locks.opening``, this covers threads of one process and other
+    writers.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" not in text and "busy" not in text:
+                raise
+            if time.monotonic() >= deadline:
+                raise errors.StoreBusy(f"{path}: {text} for {timeout:.0f} s (another process holds it)") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 class Store:
     """The state store. Use as a context manager, or call ``close()``."""
 
     def __init__(self, path: Path, *, now: Callable[[], datetime] = codec.utcnow) -> None:
-        """Open (creating it and its directory if needed) and migrate the state file."""
+        """Open (creating it and its directory if needed) and migrate the state file.
+
+        Any number of processes may do this at once: they queue on the state directory's
+        lock (``locks.opening``) for the journal-mode switch and the migrations. Raises
+        ``NotAStore``/``CorruptStore``/``SchemaTooNew`` (all ``StateError``) for a file
+        this code must not touch.
+        """
         self.path = Path(path)
         self.readonly = False
         self._now = now
+        self._signature: integrity.Signature | None = None
+        self._holder: locks.Holder | None = None
+        self._conn: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn: sqlite3.Connection | None = self._connect(str(self.path), uri=False)
-        self._setup()
-        try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL up to the last checkpoint
-            migrations.migrate(self._conn, str(self.path))
-        except BaseException:
-            self._conn.close()
-            raise
+        self._opened = False
+        with locks.opening(self.path.parent):
+            self._holder = locks.Holder(self.path)
+            try:
+                if self.path.exists():
+                    integrity.inspect_file(self.path, check_size=not integrity.wal_path(self.path).exists())
+                self._conn = conn = self._connect(str(self.path), uri=False)
+                self._setup()
+                # Refuse a foreign or newer file before the journal-mode switch writes to it.
+                integrity.check_identity(conn, self.path)
+                migrations.check_version(conn, str(self.path))
+                _until_unlocked(lambda: _set_journal_mode(conn, "wal"), self.path)
+                conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL up to the last checkpoint
+                _until_unlocked(lambda: migrations.migrate(conn, str(self.path)), self.path)
+                self._opened = True
+            except BaseException as exc:
+                self.close()
+                mapped = _translated(self.path, exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
 
     @classmethod
-    def open_readonly(cls, path: Path) -> Store:
-        """Open an existing, migrated state file for reading only.
+    def open_readonly(cls, path: Path, *, require_latest: bool = True) -> Store:
+        """Open an existing state file for reading only, creating no file next to it.
 
         Safe while a controller in another process writes: readers see the last
         committed transaction. Raises ``FileNotFoundError`` if there is no state yet,
-        ``SchemaTooNew``/``SchemaTooOld`` if the file is not at this code's version.
-        Writes raise ``ReadOnlyStore``.
+        ``NotAStore``/``CorruptStore`` for a damaged or foreign file, ``SchemaTooNew``,
+        and ``SchemaTooOld`` if the file is older than this code (unless
+        ``require_latest=False``, e.g. to back it up). Writes raise ``ReadOnlyStore``.
+
+        How: a file left in rollback-journal mode (a writer that closed last switches it
+        back, see ``close``) is read with ``mode=ro`` and SQLite's ordinary locking; a
+        file in WAL mode whose ``-wal`` exists (a writer has it open, or was killed) is
+        read through that WAL; only a file left in WAL mode without ``-wal`` (stores of
+        older tenantctl versions) is read ``immutable=1``, re-opened whenever its
+        ``signature`` shows that a writer came along.
         """
         path = Path(path)
         if not path.exists():
@@ -88,16 +167,53 @@ class Store:
         store.path = path
         store.readonly = True
         store._now = codec.utcnow
-        store._conn = conn = cls._connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-        store._setup()
+        store._holder = None
+        store._opened = False
+        store._signature = None
+        store._conn = None
         try:
+            store._conn = conn = store._connect_reader()
+            store._setup()
+            integrity.check_identity(conn, path)
             found = migrations.check_version(conn, str(path))
-            if found < migrations.latest():
+            if require_latest and found < migrations.latest():
                 raise errors.SchemaTooOld(str(path), found, migrations.latest())
-        except BaseException:
-            conn.close()
-            raise
+        except BaseException as exc:
+            store.close()
+            mapped = _translated(path, exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         return store
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        """A read-only connection that will not create ``-wal``/``-shm`` (see ``open_readonly``)."""
+        has_wal = integrity.wal_path(self.path).exists()
+        header = integrity.inspect_file(self.path, check_size=not has_wal)
+        if header is None:
+            raise errors.CorruptStore(f"{self.path}: the state store is empty (0 bytes); {integrity.advice(self.path)}")
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        self._signature = None
+        if header.wal and not has_wal:
+            self._signature = integrity.signature(self.path)
+            uri += "&immutable=1"
+        return self._connect(uri, uri=True)
+
+    def _reconnect_reader(self) -> None:
+        """The file changed under an ``immutable=1`` reader: open it again."""
+        old = self._connection()
+        self._conn = self._connect_reader()
+        old.close()
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def _stale(self) -> bool:
+        """An ``immutable=1`` reader whose file another process has since written."""
+        if self._signature is None:
+            return False
+        try:
+            return integrity.signature(self.path) != self._signature
+        except FileNotFoundError:
+            return True
 
     @staticmethod
     def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
@@ -120,11 +236,27 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection; further use raises ``StoreClosed``. Idempotent."""
-        with self._lock:
+        """Close the connection; further use raises ``StoreClosed``. Idempotent.
+
+        A read-write store that is the file's last user switches it back to the
+        rollback journal (checkpointing and removing ``-wal``/``-shm``), so that readers
+        of a closed store need no such files; if anyone else has it open the switch
+        fails at once and the file simply stays in WAL mode.
+        """
+        lock = getattr(self, "_lock", None)
+        with lock if lock is not None else contextlib.nullcontext():
             if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+                conn, self._conn = self._conn, None
+                try:
+                    if not self.readonly and self._opened and not conn.in_transaction:
+                        conn.execute("PRAGMA busy_timeout = 0")
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    conn.close()
+            if self._holder is not None:
+                self._holder.release()
+                self._holder = None
 
     def __enter__(self) -> Store:
         return self
@@ -188,6 +320,9 @@ class Store:
             if self._depth > 0:
                 yield
                 return
+            if self._stale():
+                self._reconnect_reader()
+                conn = self._connection()
             conn.execute("BEGIN DEFERRED")
             self._depth += 1
             self._in_snapshot = True
@@ -198,25 +333,45 @@ class Store:
                 self._depth -= 1
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")  # nothing to keep: transaction() refuses to run in here
+            if self._stale():
+                raise errors.StoreBusy(f"{self.path}: changed by another process while being read; read again")
 
     def _execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """Run one write statement in a (possibly joined) transaction. For this package."""
-        with self.transaction():
+        with self.transaction(), self._damage_is_corruption():
             return self._connection().execute(sql, params)
 
     def _executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        with self.transaction():
+        with self.transaction(), self._damage_is_corruption():
             self._connection().executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def _damage_is_corruption(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if integrity.is_damage(exc):
+                raise integrity.corrupt(self.path, exc) from exc
+            raise
 
     def _fetchall(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Run one query under the lock. For this package."""
         with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+            return self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     def _fetchone(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         with self._lock:
-            row: tuple[Any, ...] | None = self._connection().execute(sql, params).fetchone()
+            row: tuple[Any, ...] | None = self._read(lambda conn: conn.execute(sql, params).fetchone())
             return row
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``query``; damage becomes ``CorruptStore``; a stale immutable reader re-reads."""
+        with self._damage_is_corruption():
+            result = query(self._connection())
+            if self._depth == 0 and self._stale():
+                self._reconnect_reader()
+                result = query(self._connection())
+            return result
 
     def now(self) -> datetime:
         """The store's clock (injectable for tests)."""
@@ -424,16 +579,27 @@ class Store:
 
     # -- backoff ----------------------------------------------------------------------
 
-    def get_backoff(self, key: str) -> records.BackoffRecord | None:
-        row = self._fetchone("SELECT key, failures, next_attempt, last_error FROM backoff WHERE key = ?", (key,))
-        if row is None:
-            return None
+    _BACKOFF_COLUMNS = "key, failures, next_attempt, last_error, fingerprint, permanent"
+
+    @staticmethod
+    def _backoff_from_row(row: tuple[Any, ...]) -> records.BackoffRecord:
         return records.BackoffRecord(
-            key=row[0], failures=row[1], next_attempt=codec.text_to_dt(row[2]), last_error=row[3]
+            key=row[0], failures=row[1], next_attempt=codec.text_to_dt(row[2]), last_error=row[3],
+            fingerprint=row[4], permanent=bool(row[5]),
         )
 
-    def record_failure(self, key: str, error: str, delay: float) -> records.BackoffRecord:
-        """Count one more failure of ``key``; next attempt ``delay`` seconds from now."""
+    def get_backoff(self, key: str) -> records.BackoffRecord | None:
+        row = self._fetchone(f"SELECT {self._BACKOFF_COLUMNS} FROM backoff WHERE key = ?", (key,))
+        return None if row is None else self._backoff_from_row(row)
+
+    def record_failure(
+        self, key: str, error: str, delay: float, *, fingerprint: str | None = None, permanent: bool = False
+    ) -> records.BackoffRecord:
+        """Count one more failure of ``key``; next attempt ``delay`` seconds from now.
+
+        ``fingerprint``: the inputs that failed (a caller retries new inputs at once);
+        ``permanent``: do not retry on a timer at all, only once the inputs change.
+        """
         with self.transaction():
             previous = self.get_backoff(key)
             rec = records.BackoffRecord(
@@ -441,12 +607,16 @@ class Store:
                 failures=(previous.failures if previous else 0) + 1,
                 next_attempt=self._now() + timedelta(seconds=delay),
                 last_error=error,
+                fingerprint=fingerprint,
+                permanent=permanent,
             )
             self._execute(
-                "INSERT INTO backoff (key, failures, next_attempt, last_error) VALUES (?, ?, ?, ?) "
+                f"INSERT INTO backoff ({self._BACKOFF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, "
-                "next_attempt = excluded.next_attempt, last_error = excluded.last_error",
-                (rec.key, rec.failures, codec.dt_to_text(rec.next_attempt), rec.last_error),
+                "next_attempt = excluded.next_attempt, last_error = excluded.last_error, "
+                "fingerprint = excluded.fingerprint, permanent = excluded.permanent",
+                (rec.key, rec.failures, codec.dt_to_text(rec.next_attempt), rec.last_error, rec.fingerprint,
+                 int(rec.permanent)),
             )
             return rec
 
@@ -455,11 +625,22 @@ class Store:
 
     def list_backoff(self) -> list[records.BackoffRecord]:
         """Every key in backoff, soonest retry first (to re-queue them after a restart)."""
-        rows = self._fetchall("SELECT key, failures, next_attempt, last_error FROM backoff ORDER BY next_attempt")
-        return [
-            records.BackoffRecord(key=k, failures=f, next_attempt=codec.text_to_dt(n), last_error=e)
-            for k, f, n, e in rows
-        ]
+        rows = self._fetchall(f"SELECT {self._BACKOFF_COLUMNS} FROM backoff ORDER BY next_attempt, key")
+        return [self._backoff_from_row(r) for r in rows]
+
+    # -- server identity markers --------------------------------------------------------
+
+    def get_server_generations(self) -> dict[str, str]:
+        """Server -> the identity marker (generation id) last seen on it."""
+        return dict(self._fetchall("SELECT name, generation FROM servers ORDER BY name"))
+
+    def set_server_generation(self, server: str, generation: str) -> None:
+        """Remember the marker just read from ``server``."""
+        self._execute(
+            "INSERT INTO servers (name, generation, seen_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, seen_at = excluded.seen_at",
+            (server, generation, codec.dt_to_text(self._now())),
+        )
 
     # -- status snapshot ----------------------------------------------------------------
 
@@ -510,3 +691,128 @@ class Store:
     def get_usage(self, name: str) -> dict[str, float]:
         rows = self._fetchall("SELECT metric, value FROM usage WHERE name = ? ORDER BY metric", (name,))
         return {metric: float(value) for metric, value in rows}
+
+    # -- runs (OPS-5) -----------------------------------------------------------------
+
+    _RUN_COLUMNS = "id, actor, command, started_at, finished_at, summary"
+
+    @staticmethod
+    def _run_from_row(row: tuple[Any, ...]) -> records.Run:
+        return records.Run(
+            id=row[0],
+            actor=row[1],
+            command=row[2],
+            started_at=codec.text_to_dt(row[3]),
+            finished_at=codec.opt_text_to_dt(row[4]),
+            summary=None if row[5] is None else codec.loads(row[5]),
+        )
+
+    def begin_run(self, actor: str, command: str) -> int:
+        """Record that a pass starts now; return its run id.
+
+        Call it outside any transaction (or in one of its own) so that the run is
+        committed at once: a pass that is then killed stays visible as unfinished.
+        """
+        if not actor:
+            raise ValueError("a run needs an actor")
+        cursor = self._execute(
+            "INSERT INTO runs (actor, command, started_at) VALUES (?, ?, ?)",
+            (actor, command, codec.dt_to_text(self._now())),
+        )
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        return run_id
+
+    def finish_run(self, run_id: int, summary: dict[str, Any] | None = None) -> None:
+        """Record the end of run ``run_id`` with a JSON summary of what it did.
+
+        Raises ``KeyError`` for an unknown run and ``ValueError`` for one already
+        finished (the schema refuses to change a finished run, OPS-5).
+        """
+        with self.transaction():
+            row = self._fetchone("SELECT finished_at FROM runs WHERE id = ?", (run_id,))
+            if row is None:
+                raise KeyError(f"no run {run_id}")
+            if row[0] is not None:
+                raise ValueError(f"run {run_id} already finished at {row[0]}")
+            self._execute(
+                "UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",
+                (codec.dt_to_text(self._now()), None if summary is None else codec.dumps(summary), run_id),
+            )
+
+    def get_run(self, run_id: int) -> records.Run | None:
+        row = self._fetchone(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else self._run_from_row(row)
+
+    def list_runs(
+        self, *, unfinished_only: bool = False, since: datetime | None = None, limit: int | None = None
+    ) -> list[records.Run]:
+        """Runs oldest first: all, or only those that never finished; ``since`` keeps
+        runs started at or after it; ``limit`` keeps the most recent ones."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if unfinished_only:
+            clauses.append("finished_at IS NULL")
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(codec.dt_to_text(since))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {self._RUN_COLUMNS} FROM runs{where} ORDER BY id DESC"
+        if limit is not None:
+            if limit < 0:
+                raise ValueError("limit must be >= 0")
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._run_from_row(r) for r in reversed(self._fetchall(sql, params))]
+
+    # -- counts and backups -------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per kind: subscriptions (live and deleted), events and runs."""
+        with self.snapshot():
+            row = self._fetchone(
+                "SELECT (SELECT count(*) FROM subscriptions WHERE deleted_at IS NULL), "
+                "(SELECT count(*) FROM subscriptions WHERE deleted_at IS NOT NULL), "
+                "(SELECT count(*) FROM events)"
+            )
+            has_runs = self._fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+            runs = self._fetchone("SELECT count(*) FROM runs") if has_runs else (0,)  # schema 1 had none
+        assert row is not None and runs is not None
+        return {"subscriptions": row[0], "deleted": row[1], "events": row[2], "runs": runs[0]}
+
+    def backup_to(self, path: Path) -> Path:
+        """Copy the whole store to ``path`` (a new file, mode 0600) and return it.
+
+        SQLite's online backup API in one step, under one read transaction: a
+        consistent copy of the last committed state, even while another process writes
+        (WAL readers do not block writers). The copy is left in rollback-journal mode,
+        checked (``quick_check``) and only then moved into place, so ``path`` is either
+        absent or a whole store.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        try:
+            dest = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                with self._lock, self._damage_is_corruption():
+                    if self._stale():
+                        self._reconnect_reader()
+                    self._connection().backup(dest)
+                dest.execute("PRAGMA journal_mode = DELETE")
+                problem = integrity.quick_check(dest)
+                if problem is not None:
+                    raise errors.CorruptStore(f"{self.path}: the copy fails SQLite's check ({problem}); {integrity.advice(self.path)}")
+            finally:
+                dest.close()
+            os.chmod(tmp, 0o600)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from controller.state import events, store
+
+from .conftest import T0, FakeNow
 
 
 def test_record_and_list(st: store.Store) -> None:
@@ -63,3 +66,35 @@ def test_append_only_even_behind_the_store(st: store.Store, db_path: Path, sql: 
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         st._execute(sql)
     assert [e.message for e in events.list_events(st)] == ["original"]
+
+
+def test_concern_and_run_are_recorded(st: store.Store) -> None:
+    run = st.begin_run("operator", "apply")
+    events.record(st, actor="operator", action="create", subject="a.example", message="web: created",
+                  concern="web", run_id=run)
+    events.record(st, actor="operator", action="sync", subject="a.example", message="")
+    listed = events.list_events(st)
+    assert [(e.concern, e.run_id) for e in listed] == [("web", run), (None, None)]
+
+
+def test_filters_combine(st: store.Store, clock: FakeNow) -> None:
+    run = st.begin_run("run", "run")
+    ids = {}
+    for i, (action, concern) in enumerate(
+        [("create", "web"), ("create", "dns"), ("update", "web"), ("suspend", None), ("update", "web")]
+    ):
+        ids[i] = events.record(st, actor="run", action=action, subject=f"s{i % 2}", message=str(i), concern=concern,
+                               run_id=run if i >= 2 else None)
+        clock.advance(600)
+
+    def got(**kw: object) -> list[int]:
+        return [e.id for e in events.list_events(st, limit=None, **kw)]  # type: ignore[arg-type]
+
+    assert got(action="update") == [ids[2], ids[4]]
+    assert got(concern="web") == [ids[0], ids[2], ids[4]]
+    assert got(concern="web", subject="s0") == [ids[0], ids[2], ids[4]]
+    assert got(run_id=run) == [ids[2], ids[3], ids[4]]
+    assert got(since=T0 + timedelta(minutes=20)) == [ids[2], ids[3], ids[4]]
+    assert got(since=T0 + timedelta(minutes=19), action="update", concern="web") == [ids[2], ids[4]]
+    assert [e.id for e in events.list_events(st, limit=2, last=True)] == [ids[3], ids[4]]
+    assert [e.id for e in events.list_events(st, limit=2)] == [ids[0], ids[1]]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from controller.state import errors, migrations, records, store
+from controller.state import errors, events, integrity, locks, migrations, records, store
 
 V_NEXT = """
 -- a plausible next migration: remember where each subscription's backups go (BKP-3)
@@ -71,7 +72,8 @@ def test_newer_file_is_refused(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     conn.execute(f"PRAGMA user_version = {migrations.latest() + 1}")
     conn.close()
-    with pytest.raises(errors.SchemaTooNew, match=r"schema version 2 is newer than this tenantctl supports \(1\)"):
+    newer, supported = migrations.latest() + 1, migrations.latest()
+    with pytest.raises(errors.SchemaTooNew, match=rf"schema version {newer} is newer than this tenantctl supports \({supported}\)"):
         store.Store(db_path)
     with pytest.raises(errors.SchemaTooNew):
         store.Store.open_readonly(db_path)
@@ -84,7 +86,7 @@ def test_failed_migration_leaves_previous_version(db_path: Path, monkeypatch: py
     monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
         store.Store(db_path)
-    assert version_of(db_path) == 1
+    assert version_of(db_path) == migrations.latest() - 1
     assert "half_done" not in tables_of(db_path)
 
 
@@ -111,3 +113,89 @@ def test_processes_opening_a_fresh_file_at_once_all_succeed(db_path: Path) -> No
         _, err = p.communicate(timeout=30)
         assert p.returncode == 0, err.decode()
     assert version_of(db_path) == migrations.latest()
+
+
+def v1_file(path: Path) -> None:
+    """A store as the first release wrote it: schema 1, WAL mode, no application id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    migrations.migrate(conn, str(path), migrations.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO events (at, actor, action, subject, message) VALUES "
+        "('2025-03-01T12:00:00.000000Z', 'controller', 'apply', 'a.example', 'old')"
+    )
+    conn.execute("INSERT INTO backoff VALUES ('a.example/dns', 2, '2025-03-01T12:00:00.000000Z', 'pdns 500')")
+    conn.close()
+
+
+def test_a_first_release_file_is_migrated_keeping_events_and_backoff(db_path: Path) -> None:
+    v1_file(db_path)
+    with store.Store(db_path) as st:
+        [old] = events.list_events(st)
+        assert (old.message, old.concern, old.run_id) == ("old", None, None)
+        rec = st.get_backoff("a.example/dns")
+        assert rec is not None and (rec.failures, rec.permanent, rec.fingerprint) == (2, False, None)
+        assert st._fetchone("PRAGMA application_id") == (integrity.APPLICATION_ID,)
+    assert version_of(db_path) == migrations.latest()
+
+
+def _open_all_at_once(db_path: Path, n: int) -> None:
+    script = (
+        "import sys, pathlib; from controller.state import events, store\n"
+        "with store.Store(pathlib.Path(sys.argv[1])) as st:\n"
+        "    events.record(st, actor='t', action='open', subject=sys.argv[2], message='')\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db_path), str(i)], stderr=subprocess.PIPE)
+        for i in range(n)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    with store.Store.open_readonly(db_path) as ro:
+        assert sorted(int(e.subject) for e in events.list_events(ro, action="open", limit=None)) == list(range(n))
+
+
+def test_sixteen_processes_create_one_store(db_path: Path) -> None:
+    _open_all_at_once(db_path, 16)
+    assert version_of(db_path) == migrations.latest()
+
+
+def test_processes_opening_an_old_file_at_once_migrate_it_once(db_path: Path) -> None:
+    v1_file(db_path)
+    _open_all_at_once(db_path, 12)
+    assert version_of(db_path) == migrations.latest()
+    with store.Store.open_readonly(db_path) as ro:
+        assert [e.message for e in events.list_events(ro, action="apply")] == ["old"]
+
+
+def test_opening_waits_for_the_directory_lock(db_path: Path) -> None:
+    """Openers queue on ``locks.opening`` (not on SQLite, whose journal-mode switch can
+    fail at once with ``database is locked``): held here, a second process waits."""
+    db_path.parent.mkdir(parents=True)
+    script = "import sys, pathlib; from controller.state import store; store.Store(pathlib.Path(sys.argv[1])).close()"
+    with locks.opening(db_path.parent):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(db_path)], stderr=subprocess.PIPE)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.5)
+        assert not db_path.exists(), "the store was created while another process held the opening lock"
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert version_of(db_path) == migrations.latest()
+
+
+def test_the_journal_mode_switch_is_retried_while_sqlite_says_locked(db_path: Path) -> None:
+    """Another connection in a write transaction on a rollback-mode file makes the switch
+    fail with SQLITE_BUSY; the store retries until it is released."""
+    store.Store(db_path).close()  # closed: rollback-journal mode
+    blocker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    timer = threading.Timer(0.3, lambda: blocker.execute("COMMIT"))
+    timer.start()
+    try:
+        with store.Store(db_path) as st:
+            assert st._fetchone("PRAGMA journal_mode") == ("wal",)
+    finally:
+        timer.join()
+        blocker.close()

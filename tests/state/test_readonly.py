@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,16 @@ from pathlib import Path
 import pytest
 
 from controller.state import errors, store
+
+from .conftest import side_files
+
+
+def raw_journal_mode(path: Path) -> str:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        conn.close()
 
 WRITER = textwrap.dedent(
     """
@@ -90,8 +101,67 @@ def test_opens_a_closed_file_with_no_wal_left(db_path: Path) -> None:
     with store.Store(db_path) as st:
         st.put_status("a.example", {"name": "a.example"})
     assert not db_path.with_name("state.db-wal").exists()  # checkpointed on close
+    assert side_files(db_path) == {"state.db.lock"}
     with store.Store.open_readonly(db_path) as ro:
         assert ro.get_status() == [{"name": "a.example"}]
+        with ro.snapshot():
+            assert ro.all_fingerprints() == {}
+        assert side_files(db_path) == {"state.db.lock"}, "a reader created -wal/-shm"
+    assert side_files(db_path) == {"state.db.lock"}
+
+
+def test_last_writer_leaves_the_file_in_rollback_mode(db_path: Path) -> None:
+    with store.Store(db_path) as st, store.Store(db_path) as other:
+        assert st._fetchone("PRAGMA journal_mode") == ("wal",)
+        other.put_status("a.example", {"name": "a.example"})
+    assert raw_journal_mode(db_path) == "delete"
+
+
+def wal_left_without_wal_file(db_path: Path) -> None:
+    """A store closed by an older tenantctl: WAL mode in the header, no -wal file."""
+    store.Store(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.close()
+    assert side_files(db_path) == {"state.db.lock"}
+
+
+def test_a_file_left_in_wal_mode_is_read_without_creating_files(db_path: Path) -> None:
+    with store.Store(db_path) as st:
+        st.put_status("a.example", {"name": "a.example"})
+    wal_left_without_wal_file(db_path)
+    with store.Store.open_readonly(db_path) as ro:
+        assert ro.get_status() == [{"name": "a.example"}]
+        assert side_files(db_path) == {"state.db.lock"}
+
+
+def test_an_immutable_reader_sees_a_writer_that_came_later(db_path: Path) -> None:
+    """The file left in WAL mode is read ``immutable=1``; once a writer opens it the
+    reader notices (the file's signature changed) and reads through the WAL again."""
+    wal_left_without_wal_file(db_path)
+    with store.Store.open_readonly(db_path) as ro:
+        assert ro.get_status() == []
+        with store.Store(db_path) as st:
+            st.put_status("a.example", {"name": "a.example"})
+            assert ro.get_status() == [{"name": "a.example"}]
+            with ro.snapshot():
+                assert ro.get_status() == [{"name": "a.example"}]
+            st.put_status("b.example", {"name": "b.example"})
+            with ro.snapshot():
+                assert len(ro.get_status()) == 2
+        assert len(ro.get_status()) == 2
+
+
+def test_a_killed_writer_is_read_through_its_wal(db_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        holder.kill()
+    assert {"state.db-wal", "state.db-shm"} <= side_files(db_path)
+    with store.Store.open_readonly(db_path) as ro:
+        assert ro.get_fingerprints("held.example") == {}, "an uncommitted write became visible"
+        assert ro.counts()["runs"] == 0
 
 
 def test_refuses_writes(db_path: Path) -> None:

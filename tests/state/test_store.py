@@ -227,6 +227,26 @@ class TestBackoff:
         assert rec is not None and rec.failures == 1 and rec.last_error == "pdns 500"
 
 
+    def test_permanent_failures_remember_their_inputs(self, st: store.Store) -> None:
+        rec = st.record_failure("a.example/web", "no such php version", 30, fingerprint="f1", permanent=True)
+        assert (rec.permanent, rec.fingerprint) == (True, "f1")
+        assert st.get_backoff("a.example/web") == rec
+        temporary = st.record_failure("a.example/web", "ssh: timeout", 5)
+        assert (temporary.failures, temporary.permanent, temporary.fingerprint) == (2, False, None)
+        assert st.list_backoff() == [temporary]
+
+
+class TestServerGenerations:
+    def test_set_and_get(self, st: store.Store, db_path: Path, clock: FakeNow) -> None:
+        assert st.get_server_generations() == {}
+        st.set_server_generation("web-1", "aaaa")
+        st.set_server_generation("db-1", "bbbb")
+        clock.advance(60)
+        st.set_server_generation("web-1", "cccc")
+        assert st.get_server_generations() == {"db-1": "bbbb", "web-1": "cccc"}
+        assert raw(db_path, "SELECT seen_at FROM servers WHERE name = 'web-1'") == [("2025-03-01T12:01:00.000000Z",)]
+
+
 class TestStatus:
     def test_written_only_when_changed(self, st: store.Store, clock: FakeNow, db_path: Path) -> None:
         assert st.put_status("b.example", {"name": "b.example", "sync": "synced"})
