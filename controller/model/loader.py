@@ -1,47 +1,31 @@
 """Read desired-state YAML into validated documents, keeping every value's line.
 
-``load(paths)`` reads files and directories (``*.yaml``/``*.yml``, sorted), checks each
-document's envelope and schema, and returns the documents plus every ``Issue`` found:
-it never stops at the first error. Cross-document rules are in ``validate``.
+``load(paths, cache)`` reads files and directories (``*.yaml``/``*.yml``, sorted), checks
+each document's envelope and schema, and returns the documents plus every ``Issue``
+found: it never stops at the first error. A file whose documents are all valid is
+kept in the parse cache (``controller.model.cache``) when one is given, so that an
+unchanged file is neither parsed nor checked again. Cross-document rules are in
+``validate``; YAML itself is read by ``parse``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from controller import digest
 from controller.errors import Issue
-from controller.model import kinds, values
+from controller.model import kinds, parse, values
+from controller.model.cache import Entry, ParseCache
+from controller.model.parse import Loc, format_loc
 
 API_VERSION = "tenantctl.io/v1"
 
-Loc = tuple[str | int, ...]
-
-try:
-    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - libyaml missing
-    _Base = yaml.SafeLoader
-
-
-class _Loader(_Base):  # type: ignore[valid-type,misc]
-    """Safe loader; a timestamp-looking scalar that is no real date (2027-02-30) stays
-    text, so the field's own grammar reports it with its line instead of a crash."""
-
-
-def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    try:
-        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
-    except ValueError:
-        return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+__all__ = ["API_VERSION", "Document", "Loc", "format_loc", "iter_files", "line_for", "load"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +39,8 @@ class Document:
     annotations: dict[str, str]
     file: str
     line: int
-    lines: dict[Loc, int] = field(repr=False, compare=False)
+    #: the line of every value, by its path in the document (found when first asked for)
+    lines: Mapping[Loc, int] = field(repr=False, compare=False)
     #: digest of the document's data: unchanged documents are recognised by it
     digest: str = field(default="", compare=False)
 
@@ -68,54 +53,12 @@ class Document:
         return Issue(self.file, self.line_of(*loc), format_loc(("spec", *loc)), message)
 
 
-def format_loc(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def line_for(lines: dict[Loc, int], loc: Loc, default: int) -> int:
+def line_for(lines: Mapping[Loc, int], loc: Loc, default: int) -> int:
     while loc:
         if loc in lines:
             return lines[loc]
         loc = loc[:-1]
     return lines.get((), default)
-
-
-#: Limits per document: YAML aliases can make a small file expand exponentially
-#: ("billion laughs") or refer to themselves; nothing legitimate comes near these.
-MAX_VALUES = 100_000
-MAX_DEPTH = 50
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _walk(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], issues: list[tuple[int, str]], budget: list[int] | None = None
-) -> None:
-    budget = budget if budget is not None else [MAX_VALUES]
-    budget[0] -= 1
-    if budget[0] < 0 or len(loc) > MAX_DEPTH:
-        raise _TooLarge
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
-            if key in seen:
-                issues.append((key_node.start_mark.line + 1, format_loc((*loc, key))))
-            seen.add(key)
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*loc, key), lines, issues, budget)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*loc, i), lines, issues, budget)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -126,69 +69,128 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def _docs_of(text: str, file: str, issues: list[Issue]) -> Iterator[tuple[Any, dict[Loc, int], int]]:
-    loader = _Loader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            lines: dict[Loc, int] = {}
-            dups: list[tuple[int, str]] = []
-            try:
-                _walk(node, (), lines, dups)
-            except _TooLarge:
-                issues.append(Issue(file, node.start_mark.line + 1, "",
-                                    f"document refused: more than {MAX_VALUES} values or {MAX_DEPTH} levels "
-                                    "(check YAML aliases)"))
-                continue
-            for dup_line, dup_path in dups:
-                issues.append(Issue(file, dup_line, dup_path, "key given twice"))
-            try:
-                data = loader.construct_document(node)
-            except (ValueError, TypeError, OverflowError) as exc:  # e.g. !!int "abc"
-                issues.append(Issue(file, node.start_mark.line + 1, "", f"invalid YAML value: {exc}"))
-                loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
-                continue
-            yield data, lines, node.start_mark.line + 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        issues.append(Issue(file, line, "", f"invalid YAML: {exc.problem or exc}"))
-    finally:
-        loader.dispose()
-
-
 def _name_for(kind: str, raw: Any) -> str:
     if kind == "Subscription":
         return values.domain_name(raw)
     return values.dns_label(raw)
 
 
-def load(paths: Iterable[str | Path]) -> tuple[list[Document], list[Issue]]:
+def load(paths: Iterable[str | Path], cache: ParseCache | None = None) -> tuple[list[Document], list[Issue]]:
     """Parse and schema-check every document under ``paths``."""
+    paths = list(paths)
     docs: list[Document] = []
     issues: list[Issue] = []
     files = list(iter_files(paths))
     for path in files:
         file = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             issues.append(Issue(file, 0, "", f"cannot read: {exc}"))
             continue
-        for data, lines, line in _docs_of(text, file, issues):
-            if data is None:
+        key = cache.key(data) if cache is not None else ""
+        entries = cache.get(key) if cache is not None else None
+        if entries is not None:
+            source = parse.Source(data)
+            docs.extend(Document(kind, name, spec, labels, annotations, file, line, parse.Lines(source, index), dig)
+                        for kind, name, spec, labels, annotations, line, index, dig in entries)
+            continue
+        try:
+            text = parse.decode(data)
+        except UnicodeDecodeError as exc:
+            issues.append(Issue(file, 0, "", f"cannot read: {exc}"))
+            continue
+        before = len(issues)
+        fresh: list[Entry] = []
+        listed = False  # a cluster dump: its items' lines are re-rooted, so the file is not cached
+        for index, value, lines, line in parse.documents(text, file, issues):
+            if value is None:
                 continue
-            doc = _document(data, lines, line, file, issues)
-            if doc is not None:
-                docs.append(doc)
+            for item, item_lines, item_line in _items(value, lines, line):
+                listed = listed or item is not value
+                doc = _document(item, item_lines, item_line, file, issues)
+                if doc is not None:
+                    docs.append(doc)
+                    fresh.append((doc.kind, doc.name, doc.spec, doc.labels, doc.annotations, doc.line, index,
+                                  doc.digest))
+        if cache is not None and len(issues) == before and not listed:  # a file with an error is never kept
+            cache.put(key, fresh)
     if not files:
         issues.append(Issue(",".join(map(str, paths)) or "-", 0, "", "no YAML documents found"))
+    if cache is not None:
+        cache.prune()
     return docs, issues
 
 
-def _document(data: Any, lines: dict[Loc, int], line: int, file: str, issues: list[Issue]) -> Document | None:
+#: Metadata the API server writes: a cluster dump (``kubectl get -o yaml``) has it, the
+#: desired state does not.
+SERVER_METADATA = frozenset({
+    "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+    "deletionGracePeriodSeconds", "managedFields", "selfLink", "finalizers", "ownerReferences", "generateName",
+})
+#: Annotations written by clients, not by the user.
+CLIENT_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+
+def is_list(data: Any) -> bool:
+    """A ``List`` or ``<Kind>List`` of objects (what ``kubectl get -o yaml`` prints)."""
+    return (isinstance(data, dict) and isinstance(data.get("kind"), str) and data["kind"].endswith("List")
+            and isinstance(data.get("items"), list))
+
+
+def cleaned(obj: Any) -> Any:
+    """A cluster object as a document: no status, no server-written metadata."""
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k not in SERVER_METADATA}
+        notes = meta.get("annotations")
+        if isinstance(notes, dict):
+            notes = {k: v for k, v in notes.items() if k not in CLIENT_ANNOTATIONS}
+            if notes:
+                meta["annotations"] = notes
+            else:
+                del meta["annotations"]
+        if meta.get("labels") == {}:
+            del meta["labels"]
+        out["metadata"] = meta
+    return out
+
+
+class _Within(Mapping[Loc, int]):
+    """The lines of one item of a List: its paths without the ``items[i]`` prefix."""
+
+    def __init__(self, lines: Mapping[Loc, int], prefix: Loc) -> None:
+        self._lines, self._prefix = lines, prefix
+
+    def __getitem__(self, loc: Loc) -> int:
+        return self._lines[(*self._prefix, *loc)]
+
+    def __contains__(self, loc: object) -> bool:
+        return isinstance(loc, tuple) and (*self._prefix, *loc) in self._lines
+
+    def __iter__(self) -> Iterator[Loc]:
+        n = len(self._prefix)
+        return (loc[n:] for loc in self._lines if loc[:n] == self._prefix)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _items(data: Any, lines: Mapping[Loc, int], line: int) -> Iterator[tuple[Any, Mapping[Loc, int], int]]:
+    """A cluster dump's List is read as its items (cleaned, lines re-rooted); anything
+    else as it is."""
+    if not is_list(data):
+        yield data, lines, line
+        return
+    for i, item in enumerate(data["items"]):
+        sub = _Within(lines, ("items", i))
+        yield cleaned(item), sub, sub.get((), line)
+
+
+def _document(data: Any, lines: Mapping[Loc, int], line: int, file: str, issues: list[Issue]) -> Document | None:
     def err(loc: Loc, message: str) -> None:
         issues.append(Issue(file, line_for(lines, loc, line), format_loc(loc), message))
 
@@ -235,7 +237,7 @@ def _document(data: Any, lines: dict[Loc, int], line: int, file: str, issues: li
 
 
 def _pydantic_issues(
-    exc: pydantic.ValidationError, prefix: Loc, lines: dict[Loc, int], line: int, file: str, issues: list[Issue]
+    exc: pydantic.ValidationError, prefix: Loc, lines: Mapping[Loc, int], line: int, file: str, issues: list[Issue]
 ) -> None:
     for e in exc.errors(include_url=False):
         loc: Loc = (*prefix, *(p for p in e["loc"] if isinstance(p, (str, int))))

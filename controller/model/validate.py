@@ -1,4 +1,4 @@
-"""Cross-document rules: references, PLAN-1/2/4, PHP-3 settings, addresses.
+"""Cross-document rules: references, PLAN-1/2, PHP-3 settings, addresses.
 
 ``build(docs)`` indexes the documents into a ``DesiredState`` and returns it with every
 ``Issue`` found. Pure: no I/O.
@@ -13,7 +13,7 @@ from typing import Any
 from controller.errors import Issue
 from controller.model import kinds, php, values
 from controller.model.desired import DesiredState
-from controller.model.loader import Document
+from controller.model.loader import Document, format_loc
 from controller.model.values import UNSET
 
 Loc = tuple[str | int, ...]
@@ -71,23 +71,28 @@ def build(documents: list[Document]) -> tuple[DesiredState, list[Issue]]:
     return ds, issues
 
 
+def _unknown(what: str, name: str, kind: str) -> str:
+    """A reference to a document that does not exist. No rule of ../shared/domain.md is
+    about references (PLAN-4 forbids removing a plan in use: a state change, not this)."""
+    return f"unknown {what} {name!r} (no {kind} document of that name)"
+
+
 def _regions(ds: DesiredState) -> Iterator[Issue]:
     for name, spec in ds.regions.items():
         doc = ds.docs[("Region", name)]
         if isinstance(spec.backupCopiesTo, list):
             for i, target in enumerate(spec.backupCopiesTo):
                 if target not in ds.regions:
-                    yield doc.issue(("backupCopiesTo", i), f"unknown region {target!r}")
+                    yield doc.issue(("backupCopiesTo", i), _unknown("region", target, "Region"))
                 elif target == name:
                     yield doc.issue(("backupCopiesTo", i), "a region cannot copy its backups to itself (BKP-3)")
 
 
 def _servers(ds: DesiredState) -> Iterator[Issue]:
-    owners: dict[str, str] = {}
     for name, spec in ds.servers.items():
         doc = ds.docs[("Server", name)]
         if spec.region not in ds.regions:
-            yield doc.issue(("region",), f"unknown region {spec.region!r} (a Server's region must exist)")
+            yield doc.issue(("region",), _unknown("region", spec.region, "Region"))
         if spec.provider == "docker" and not ipaddress.ip_address(spec.address).is_loopback:
             yield doc.issue(("address",), "an embedded (docker) server must use a loopback address (127.0.0.0/8)")
         if spec.provider == "docker":
@@ -97,14 +102,31 @@ def _servers(ds: DesiredState) -> Iterator[Issue]:
                                     "an embedded (docker) server must use loopback addresses (127.0.0.0/8)")
         addrs = [ip.address for ip in spec.ips]
         for i, addr in enumerate(addrs):
-            if addr in owners and owners[addr] != name:
-                yield doc.issue(("ips", i, "address"), f"address {addr} already belongs to server {owners[addr]!r}")
-            elif addrs.index(addr) != i:
+            if addrs.index(addr) != i:
                 yield doc.issue(("ips", i, "address"), f"address {addr} listed twice")
-            owners.setdefault(addr, name)
         yield from php_issues(doc, ("phpDefaults",), spec.phpDefaults)
         if len(set(spec.roles)) != len(spec.roles):
             yield doc.issue(("roles",), "a role is listed twice")
+    yield from _addresses(ds)
+
+
+def _addresses(ds: DesiredState) -> Iterator[Issue]:
+    """One machine, one Server: no two servers share a management or a service address.
+    Reported once per address at the later server, naming where the first one has it."""
+    first: dict[str, tuple[Document, Loc]] = {}
+    for name, spec in ds.servers.items():
+        doc = ds.docs[("Server", name)]
+        claims: list[tuple[str, Loc]] = [(spec.address, ("address",))]
+        claims += [(ip.address, ("ips", i, "address")) for i, ip in enumerate(spec.ips)]
+        reported: set[str] = set()
+        for addr, loc in claims:
+            owner = first.setdefault(addr, (doc, loc))
+            if owner[0] is doc or addr in reported:
+                continue
+            reported.add(addr)
+            other, other_loc = owner
+            yield doc.issue(loc, f"address {addr} already belongs to server {other.name!r} "
+                                 f"({format_loc(('spec', *other_loc))} at {other.file}:{other.line_of(*other_loc)})")
 
 
 def _plans(ds: DesiredState) -> Iterator[Issue]:
@@ -117,15 +139,18 @@ def _plans(ds: DesiredState) -> Iterator[Issue]:
 def _subscriptions(ds: DesiredState) -> Iterator[Issue]:
     fqdns: dict[str, str] = {name: name for name in ds.subscriptions}
     ip_customer: dict[str, tuple[str, str]] = {}
-    server_of_ip = {ip.address: (s, ip.type) for s, spec in ds.servers.items() for ip in spec.ips}
+    server_of_ip: dict[str, tuple[str, str]] = {}
+    for s, sspec in ds.servers.items():
+        for ip in sspec.ips:  # the first server that claims an address has it (see _addresses)
+            server_of_ip.setdefault(ip.address, (s, ip.type))
     for name, spec in ds.subscriptions.items():
         doc = ds.docs[("Subscription", name)]
         if spec.customer not in ds.customers:
-            yield doc.issue(("customer",), f"unknown customer {spec.customer!r}")
+            yield doc.issue(("customer",), _unknown("customer", spec.customer, "Customer"))
         if spec.region not in ds.regions:
-            yield doc.issue(("region",), f"unknown region {spec.region!r}")
+            yield doc.issue(("region",), _unknown("region", spec.region, "Region"))
         if spec.plan is not None and spec.plan not in ds.plans:
-            yield doc.issue(("plan",), f"unknown plan {spec.plan!r} (PLAN-4: a plan in use cannot be removed)")
+            yield doc.issue(("plan",), _unknown("plan", spec.plan, "ServicePlan"))
         if spec.plan is None and spec.addons:
             yield doc.issue(("addons",), "add-ons need a plan: a custom subscription has none (PLAN-2)")
         seen: set[str] = set()
@@ -133,12 +158,12 @@ def _subscriptions(ds: DesiredState) -> Iterator[Issue]:
             if addon in seen:
                 yield doc.issue(("addons", i), f"add-on {addon!r} listed twice (PLAN-2)")
             elif addon not in ds.addons:
-                yield doc.issue(("addons", i), f"unknown add-on {addon!r} (PLAN-4: an add-on in use cannot be removed)")
+                yield doc.issue(("addons", i), _unknown("add-on", addon, "AddOnPlan"))
             seen.add(addon)
         if spec.server is not None:
             srv = ds.servers.get(spec.server)
             if srv is None:
-                yield doc.issue(("server",), f"unknown server {spec.server!r}")
+                yield doc.issue(("server",), _unknown("server", spec.server, "Server"))
             elif srv.region != spec.region:
                 yield doc.issue(("server",), f"server {spec.server!r} is in region {srv.region!r}, not {spec.region!r}")
         if spec.ip is not None:

@@ -151,4 +151,19 @@ def test_error_lines_have_file_line_path_message(results: dict[str, Outcome]) ->
         "envelope-not-mapping",
     }
     issue = results["ref-unknown-region"].issues[0]
-    assert issue == f"{CORPUS / 'ref-unknown-region.yaml'}:9: spec.region: unknown region 'ap-south'"
+    assert issue == (f"{CORPUS / 'ref-unknown-region.yaml'}:9: spec.region: unknown region 'ap-south' "
+                     "(no Region document of that name)")
+
+
+def test_an_address_of_two_servers_names_both_documents(results: dict[str, Outcome]) -> None:
+    """A conflict between two documents gives file:line of both: the line is the later
+    document's, the message names where the first one has the address."""
+    twin = CORPUS / "server-address-of-other-server.yaml"
+    assert results[twin.stem].issues == [
+        f"{twin}:11: spec.address: address 127.0.20.1 already belongs to server 'base-eu-1' "
+        f"(spec.address at {BASE / 'base.yaml'}:19)"
+    ]
+    both = CORPUS / "server-address-twice-in-file.yaml"
+    assert results[both.stem].issues == [
+        f"{both}:23: spec.address: address 127.0.60.1 already belongs to server 's-first' (spec.address at {both}:12)"
+    ]
