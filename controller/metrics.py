@@ -3,7 +3,7 @@
 One ``Metrics`` object owns a private ``CollectorRegistry`` (never the global one), so
 each test, and each controller in a process, gets fresh series. What it exposes:
 
-* reconciliations: ``tenantctl_reconcile_total{result}`` (success|error|requeue),
+* reconciliations: ``tenantctl_reconcile_total{result}`` (success|error|requeue|interrupted),
   ``tenantctl_reconcile_errors_total``, ``tenantctl_reconcile_time_seconds``;
 * the work queue, fed through ``Metrics.workqueue`` (a ``reconcile.queue.QueueMetrics``):
   ``tenantctl_workqueue_depth``, ``..._adds_total``, ``..._retries_total``,
@@ -13,7 +13,13 @@ each test, and each controller in a process, gets fresh series. What it exposes:
   ``tenantctl_subscriptions_by_state{state,reason}``, ``tenantctl_conflicts{property}``,
   ``tenantctl_concern_status{concern,status}``. Labels are low-cardinality on purpose:
   no per-subscription label (10,000 subscriptions must not mean 10,000 series);
-* ``tenantctl_build_info{version}``.
+* ``tenantctl_build_info{version}``;
+* the controller's own health, set by the ``run`` loop (issue 7): the desired state
+  (``tenantctl_desired_state_valid``, ``..._last_success_timestamp_seconds``), deletions
+  held by the mass-deletion guard (``tenantctl_deletions_held``), each server's
+  reachability and identity marker (``tenantctl_server_reachable{server}``,
+  ``tenantctl_server_generation_changes_total{server}``) and backoff
+  (``tenantctl_deferred``, ``tenantctl_backoff_permanent``).
 
 This module imports no other tenantctl module; the queue does not import it either.
 """
@@ -21,6 +27,7 @@ This module imports no other tenantctl module; the queue does not import it eith
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,8 +37,14 @@ import prometheus_client
 import prometheus_client.core
 import prometheus_client.registry
 
-RESULTS = ("success", "error", "requeue")
-"""Values of ``tenantctl_reconcile_total{result}``."""
+PASS_RESULTS = ("success", "error", "requeue")
+"""How a reconcile pass ended, in controller-runtime's words: ``success`` (converged),
+``error`` (a concern failed), ``requeue`` (nothing failed, but work was deferred: it
+backs off and is due again later)."""
+
+RESULTS = (*PASS_RESULTS, "interrupted")
+"""Values of ``tenantctl_reconcile_total{result}``; ``interrupted`` counts passes that
+started and never ended (the process died), found by the next process."""
 
 SYNC_STATES = ("synced", "locked", "unsynced", "custom")
 """SYNC-1..3 and custom subscriptions (PLAN-2): always exported, 0 when none."""
@@ -286,6 +299,43 @@ class Metrics:
             "tenantctl_dns_last_sync_timestamp_seconds",
             "When every call to that DNS server last succeeded in a pass.", ["server"], registry=r
         )
+        self.desired_state_valid = prometheus_client.Gauge(
+            "tenantctl_desired_state_valid",
+            "1 when the last load of the desired-state files succeeded, 0 when it failed (or none happened yet).",
+            registry=r,
+        )
+        self.desired_state_last_success = prometheus_client.Gauge(
+            "tenantctl_desired_state_last_success_timestamp_seconds",
+            "When the desired-state files were last loaded without error (0: never, in this process).",
+            registry=r,
+        )
+        self.deletions_held = prometheus_client.Gauge(
+            "tenantctl_deletions_held",
+            "Subscriptions whose deletion the mass-deletion guard holds until a person confirms.",
+            registry=r,
+        )
+        self.server_reachable = prometheus_client.Gauge(
+            "tenantctl_server_reachable",
+            "1 when the last pass reached the server (its identity marker was read), 0 when it did not.",
+            ["server"],
+            registry=r,
+        )
+        self.generation_changes = prometheus_client.Counter(
+            "tenantctl_server_generation_changes",
+            "Times the server's identity marker changed or vanished (the server was replaced or wiped).",
+            ["server"],
+            registry=r,
+        )
+        self.deferred = prometheus_client.Gauge(
+            "tenantctl_deferred",
+            "Subscription/concern pairs backing off after a temporary failure (due again later).",
+            registry=r,
+        )
+        self.backoff_permanent = prometheus_client.Gauge(
+            "tenantctl_backoff_permanent",
+            "Subscription/concern pairs held by a permanent failure until their inputs change.",
+            registry=r,
+        )
 
     def set_tls(self, snapshot: TlsSnapshot) -> None:
         """Certificates and ACME traffic as the tls driver last observed them (no I/O here)."""
@@ -300,14 +350,53 @@ class Metrics:
         for server, ts in last_sync.items():
             self.dns_last_sync.labels(server).set(ts)
 
+    def set_desired_state(self, valid: bool, at: float | None) -> None:
+        """The outcome of the last load of the desired-state files: ``valid``, and ``at`` the
+        time (Unix seconds) of the last successful load, or None to leave it as it was
+        (after a failed load: the last good one still stands)."""
+        self.desired_state_valid.set(1 if valid else 0)
+        if at is not None:
+            self.desired_state_last_success.set(at)
+
+    def set_deletions_held(self, n: int) -> None:
+        """How many subscription deletions the mass-deletion guard holds now (0: none)."""
+        self.deletions_held.set(n)
+
+    def set_server_reachable(self, server: str, ok: bool) -> None:
+        """Whether this pass reached ``server``. Also starts its generation-change counter
+        at 0, so that the first change is an increase Prometheus can see."""
+        self.server_reachable.labels(server).set(1 if ok else 0)
+        self.generation_changes.labels(server)
+
+    def inc_generation_change(self, server: str) -> None:
+        """Count one change (or disappearance) of ``server``'s identity marker."""
+        self.generation_changes.labels(server).inc()
+
+    def forget_server(self, server: str) -> None:
+        """Drop the series of a server that is no longer in the desired state."""
+        for family in (self.server_reachable, self.generation_changes):
+            with contextlib.suppress(KeyError):
+                family.remove(server)
+
+    def set_backoff(self, deferred: int, permanent: int) -> None:
+        """Pairs (subscription, concern) now backing off after a temporary failure
+        (``deferred``) and held by a permanent one until their inputs change."""
+        self.deferred.set(deferred)
+        self.backoff_permanent.set(permanent)
+
+    def count_interrupted(self, n: int = 1) -> None:
+        """Count passes found started and never ended (``reconcile_total{result="interrupted"}``)."""
+        self.reconcile_total.labels("interrupted").inc(n)
+
     def queue_hook(self) -> WorkqueueMetrics:
         """The ``reconcile.queue.QueueMetrics`` hook for a WorkQueue (same as ``.workqueue``)."""
         return self.workqueue
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
-        """Count one reconciliation (``success``, ``error`` or ``requeue``) and its duration."""
-        if result not in RESULTS:
-            raise ValueError(f"reconcile result must be one of {RESULTS}, got {result!r}")
+        """Count one reconcile pass (``success``, ``error`` or ``requeue``, see ``PASS_RESULTS``)
+        and its duration."""
+        if result not in PASS_RESULTS:
+            raise ValueError(f"reconcile result must be one of {PASS_RESULTS}, got {result!r}")
         self.reconcile_total.labels(result).inc()
         if result == "error":
             self.reconcile_errors.inc()

@@ -71,6 +71,13 @@ def populated(m: metrics.Metrics, n: int = 3) -> metrics.Metrics:
         requests={"ok": 40, "error": 2}, request_seconds={"ok": 1.5, "error": 0.2},
         orders={"issued": 4, "failed": 1}, order_seconds={"issued": 4.4, "failed": 0.9},
     ))
+    m.count_interrupted()
+    m.set_desired_state(True, 1.7e9)
+    m.set_deletions_held(7)
+    for i in range(20):
+        m.set_server_reachable(f"web-{i}", i != 3)
+    m.inc_generation_change("web-5")
+    m.set_backoff(deferred=n // 10, permanent=1)
     return m
 
 
@@ -108,6 +115,13 @@ class TestNames:
             "tenantctl_conflicts gauge",
             "tenantctl_concern_status gauge",
             "tenantctl_build_info gauge",
+            "tenantctl_desired_state_valid gauge",
+            "tenantctl_desired_state_last_success_timestamp_seconds gauge",
+            "tenantctl_deletions_held gauge",
+            "tenantctl_server_reachable gauge",
+            "tenantctl_server_generation_changes_total counter",
+            "tenantctl_deferred gauge",
+            "tenantctl_backoff_permanent gauge",
         ]:
             assert f"# TYPE {family}\n" in text
 
@@ -132,9 +146,82 @@ class TestReconcile:
         assert value(m, "tenantctl_reconcile_time_seconds_count") == 3
         assert value(m, "tenantctl_reconcile_time_seconds_sum") == pytest.approx(2.31)
 
-    def test_unknown_result_refused(self, m: metrics.Metrics) -> None:
+    @pytest.mark.parametrize("result", [pytest.param("ok", id="unknown"),
+                                        pytest.param("interrupted", id="interrupted-has-no-duration")])
+    def test_unknown_result_refused(self, m: metrics.Metrics, result: str) -> None:
         with pytest.raises(ValueError, match="success"):
-            m.observe_reconcile("ok", 1)
+            m.observe_reconcile(result, 1)
+
+    def test_interrupted_passes(self, m: metrics.Metrics) -> None:
+        assert value(m, "tenantctl_reconcile_total", result="interrupted") == 0  # present before the first
+        m.count_interrupted(2)
+        assert value(m, "tenantctl_reconcile_total", result="interrupted") == 2
+        assert value(m, "tenantctl_reconcile_time_seconds_count") == 0
+        assert value(m, "tenantctl_reconcile_errors_total") == 0
+
+
+class TestControllerHealth:
+    """Issue 7: desired state, deletion guard, servers, backoff, as the run loop sets them."""
+
+    def test_desired_state(self, m: metrics.Metrics) -> None:
+        assert value(m, "tenantctl_desired_state_valid") == 0  # nothing loaded yet
+        assert value(m, "tenantctl_desired_state_last_success_timestamp_seconds") == 0
+        m.set_desired_state(True, 1_700_000_000.5)
+        assert value(m, "tenantctl_desired_state_valid") == 1
+        assert value(m, "tenantctl_desired_state_last_success_timestamp_seconds") == 1_700_000_000.5
+        m.set_desired_state(False, None)  # a failed load: the last good one still stands
+        assert value(m, "tenantctl_desired_state_valid") == 0
+        assert value(m, "tenantctl_desired_state_last_success_timestamp_seconds") == 1_700_000_000.5
+        m.set_desired_state(True, 1_700_000_060.0)
+        assert value(m, "tenantctl_desired_state_valid") == 1
+        assert value(m, "tenantctl_desired_state_last_success_timestamp_seconds") == 1_700_000_060.0
+
+    def test_deletions_held(self, m: metrics.Metrics) -> None:
+        assert value(m, "tenantctl_deletions_held") == 0
+        m.set_deletions_held(8)
+        assert value(m, "tenantctl_deletions_held") == 8
+        m.set_deletions_held(0)
+        assert value(m, "tenantctl_deletions_held") == 0
+
+    def test_servers(self, m: metrics.Metrics) -> None:
+        m.set_server_reachable("web-1", True)
+        m.set_server_reachable("db-1", False)
+        assert value(m, "tenantctl_server_reachable", server="web-1") == 1
+        assert value(m, "tenantctl_server_reachable", server="db-1") == 0
+        # the counter exists at 0 before the first change, so increase() sees the change
+        assert value(m, "tenantctl_server_generation_changes_total", server="web-1") == 0
+        m.inc_generation_change("web-1")
+        m.inc_generation_change("web-1")
+        assert value(m, "tenantctl_server_generation_changes_total", server="web-1") == 2
+        assert value(m, "tenantctl_server_generation_changes_total", server="db-1") == 0
+        m.set_server_reachable("db-1", True)
+        assert value(m, "tenantctl_server_reachable", server="db-1") == 1
+
+    def test_forget_server(self, m: metrics.Metrics) -> None:
+        m.set_server_reachable("web-1", True)
+        m.inc_generation_change("web-1")
+        m.set_server_reachable("web-2", False)
+        m.forget_server("web-1")
+        m.forget_server("never-seen")  # no error
+        text = m.exposition().decode()
+        assert 'server="web-1"' not in text
+        assert 'tenantctl_server_reachable{server="web-2"} 0.0' in text
+
+    def test_backoff(self, m: metrics.Metrics) -> None:
+        m.set_backoff(deferred=5, permanent=2)
+        assert value(m, "tenantctl_deferred") == 5
+        assert value(m, "tenantctl_backoff_permanent") == 2
+        m.set_backoff(deferred=0, permanent=0)
+        assert value(m, "tenantctl_deferred") == 0
+        assert value(m, "tenantctl_backoff_permanent") == 0
+
+    def test_one_series_per_server_at_most(self, m: metrics.Metrics) -> None:
+        text = populated(m, 10_000).exposition().decode()
+        for family in ("tenantctl_desired_state_valid", "tenantctl_deletions_held", "tenantctl_deferred",
+                       "tenantctl_backoff_permanent"):
+            assert text.count(f"\n{family} ") == 1
+        assert text.count("\ntenantctl_server_reachable{") == 20
+        assert text.count("\ntenantctl_server_generation_changes_total{") == 20
 
 
 class TestWorkqueueHook:
