@@ -173,16 +173,20 @@ def main() -> int:
     zones = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     certs = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     shared = os.environ.get("TENANTCTL_TEST_STATE")
-    state_dir = Path(shared) if shared else Path(tempfile.mkdtemp(prefix="bench-dns-"))
+    prefix = str(Path(tempfile.gettempdir()) / "bench-dns-")
+    state_dir = Path(shared) if shared else Path(tempfile.mkdtemp(prefix=Path(prefix).name))
     specs = [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")})
              for n, s in model.load_desired([SERVERS]).servers.items()]
-    embedded.env_up(specs, state_dir)
-    try:
-        ok = dns(state_dir, zones) if zones else True
-        ok = (tls(state_dir, certs) if certs else True) and ok
-    finally:
-        if not shared:
-            embedded.env_down(state_dir)
+    with embedded.hold(state_dir):
+        if not shared:  # what a killed run of this bench left on these addresses (never other environments)
+            embedded.remove_abandoned(specs, prefix=prefix)
+        embedded.env_up(specs, state_dir)
+        try:
+            ok = dns(state_dir, zones) if zones else True
+            ok = (tls(state_dir, certs) if certs else True) and ok
+        finally:
+            if not shared:  # only this bench's own temporary environment
+                embedded.env_down(state_dir, only=specs, destroy_data=True)
     return 0 if ok else 1
 
 

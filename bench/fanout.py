@@ -238,10 +238,19 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--http", type=int, default=32, help="concurrent HTTP requests while waiting (default 32)")
     args = ap.parse_args()
-    state_dir = args.state or Path(tempfile.mkdtemp(prefix="fanout-state-"))
+    prefix = str(Path(tempfile.gettempdir()) / "fanout-state-")
+    state_dir = args.state or Path(tempfile.mkdtemp(prefix=Path(prefix).name))
     tmp = Path(tempfile.mkdtemp(prefix="fanout-"))
     ds = desired(tmp, args.n, "128M")
     specs = [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")}) for n, s in ds.servers.items()]
+    with embedded.hold(state_dir):
+        if args.state is None:  # what a killed run of this bench left on its address (never other environments)
+            embedded.remove_abandoned(specs, prefix=prefix)
+        return measure(args, ds, specs, state_dir, tmp)
+
+
+def measure(args: argparse.Namespace, ds: model.DesiredState, specs: list[embedded.ServerSpec], state_dir: Path,
+        tmp: Path) -> int:
     t0 = time.perf_counter()
     embedded.env_up(specs, state_dir)
     print(f"server bench-1 up and bootstrapped in {time.perf_counter() - t0:.1f}s")
@@ -315,8 +324,8 @@ def main() -> int:
     finally:
         web.close()
         php.close()
-        if not args.keep:
-            embedded.env_down(state_dir, only=specs)  # never the other servers on this engine
+        if not args.keep:  # this bench's own environment only, never the other ones on this engine
+            embedded.env_down(state_dir, only=specs, destroy_data=args.state is None)
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -1,12 +1,15 @@
 """The embedded servers for driver tests, brought up once per test session.
 
 ``TENANTCTL_TEST_STATE=DIR`` reuses an environment already up under DIR (developers
-running one test at a time) and leaves it running; otherwise the session's own
-environment is torn down at the end, leaving nothing running.
+running one test at a time) and leaves it running; otherwise the session has an
+environment of its own (a temporary state directory), destroyed at the end with its
+data. Other environments on this machine (``make run``'s, another session's) are never
+touched: only what a killed test session left on these servers' addresses is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,12 +42,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state_dir = Path(shared) if shared else tmp_path_factory.mktemp("drivers-state")
     ds = model.load_desired([SERVERS])
     specs = docker_specs(ds)
-    if not shared:  # leftovers of an interrupted run (made with another state dir)
-        embedded.env_down(state_dir, only=specs)
-    embedded.env_up(specs, state_dir)
-    try:
-        yield Cluster(state_dir, SERVERS, context.Context.of(ds, state_dir))
-    finally:
-        if not shared and embedded.env_down(state_dir, only=specs):
-            # the last environment down: nothing of ours may be left running
-            assert engine.engine_pid() is None, "env down left our dockerd running"
+    with contextlib.ExitStack() as stack:
+        if not shared:
+            stack.enter_context(embedded.hold(state_dir))
+            # what a killed test session left on these addresses (test sessions' state dirs only)
+            embedded.remove_abandoned(specs, prefix=str(tmp_path_factory.getbasetemp().parent) + "/")
+        embedded.env_up(specs, state_dir)
+        try:
+            yield Cluster(state_dir, SERVERS, context.Context.of(ds, state_dir))
+        finally:
+            if not shared and embedded.env_down(state_dir, only=specs, destroy_data=True).engine_stopped:
+                # the last environment down: nothing of ours may be left running
+                assert engine.engine_pid() is None, "env down left our dockerd running"

@@ -1,6 +1,7 @@
 """The embedded environment for the whole session: two docker servers on their own
-loopback addresses, brought up once (image cached under the engine root) and torn down
-at the end, where ``env down`` must leave no container and no dockerd of ours."""
+loopback addresses, brought up once (image cached under the engine root) and destroyed
+at the end (``env down --destroy-data`` of this session's environment only), where the
+last environment down must leave no dockerd of ours."""
 
 from __future__ import annotations
 
@@ -54,32 +55,39 @@ class Env:
         return [self.a, self.b]
 
 
+def sessions_root(factory: pytest.TempPathFactory) -> str:
+    """The prefix of every test session's state directories (``/tmp/pytest-of-<user>/``):
+    what a killed session left there, on our addresses, may be removed."""
+    return str(factory.getbasetemp().parent) + "/"
+
+
 @pytest.fixture(scope="session")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     state_dir = tmp_path_factory.mktemp("embedded-state")
-    specs = (SERVER_A, SERVER_B)
+    specs = [SERVER_A, SERVER_B]
+    with embedded.hold(state_dir):
+        embedded.remove_abandoned(specs, prefix=sessions_root(tmp_path_factory))
+        try:
+            started = time.monotonic()
+            embedded.env_up(specs, state_dir)
+            up_seconds = time.monotonic() - started
+            print(f"\nembedded env up (image, containers, bootstrap) in {up_seconds:.1f}s")
+            yield Env(a=SERVER_A, b=SERVER_B, state_dir=state_dir, up_seconds=up_seconds)
+        finally:
+            check_down(embedded.env_down(state_dir, only=specs, destroy_data=True), state_dir)
+
+
+def check_down(done: embedded.Down, state_dir: Path) -> None:
+    """What any environment's ``env down --destroy-data`` must leave: none of its
+    containers; and, when it was the last one, no dockerd of ours and no engine process."""
+    if done.engine_stopped:
+        assert engine.engine_pid() is None, "env down left our dockerd running"
+        assert _processes_under(engine.engine_root()) == [], "env down left engine processes"
+        return
     found = engine.find_engine()
-    if found is not None:  # leftovers of an interrupted run of these tests (other servers stay)
+    if found is not None:  # other environments remain: only ours must be gone
         with contextlib.closing(found.client):
-            for spec in specs:
-                for container in found.client.containers.list(all=True, filters={"name": spec.container_name}):
-                    container.remove(force=True)
-    try:
-        started = time.monotonic()
-        embedded.env_up(list(specs), state_dir)
-        up_seconds = time.monotonic() - started
-        print(f"\nembedded env up (image, containers, bootstrap) in {up_seconds:.1f}s")
-        yield Env(a=SERVER_A, b=SERVER_B, state_dir=state_dir, up_seconds=up_seconds)
-    finally:
-        # Other servers (another session fixture) may still run: then they check the full down.
-        if embedded.env_down(state_dir, only=list(specs)):
-            assert engine.engine_pid() is None, "env down left our dockerd running"
-            assert _processes_under(engine.engine_root()) == [], "env down left engine processes"
-        external = engine.find_engine()
-        if external is not None:  # an engine we did not start: only our containers must be gone
-            with contextlib.closing(external.client):
-                names = {c.name for c in external.client.containers.list(all=True, filters={"label": servers.LABEL})}
-                assert not names & {s.container_name for s in specs}
+            assert servers.environment_containers(found.client, embedded.env_id(state_dir)) == []
 
 
 def _processes_under(root: Path) -> list[str]:

@@ -12,8 +12,10 @@ import urllib.request
 
 import pytest
 
+from controller import provisioning
 from controller.drivers import embedded
-from controller.drivers.embedded import ansible, errors, servers
+from controller.drivers.embedded import errors, servers
+from controller.provisioning import ansible
 
 from .conftest import Env
 
@@ -50,7 +52,7 @@ class TestWeb:
 
 class TestDatabases:
     def test_mariadb_admin_login_over_tcp(self, env: Env) -> None:
-        creds = embedded.credentials(env.state_dir, env.a.name)
+        creds = provisioning.credentials(env.state_dir, env.a.name)
         result = run(
             ["mysql", f"--host={env.a.address}", f"--user={creds['mariadb_admin_user']}",
              "--batch", "--skip-column-names", "--execute=SELECT @@bind_address"],
@@ -66,7 +68,7 @@ class TestDatabases:
         assert "Access denied" in result.stderr
 
     def test_postgresql_admin_login_over_tcp(self, env: Env) -> None:
-        creds = embedded.credentials(env.state_dir, env.a.name)
+        creds = provisioning.credentials(env.state_dir, env.a.name)
         result = run(
             ["psql", f"host={env.a.address} user={creds['postgresql_admin_user']} dbname=postgres",
              "--no-psqlrc", "--tuples-only", "--no-align", "--command=SHOW listen_addresses"],
@@ -78,7 +80,7 @@ class TestDatabases:
 
 class TestDns:
     def test_pdns_serves_a_zone_created_through_its_api(self, env: Env) -> None:
-        key = embedded.credentials(env.state_dir, env.a.name)["pdns_api_key"]
+        key = provisioning.credentials(env.state_dir, env.a.name)["pdns_api_key"]
         zone = "emb-test.example."
         body = json.dumps({"name": zone, "kind": "Native", "nameservers": ["ns1.emb-test.example."]})
         request = urllib.request.Request(
@@ -120,7 +122,7 @@ class TestIsolation:
         assert not servers._tcp_up(env.b.address, 5432)
 
     def test_ssh_takes_only_our_key(self, env: Env, tmp_path_factory: pytest.TempPathFactory) -> None:
-        key = servers.ssh_key(env.state_dir)
+        key = provisioning.ssh_key(env.state_dir)
         assert key.stat().st_mode & 0o777 == 0o600
         base = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5"]
@@ -145,16 +147,19 @@ class TestLifecycle:
             ["ssh", "nginx", "php-fpm", "pdns", "pdns-api"], "up")
         assert set(by_name[env.b.name]) == {"name", "region", "provider", "address", "state", "roles",
                                                "services"}
+        assert status["healthy"] is True
+        assert status["environment"]["id"] == embedded.env_id(env.state_dir)
 
     def test_status_of_an_unknown_server_is_missing(self, env: Env) -> None:
         ghost = embedded.ServerSpec(name="emb-ghost", region="x", provider="docker", address="127.0.23.1")
         [entry] = embedded.env_status([ghost], env.state_dir)["servers"]
         assert entry["state"] == "missing"
         assert set(entry["services"].values()) == {"down"}
+        assert embedded.env_status([ghost], env.state_dir)["healthy"] is False
 
     def test_second_bootstrap_changes_nothing(self, env: Env) -> None:
         started = time.monotonic()
-        stats = embedded.bootstrap(env.servers, env.state_dir)
+        stats = provisioning.bootstrap(env.servers, env.state_dir)
         print(f"\nidempotent bootstrap of 2 servers in {time.monotonic() - started:.1f}s")
         assert {h: s.changed for h, s in stats.items()} == {env.a.name: 0, env.b.name: 0}
         assert all(s.ok > 0 and s.failed == 0 for s in stats.values())

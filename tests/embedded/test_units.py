@@ -1,4 +1,5 @@
-"""Pure parts of the embedded driver: no engine, no servers (these run everywhere)."""
+"""Pure parts of the embedded driver and of provisioning: no engine, no servers (these
+run everywhere)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from controller import provisioning
 from controller.drivers import embedded
-from controller.drivers.embedded import ansible, errors, image, servers
+from controller.drivers.embedded import claims, errors, image, servers
+from controller.provisioning import ansible
 
 DOC = {
     "apiVersion": "tenantctl.io/v1",
@@ -31,7 +34,7 @@ class TestServerSpec:
         assert (spec.name, spec.region, spec.address, spec.roles) == ("eu-west-1", "eu-west", "127.0.10.1",
                                                                       ("web", "dns"))
         assert spec.ips[1] == servers.IpSpec(address="127.0.10.2", type="dedicated")
-        assert spec.container_name == "tenantctl-eu-west-1"
+        assert spec.addresses == ["127.0.10.1", "127.0.10.2"]
 
     def test_from_flat_fields(self) -> None:
         spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["backup"]})
@@ -66,6 +69,52 @@ class TestServerSpec:
         assert servers.services_of(spec) == ["ssh", "postgresql"]
 
 
+class TestEnvironments:
+    def test_the_id_derives_from_the_resolved_state_dir(self, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = embedded.env_id(tmp_path / "a")
+        assert len(first) == 8 and int(first, 16) >= 0
+        monkeypatch.chdir(tmp_path)
+        assert embedded.env_id(Path("a")) == first
+        assert embedded.env_id(tmp_path / "b" / ".." / "a") == first
+        assert embedded.env_id(tmp_path / "b") != first
+
+    def test_container_names_are_scoped_by_environment(self) -> None:
+        spec = embedded.ServerSpec.from_dict(DOC)
+        assert servers.container_name("0123abcd", spec) == "tenantctl-0123abcd-eu-west-1"
+        assert servers.container_name("0123abcd", spec) != servers.container_name("4567ef01", spec)
+
+    def test_a_held_environment_is_in_use_until_released(self, tmp_path: Path) -> None:
+        assert not claims.in_use(tmp_path)
+        with embedded.hold(tmp_path):
+            assert claims.in_use(tmp_path)
+            with pytest.raises(errors.EmbeddedError, match="in use by another process"), embedded.hold(tmp_path):
+                pass
+        assert not claims.in_use(tmp_path)
+        assert not claims.in_use(tmp_path / "gone")
+
+    @pytest.mark.parametrize(
+        ("entries", "healthy"),
+        [
+            pytest.param([{"state": "running", "services": {"ssh": "up", "nginx": "up"}}], True, id="all-up"),
+            pytest.param([{"state": "running", "services": {"ssh": "up", "nginx": "down"}}], False, id="service"),
+            pytest.param([{"state": "stopped", "services": {"ssh": "down"}}], False, id="stopped"),
+            pytest.param([{"state": "missing", "services": {}}], False, id="missing"),
+        ],
+    )
+    def test_health_of_a_status(self, entries: list[dict[str, object]], healthy: bool) -> None:
+        assert servers.healthy(entries) is healthy
+
+    def test_down_says_what_it_kept(self) -> None:
+        kept = embedded.Down(env="0123abcd", stopped=("a", "b")).describe()
+        assert "kept their data" in kept[0] and "--destroy-data" in kept[0]
+        gone = embedded.Down(env="0123abcd", removed=("a",), engine_stopped=True).describe()
+        assert gone[0] == "removed a and their data"
+        assert "Docker engine" in gone[1]
+
+
 class TestImageInputs:
     def test_mirror_comes_from_the_deb822_sources(self, tmp_path: Path) -> None:
         sources = tmp_path / "debian.sources"
@@ -91,10 +140,12 @@ class TestImageInputs:
         assert "policy-rc.d" in (image.CONTEXT_DIR / "Dockerfile").read_text()
 
 
-class TestAnsibleGlue:
+class TestProvisioning:
     def test_inventory_targets_each_address_as_root_with_our_key(self, tmp_path: Path) -> None:
         spec = embedded.ServerSpec.from_dict(DOC)
-        inv = ansible.inventory([spec], tmp_path / "key", {"eu-west-1": {"tenantctl_pdns_api_key": "k"}})
+        host_ = provisioning.Host("eu-west-1", "127.0.10.1", ("web", "dns"))
+        inv = ansible.inventory([host_], tmp_path / "key", {"eu-west-1": {"tenantctl_pdns_api_key": "k"}})
+        assert ansible.inventory([spec], tmp_path / "key", {"eu-west-1": {"tenantctl_pdns_api_key": "k"}}) == inv
         host = inv["all"]["hosts"]["eu-west-1"]
         assert host["ansible_host"] == "127.0.10.1"
         assert host["ansible_user"] == "root"
@@ -110,26 +161,42 @@ class TestAnsibleGlue:
             {"event": "runner_on_failed", "event_data": {"host": "b", "task": "Start nginx",
                                                          "res": {"msg": "Unable to start", "stderr": "bind()"}}},
         ]
-        exc = ansible._failure(SimpleNamespace(events=events, status="failed", rc=2))
+        exc = ansible.failure(SimpleNamespace(events=events, status="failed", rc=2))
         assert (exc.host, exc.task, exc.status) == ("b", "Start nginx", "failed")
         assert str(exc) == "b: Start nginx: Unable to start: bind()"
-        assert isinstance(exc, errors.EmbeddedError)
+        assert isinstance(exc, provisioning.errors.ProvisioningError)
+        assert errors.PlaybookError is provisioning.errors.PlaybookError
 
     def test_unreachable_is_mapped_too(self) -> None:
         events = [{"event": "runner_on_unreachable", "event_data": {"host": "a", "task": "t",
                                                                     "res": {"msg": "ssh: refused"}}}]
-        exc = ansible._failure(SimpleNamespace(events=events, status="failed", rc=4))
+        exc = ansible.failure(SimpleNamespace(events=events, status="failed", rc=4))
         assert exc.status == "unreachable"
 
 
 class TestState:
     def test_credentials_are_generated_once_and_private(self, tmp_path: Path) -> None:
-        first = embedded.credentials(tmp_path, "a")
-        assert embedded.credentials(tmp_path, "a") == first
+        first = provisioning.credentials(tmp_path, "a")
+        assert provisioning.credentials(tmp_path, "a") == first
         assert (tmp_path / "secrets" / "a.json").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
         assert all(v.isalnum() and len(v) >= 16 for k, v in first.items() if not k.endswith("_user"))
-        assert embedded.credentials(tmp_path, "b") != first
+        assert provisioning.credentials(tmp_path, "b") != first
+
+    def test_the_ssh_key_is_made_once_and_private(self, tmp_path: Path) -> None:
+        key = provisioning.ssh_key(tmp_path)
+        public = key.with_suffix(".pub").read_text()
+        assert public.startswith("ssh-ed25519 ")
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert provisioning.ssh_key(tmp_path) == key
+        assert key.with_suffix(".pub").read_text() == public
+
+    def test_the_bootstrap_depends_on_the_role_files(self) -> None:
+        names = {p.name for p in provisioning.roles.sources()}
+        assert {"bootstrap.yml", "common.yml", "main.yml"} <= names
+        assert len(provisioning.roles.digest()) == 64
 
     def test_exports(self) -> None:
-        assert set(embedded.__all__) == {"ServerSpec", "bootstrap", "credentials", "env_down", "env_status",
-                                         "env_up", "errors"}
+        assert set(embedded.__all__) == {"Down", "ServerSpec", "bootstrap", "env_down", "env_id", "env_status",
+                                         "env_up", "errors", "hold", "remove_abandoned"}
+        assert {"bootstrap", "credentials", "ssh_key", "Host", "Target"} <= set(provisioning.__all__)

@@ -1,7 +1,8 @@
 """``python -m controller.drivers.embedded up|down|status -f FILE.yaml``: a test harness.
 
 Reads ``Server`` documents with plain PyYAML (other kinds are ignored) and calls
-``env_up``/``env_down``/``env_status``. The product's CLI is ``tenantctl env``.
+``env_up``/``env_down``/``env_status`` for the environment of ``--state-dir`` only. The
+product's CLI is ``tenantctl env``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controller.drivers.embedded")
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("-f", "--file", dest="files", type=Path, action="append", default=[])
+    parser.add_argument("--destroy-data", action="store_true", help="down: remove the servers with their data")
     parser.add_argument("--state-dir", type=Path,
                         default=Path(os.environ.get("TENANTCTL_STATE_DIR", ".state")))
     args = parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             embedded.env_up(specs, state_dir)
         elif args.command == "down":
-            embedded.env_down(state_dir)
+            print("\n".join(embedded.env_down(state_dir, destroy_data=args.destroy_data).describe()))
         else:
             print(json.dumps(embedded.env_status(specs, state_dir), indent=2))
     except (errors.EmbeddedError, ValueError, OSError) as exc:

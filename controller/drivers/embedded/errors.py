@@ -1,16 +1,22 @@
 """Errors of the embedded environment, all ``DriverError``s::
 
     DriverError
-    └── EmbeddedError          the embedded environment could not be brought to the wanted state
-        ├── EngineError        no Docker engine answers, or ours would not start
-        ├── ImageError         debootstrap, import or build of the server image failed
-        ├── ServerError        a server container could not be run, or its sshd never answered
-        └── PlaybookError      an Ansible run failed; ``host``/``task``/``message`` say where
+    ├── EmbeddedError          the embedded environment could not be brought to the wanted state
+    │   ├── EngineError        no Docker engine answers, or ours would not start
+    │   ├── ImageError         debootstrap, import or build of the server image failed
+    │   └── ServerError        a server container could not be run, or its sshd never answered
+    └── provisioning.errors.ProvisioningError
+        └── PlaybookError      the bootstrap (Ansible) failed; ``host``/``task``/``message`` say where
 """
 
 from __future__ import annotations
 
 from controller import errors
+from controller.provisioning import errors as provisioning_errors
+
+#: the bootstrap's failure, raised by ``provisioning`` (the embedded servers are bootstrapped
+#: like any other host)
+PlaybookError = provisioning_errors.PlaybookError
 
 
 class EmbeddedError(errors.DriverError):
@@ -27,14 +33,3 @@ class ImageError(EmbeddedError):
 
 class ServerError(EmbeddedError):
     """A server container could not be run or did not become reachable."""
-
-
-class PlaybookError(EmbeddedError):
-    """An Ansible run failed: the first failed task's host, name and message."""
-
-    def __init__(self, message: str, *, host: str = "", task: str = "", status: str = "failed") -> None:
-        super().__init__(f"{host}: {task}: {message}" if host else message)
-        self.host = host
-        self.task = task
-        self.status = status
-        self.message_text = message

@@ -1,19 +1,23 @@
-"""Server containers of the embedded environment.
+"""Server containers of the embedded environment, one set per environment.
 
-Each ``Server`` with ``provider: docker`` is a container ``tenantctl-<name>`` (label
-``io.tenantctl.server=<name>``) on the host network, with tini as PID 1 and sshd bound only
-to the server's management address, accepting only tenantctl's own key for root. ``up``
-is idempotent, ``down`` removes every such container, ``status`` probes each service on
-its own address from the host (TCP connect, or an HTTP ping for PHP-FPM).
+An environment is one state directory; its id (``env_id``) is a short digest of the
+directory's resolved path. Each ``Server`` with ``provider: docker`` is a container
+``tenantctl-<env>-<name>`` labelled ``io.tenantctl.env=<env>`` and
+``io.tenantctl.server=<name>`` (plus the state directory and the addresses it uses), on
+the host network, with tini as PID 1 and sshd bound only to the server's management
+address, accepting only tenantctl's own key for root. ``up`` is idempotent and refuses
+addresses used by a container of another environment; ``down`` stops (or, with
+``destroy_data``, removes) only its own environment's containers; ``status`` probes each
+service on its own address from the host (TCP connect, or an HTTP ping for PHP-FPM).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import re
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -26,14 +30,24 @@ import tenacity
 from docker import errors as docker_errors
 from docker.models import containers as docker_containers
 
+from controller import provisioning
 from controller.drivers.embedded import engine, errors
 from controller.drivers.embedded import image as image_mod
 
 LABEL = "io.tenantctl.server"
+ENV_LABEL = "io.tenantctl.env"
+STATE_LABEL = "io.tenantctl.state-dir"
+ADDRESSES_LABEL = "io.tenantctl.addresses"
 PREFIX = "tenantctl-"
 ROLES = ("web", "db-mariadb", "db-postgresql", "dns", "backup")
 FPM_PING_PATH = "/.tenantctl/fpm-ping"
+STOP_TIMEOUT = 20
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Stops the role's services cleanly (reverse start order) before the container stops:
+# tini only forwards SIGTERM to sshd, and daemons would be killed with the namespace.
+_STOP_SERVICES = ("[ -r /etc/tenantctl/autostart ] || exit 0; "
+                  "grep -v '^#' /etc/tenantctl/autostart | tac | while read -r svc; do "
+                  '[ -n "$svc" ] && service "$svc" stop >/dev/null 2>&1; done; true')
 
 # service name -> (port, roles that run it); ssh runs everywhere.
 SERVICE_PORTS: dict[str, tuple[int, str | None]] = {
@@ -100,8 +114,19 @@ class ServerSpec:
         )
 
     @property
-    def container_name(self) -> str:
-        return PREFIX + self.name
+    def addresses(self) -> list[str]:
+        """Every address the server uses: its management address, then its IPs."""
+        return list(dict.fromkeys([self.address, *(ip.address for ip in self.ips)]))
+
+
+def env_id(state_dir: Path) -> str:
+    """The id of the environment kept in ``state_dir``: 8 hex digits of its resolved path."""
+    return hashlib.blake2b(str(Path(state_dir).resolve()).encode(), digest_size=4).hexdigest()
+
+
+def container_name(env: str, server: ServerSpec) -> str:
+    """``tenantctl-<env>-<server>``: a server's container in one environment."""
+    return f"{PREFIX}{env}-{server.name}"
 
 
 def docker_servers(servers: Iterable[ServerSpec]) -> list[ServerSpec]:
@@ -109,31 +134,34 @@ def docker_servers(servers: Iterable[ServerSpec]) -> list[ServerSpec]:
     chosen = [s for s in servers if s.provider == "docker"]
     seen: dict[str, str] = {}
     for server in chosen:
-        for addr in {server.address, *(ip.address for ip in server.ips)}:
+        for addr in server.addresses:
             if seen.setdefault(addr, server.name) != server.name:
                 raise errors.ServerError(f"servers {seen[addr]} and {server.name} both use {addr}")
     return chosen
 
 
-def ssh_key(state_dir: Path) -> Path:
-    """tenantctl's own SSH key for the servers (generated once, 0600)."""
-    ssh_dir = state_dir / "ssh"
-    ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = ssh_dir / "id_ed25519"
-    if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tenantctl", "-f", str(key)],
-            check=True, capture_output=True,
-        )
-    key.chmod(0o600)
-    return key
-
-
-def _container(client: docker.DockerClient, server: ServerSpec) -> docker_containers.Container | None:
+def _container(client: docker.DockerClient, env: str, server: ServerSpec) -> docker_containers.Container | None:
     try:
-        return client.containers.get(server.container_name)
+        return client.containers.get(container_name(env, server))
     except docker_errors.NotFound:
         return None
+
+
+def environment_containers(client: docker.DockerClient, env: str) -> list[docker_containers.Container]:
+    """Every container (running or not) of environment ``env``."""
+    return list(client.containers.list(all=True, filters={"label": f"{ENV_LABEL}={env}"}))
+
+
+def _env_vars(container: docker_containers.Container) -> dict[str, str]:
+    return dict(str(e).split("=", 1) for e in container.attrs["Config"].get("Env") or () if "=" in str(e))
+
+
+def addresses_of(container: docker_containers.Container) -> set[str]:
+    """The addresses a server container uses (its labels; the address variable for old ones)."""
+    listed = str(container.labels.get(ADDRESSES_LABEL, ""))
+    found = {a for a in listed.split(",") if a}
+    address = _env_vars(container).get("TENANTCTL_ADDRESS", "")
+    return found | ({address} if address else set())
 
 
 def up(
@@ -143,7 +171,8 @@ def up(
     client: docker.DockerClient | None = None,
     image: str | None = None,
 ) -> list[ServerSpec]:
-    """Run (or start) every docker server; return the ones that were not already running.
+    """Run (or start) every docker server of the environment kept in ``state_dir``;
+    return the ones that were not already running.
 
     Without ``client``/``image``, the engine is ensured and the image built as needed.
     """
@@ -152,31 +181,40 @@ def up(
         with contextlib.closing(eng.client):
             return up(servers, state_dir, client=client or eng.client,
                       image=image or image_mod.ensure_server_image(eng))
-    public_key = ssh_key(state_dir).with_suffix(".pub").read_text().strip()
+    env = env_id(state_dir)
+    public_key = provisioning.ssh_key(state_dir).with_suffix(".pub").read_text().strip()
     wanted = docker_servers(servers)
-    _check_addresses_free(client, wanted)
+    check_addresses_free(client, env, wanted)
     started: list[ServerSpec] = []
     for server in wanted:
-        container = _container(client, server)
-        if container is not None and f"TENANTCTL_AUTHORIZED_KEY={public_key}" not in (
-            container.attrs.get("Config", {}).get("Env") or []
-        ):
-            raise errors.ServerError(
-                f"server {server.name}: container {server.container_name} was made for another state directory "
-                f"(its SSH key is not {state_dir}'s); run `tenantctl env down` with that state directory first"
-            )
-        if container is not None and container.status == "running":
-            continue
+        name = container_name(env, server)
+        container = _container(client, env, server)
+        if container is not None:
+            env_vars = _env_vars(container)
+            if env_vars.get("TENANTCTL_AUTHORIZED_KEY") != public_key:
+                raise errors.ServerError(
+                    f"server {server.name}: container {name} does not accept the SSH key of {state_dir} "
+                    f"(was the key replaced?); `tenantctl env down --destroy-data` recreates it without its data"
+                )
+            if env_vars.get("TENANTCTL_ADDRESS") != server.address:
+                raise errors.ServerError(
+                    f"server {server.name}: container {name} was made for address "
+                    f"{env_vars.get('TENANTCTL_ADDRESS')}, not {server.address}; "
+                    f"`tenantctl env down --destroy-data` recreates it without its data"
+                )
+            if container.status == "running":
+                continue
         if _tcp_up(server.address, 22, timeout=0.5):
             raise errors.ServerError(f"server {server.name}: something already listens on {server.address}:22")
         try:
             if container is None:
                 client.containers.run(
                     image,
-                    name=server.container_name,
+                    name=name,
                     detach=True,
                     network_mode="host",
-                    labels={LABEL: server.name, "io.tenantctl.region": server.region},
+                    labels={LABEL: server.name, ENV_LABEL: env, STATE_LABEL: str(Path(state_dir).resolve()),
+                            ADDRESSES_LABEL: ",".join(server.addresses), "io.tenantctl.region": server.region},
                     environment={"TENANTCTL_ADDRESS": server.address, "TENANTCTL_AUTHORIZED_KEY": public_key},
                     stop_signal="SIGTERM",
                 )
@@ -189,22 +227,27 @@ def up(
         try:
             wait_for_ssh(server)
         except errors.ServerError as exc:
-            logs = client.containers.get(server.container_name).logs(tail=20).decode(errors="replace")
+            logs = client.containers.get(container_name(env, server)).logs(tail=20).decode(errors="replace")
             raise errors.ServerError(f"{exc}; container log:\n{logs}") from exc
     return started
 
 
-def _check_addresses_free(client: docker.DockerClient, wanted: list[ServerSpec]) -> None:
-    """Refuse addresses that a running server container of another name already uses."""
-    names = {s.name: s for s in wanted}
-    by_address = {s.address: s.name for s in wanted}
-    for container in client.containers.list(filters={"label": LABEL}):
-        other = str(container.labels.get(LABEL, ""))
-        env = dict(str(e).split("=", 1) for e in container.attrs["Config"].get("Env") or () if "=" in str(e))
-        address = env.get("TENANTCTL_ADDRESS", "")
-        if address in by_address and other != by_address[address] and other not in names:
+def check_addresses_free(client: docker.DockerClient, env: str, wanted: Iterable[ServerSpec]) -> None:
+    """Refuse an address that a container of another environment uses, running or stopped
+    (a stopped one still holds its server's data and would clash when started again)."""
+    by_address = {addr: s.name for s in wanted for addr in s.addresses}
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        other_env = str(container.labels.get(ENV_LABEL, ""))
+        if other_env == env:
+            continue
+        for addr in sorted(addresses_of(container) & by_address.keys()):
+            owner = (f"environment {other_env} (state directory {container.labels.get(STATE_LABEL, '?')})"
+                     if other_env else "no environment (made by an older tenantctl)")
             raise errors.ServerError(
-                f"server {by_address[address]}: address {address} is used by running server {other}"
+                f"server {by_address[addr]}: address {addr} is already used by container {container.name} "
+                f"({container.status}) of {owner}; bring that environment down with "
+                f"`tenantctl env down --destroy-data` (its state directory as TENANTCTL_STATE_DIR), "
+                f"or give this server another address"
             )
 
 
@@ -223,20 +266,42 @@ def wait_for_ssh(server: ServerSpec, timeout: float = 30.0) -> None:
         raise errors.ServerError(f"server {server.name}: sshd on {server.address}:22 did not answer") from exc
 
 
-def down(state_dir: Path | None = None, *, client: docker.DockerClient | None = None) -> list[str]:
-    """Remove every tenantctl server container (on the engine that answers); return their names."""
-    del state_dir  # containers are found by label, not by what the state dir remembers
-    if client is None:
-        eng = engine.find_engine()
-        if eng is None:
-            return []
-        with contextlib.closing(eng.client):
-            return down(client=eng.client)
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True, v=True)
-        removed.append(str(container.labels.get(LABEL, container.name)))
-    return sorted(removed)
+@dataclass(frozen=True)
+class Downed:
+    """What ``down`` did to an environment's servers (server names)."""
+
+    stopped: tuple[str, ...] = ()
+    """stopped, data kept: ``up`` starts them again with their tenants"""
+    removed: tuple[str, ...] = ()
+    """removed with their data (``destroy_data``)"""
+
+
+def down(
+    client: docker.DockerClient,
+    state_dir: Path,
+    *,
+    only: Iterable[str] | None = None,
+    destroy_data: bool = False,
+) -> Downed:
+    """Stop the containers of the environment kept in ``state_dir`` (or only the servers
+    named in ``only``), their services first; with ``destroy_data`` remove them and their
+    data instead. Containers of other environments are never touched."""
+    names = set(only) if only is not None else None
+    stopped, removed = [], []
+    for container in environment_containers(client, env_id(state_dir)):
+        server = str(container.labels.get(LABEL, container.name))
+        if names is not None and server not in names:
+            continue
+        if destroy_data:
+            container.remove(force=True, v=True)
+            removed.append(server)
+            continue
+        if container.status == "running":
+            with contextlib.suppress(docker_errors.APIError):
+                container.exec_run(["sh", "-c", _STOP_SERVICES])
+            container.stop(timeout=STOP_TIMEOUT)
+        stopped.append(server)
+    return Downed(stopped=tuple(sorted(stopped)), removed=tuple(sorted(removed)))
 
 
 def _tcp_up(address: str, port: int, timeout: float = 1.0) -> bool:
@@ -270,16 +335,19 @@ def probe(server: ServerSpec) -> dict[str, str]:
     return result
 
 
-def state_of(client: docker.DockerClient | None, server: ServerSpec) -> str:
-    """``running``, ``stopped`` or ``missing``."""
-    container = _container(client, server) if client is not None else None
+def state_of(client: docker.DockerClient | None, env: str, server: ServerSpec) -> str:
+    """``running``, ``stopped`` or ``missing`` (also when no engine answers)."""
+    container = _container(client, env, server) if client is not None else None
     if container is None:
         return "missing"
     return "running" if container.status == "running" else "stopped"
 
 
-def status(servers: Iterable[ServerSpec], *, client: docker.DockerClient | None = None) -> list[dict[str, Any]]:
-    """One entry per docker server, shaped as ``env status -o json``'s ``servers`` items.
+def status(
+    servers: Iterable[ServerSpec], state_dir: Path, *, client: docker.DockerClient | None = None
+) -> list[dict[str, Any]]:
+    """One entry per docker server of the environment kept in ``state_dir``, shaped as
+    ``env status -o json``'s ``servers`` items.
 
     Without ``client``, uses the engine that answers now (never starts one).
     """
@@ -287,10 +355,11 @@ def status(servers: Iterable[ServerSpec], *, client: docker.DockerClient | None 
         eng = engine.find_engine()
         if eng is not None:
             with contextlib.closing(eng.client):
-                return status(servers, client=eng.client)
+                return status(servers, state_dir, client=eng.client)
+    env = env_id(state_dir)
     entries = []
     for server in docker_servers(servers):
-        state = state_of(client, server)
+        state = state_of(client, env, server)
         services = probe(server) if state == "running" else dict.fromkeys(services_of(server), "down")
         entries.append({
             "name": server.name,
@@ -302,3 +371,8 @@ def status(servers: Iterable[ServerSpec], *, client: docker.DockerClient | None 
             "services": services,
         })
     return entries
+
+
+def healthy(entries: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every server of ``status`` runs and every one of its services is up."""
+    return all(e["state"] == "running" and all(v == "up" for v in e["services"].values()) for e in entries)

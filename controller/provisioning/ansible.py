@@ -1,6 +1,6 @@
-"""Run a playbook of ``playbooks/`` against servers with ansible-runner over SSH.
+"""Run a playbook of ``playbooks/`` against hosts with ansible-runner over SSH.
 
-Each run writes its own inventory (``ansible_host`` = the server's address, root with
+Each run writes its own inventory (``ansible_host`` = the host's address, root with
 tenantctl's key, per-host variables given by the caller) into a private data directory
 under the state dir, keeps a few artifact sets (``rotate_artifacts``), and returns
 per-host counts. A failed or unreachable host raises ``PlaybookError`` carrying the first
@@ -12,17 +12,39 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ansible_runner
 
-from controller.drivers.embedded import errors, servers
+from controller.provisioning import errors, keys
 
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[3] / "playbooks"
+PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 KEEP_ARTIFACTS = 5
+
+
+class Target(Protocol):
+    """A host to run a playbook on (a ``Server`` of the desired state, any provider)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def roles(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True)
+class Host:
+    """A ``Target`` made of plain fields (a ``Server`` of the desired state)."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,43 +58,44 @@ class HostStats:
     skipped: int = 0
 
 
-def _control_dir(state_dir: Path) -> Path:
+def control_dir(state_dir: Path, *, create: bool = True) -> Path:
     """Short directory for SSH ControlMaster sockets (unix socket paths are limited to 108 bytes)."""
     tag = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
     path = Path("/tmp") / f"tenantctl-cp-{os.getuid()}-{tag}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    if create:
+        path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
 def forget(state_dir: Path) -> None:
     """Remove the SSH control directory of ``state_dir`` (its masters end with the servers)."""
-    path = _control_dir(state_dir)
+    path = control_dir(state_dir, create=False)
+    if not path.is_dir():
+        return
     for sock in path.iterdir():
         sock.unlink(missing_ok=True)
     path.rmdir()
 
 
-def inventory(
-    targets: Iterable[servers.ServerSpec], key: Path, hostvars: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """An inventory with one host per server, named after it."""
+def inventory(targets: Iterable[Target], key: Path, hostvars: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """An inventory with one host per target, named after it."""
     hosts: dict[str, Any] = {}
-    for server in targets:
-        hosts[server.name] = {
-            "ansible_host": server.address,
+    for target in targets:
+        hosts[target.name] = {
+            "ansible_host": target.address,
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(key),
             "ansible_python_interpreter": "/usr/bin/python3",
-            "tenantctl_address": server.address,
-            "tenantctl_roles": list(server.roles),
-            **hostvars.get(server.name, {}),
+            "tenantctl_address": target.address,
+            "tenantctl_roles": list(target.roles),
+            **hostvars.get(target.name, {}),
         }
     return {"all": {"hosts": hosts}}
 
 
 def run_playbook(
     playbook: str,
-    targets: Iterable[servers.ServerSpec],
+    targets: Iterable[Target],
     state_dir: Path,
     *,
     hostvars: Mapping[str, Mapping[str, Any]] | None = None,
@@ -80,7 +103,7 @@ def run_playbook(
 ) -> dict[str, HostStats]:
     """Run ``playbook`` on ``targets``; return ``{host: HostStats}`` or raise ``PlaybookError``."""
     targets = list(targets)
-    key = servers.ssh_key(state_dir)
+    key = keys.ssh_key(state_dir)
     data_dir = state_dir / "ansible"
     home = data_dir / "home"
     for path in (data_dir, home, home / "tmp"):
@@ -89,7 +112,7 @@ def run_playbook(
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
         "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(_control_dir(state_dir)),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(state_dir)),
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=30s -o UserKnownHostsFile=/dev/null",
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -106,9 +129,9 @@ def run_playbook(
         rotate_artifacts=KEEP_ARTIFACTS,
         quiet=True,
     )
-    stats = _stats(runner.stats or {}, [s.name for s in targets])
+    stats = _stats(runner.stats or {}, [t.name for t in targets])
     if runner.status != "successful" or any(s.failed or s.unreachable for s in stats.values()):
-        raise _failure(runner)
+        raise failure(runner)
     return stats
 
 
@@ -125,8 +148,8 @@ def _stats(raw: Mapping[str, Mapping[str, int]], hosts: list[str]) -> dict[str, 
     }
 
 
-def _failure(runner: Any) -> errors.PlaybookError:
-    """The first failed (not ignored) task as an exception."""
+def failure(runner: Any) -> errors.PlaybookError:
+    """The first failed (not ignored) task of a run as an exception."""
     for event in runner.events:
         kind = event.get("event")
         data = event.get("event_data", {})
