@@ -10,24 +10,29 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "controller"
-BASE = {"errors", "digest", "clock", "ratelimit"}
+BASE = {"errors", "digest", "clock", "ratelimit", "settings"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "digest": set(),
     "clock": set(),
     "ratelimit": {"clock"},
+    "settings": {"errors"},
     "model": BASE | {"model"},
     "placement": BASE | {"model", "placement"},
     "effective": BASE | {"model", "placement", "effective"},
     "state": BASE | {"state"},
     "metrics": set(),
-    "drivers": BASE | {"model", "placement", "effective", "state", "drivers"},
-    "reconcile": BASE | {"model", "placement", "effective", "state", "drivers", "reconcile", "metrics"},
+    "provisioning": BASE | {"model", "provisioning"},
+    "agent": {"agent"},
+    "kube": BASE | {"model", "kube"},
+    "drivers": BASE | {"model", "placement", "effective", "state", "provisioning", "drivers", "agent"},
+    "reconcile": BASE | {"model", "placement", "effective", "state", "provisioning", "drivers", "reconcile",
+                         "metrics"},
 }
 #: Modules that talk to processes, networks or databases: not for the pure layers.
 IO_MODULES = {"subprocess", "socket", "sqlite3", "urllib", "http", "docker", "pymysql", "psycopg",
               "ansible_runner", "requests", "acme"}
-PURE = {"model", "placement", "effective", "digest", "errors", "clock", "ratelimit"}
+PURE = {"model", "placement", "effective", "digest", "errors", "clock", "ratelimit", "kube"}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,56 +11,63 @@ from rich.console import Console
 from rich.progress import Progress
 
 from controller import errors
+from controller.cli import crds as _crds  # noqa: F401  (registers crds, resources, documents)
 from controller.cli import events as _events  # noqa: F401  (registers `events`)
+from controller.cli import infra as _infra  # noqa: F401  (registers `infra`)
 from controller.cli import output
-from controller.cli.db import db_app
-from controller.cli.env import env_app
-from controller.cli.main import (
+from controller.cli.common import (
     Files,
     Output,
     app,
     check_output,
-    drivers_for,
+    close_drivers,
     fail,
     load,
     now,
     open_store,
     plan_now,
     state_dir,
+    threshold,
+    wiring,
 )
+from controller.cli.db import db_app
+from controller.cli.env import env_app
+from controller.cli.state import state_app
 from controller.cli.tls import tls_app
+from controller.reconcile import status as status_mod
 from controller.state import events
 from controller.state import store as state_store
 
 app.add_typer(env_app, name="env")
+app.add_typer(state_app, name="state")
 app.add_typer(db_app, name="db")
 app.add_typer(tls_app, name="tls")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:
-    if store is None:
-        return []
-    items = store.get_status()
-    for rec in store.list_subscriptions(include_deleted=True):
-        if rec.deleted_at is not None:
-            items.append({
-                "name": rec.name, "customer": rec.customer, "plan": None, "addons": [], "region": None,
-                "server": rec.server, "ip": rec.ip, "state": "deleted", "stateReason": None, "sync": "custom",
-                "conflicts": [], "conditions": [], "effective": {}, "concerns": {},
-                "deletedAt": rec.deleted_at.isoformat(),
-                "purgeAfter": rec.purge_after.isoformat() if rec.purge_after else None,
-            })
-    return sorted(items, key=lambda i: i["name"])
+    return status_mod.items(store) if store is not None else []
+
+
+#: ``apply``'s exit codes (README, "CLI")
+EXIT_CONVERGED, EXIT_FAILED, EXIT_DEFERRED, EXIT_HELD = 0, 1, 3, 4
 
 
 @app.command()
 def apply(
     files: Files,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be done, change nothing")] = False,
+    allow_mass_delete: Annotated[bool, typer.Option(
+        "--allow-mass-delete", help="carry out a pass that deletes more than the guard's threshold")] = False,
+    retry_now: Annotated[bool, typer.Option(
+        "--retry-now", help="clear the backoff of failed work (of SUB... if given) and try it in this pass")] = False,
+    subs: Annotated[list[str] | None, typer.Argument(metavar="[SUB]...", help="with --retry-now: only these")] = None,
 ) -> None:
-    """Reconcile once and report: exit 0 converged, 1 failed items."""
-    from controller.reconcile import engine
+    """Reconcile once and report: exit 0 converged, 1 failed, 3 deferred (backing off),
+    4 refused (mass deletion without --allow-mass-delete)."""
+    from controller.reconcile import engine, guard
 
+    if subs and not retry_now:
+        fail(errors.TenantctlError("tenantctl: subscriptions on the command line go with --retry-now"))
     ds = load(files)
     if dry_run:
         planned = plan_now(ds)
@@ -69,48 +77,140 @@ def apply(
     store = open_store(readonly=False)
     assert store is not None
     with store:
-        eng = engine.Engine(store, drivers_for(ds), clock=now, actor="operator")
-        with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task("reconciling", total=None)
+        live = sum(1 for r in store.list_subscriptions() if r.deleted_at is None)
+        planned = plan_now(ds)
+        decision = guard.decide(planned.deletions, live, threshold(), allowed=allow_mass_delete)
+        if decision.held:
+            sys.stderr.write(f"tenantctl: refused: {decision.message}\n")
+            for name in decision.deletions:
+                sys.stderr.write(f"  would delete {name}\n")
+            raise typer.Exit(EXIT_HELD)
+        if retry_now:
+            _clear_backoff(store, subs or [])
+        drivers, probe = wiring(ds)
+        eng = engine.Engine(store, drivers, clock=now, actor=f"cli:{_user()}", probe=probe, threshold=threshold())
+        try:
+            with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+                task = bar.add_task("reconciling", total=None)
 
-            def show(what: str, done: int, total: int) -> None:
-                bar.update(task, description=what, completed=done, total=total)
+                def show(what: str, done: int, total: int) -> None:
+                    bar.update(task, description=what, completed=done, total=total)
 
-            report = eng.reconcile(ds, progress=show)
+                report = eng.reconcile(ds, progress=show, allow_mass_delete=allow_mass_delete)
+        finally:
+            eng.close()
         items = _status_items(store)
     touched = sum(1 for acts in report.planned.actions.values() if acts) + len(report.planned.deletions)
-    output.subscriptions_table(items, title=f"apply: {touched} changed, {len(report.failed)} failed "
-                                            f"({report.seconds:.2f} s)")
+    waiting = sorted(set(report.deferred) | set(report.held))
+    output.subscriptions_table(items, title=f"apply: {touched} changed, {len(report.failed)} failed, "
+                                            f"{len(waiting)} deferred ({report.seconds:.2f} s)")
+    for server, n in sorted(report.replaced.items()):
+        sys.stderr.write(f"server {server} was replaced or wiped: re-ensured {n} subscriptions placed there\n")
+    for why in sorted(report.unreachable.values()):
+        sys.stderr.write(f"unreachable: {why}\n")
     for name, msgs in sorted(report.failed.items()):
         for msg in msgs:
             sys.stderr.write(f"failed: {name}: {msg}\n")
-    waiting = sorted(set(report.deferred) - {f"{n}/{m.split(':')[0]}" for n, ms in report.failed.items() for m in ms})
-    for key in waiting:
-        name = key.split("/")[0]
-        when = report.retry_at.get(name)
-        sys.stderr.write(f"backing off: {key} after an earlier failure, next try {when.isoformat() if when else 'later'}\n")
-    if not report.ok or waiting:  # not converged
-        raise typer.Exit(1)
+    for key in sorted(report.held):
+        sys.stderr.write(f"held: {key}: failed permanently; retried when its inputs change or with --retry-now\n")
+    deferred = sorted(set(report.deferred))
+    if deferred:
+        when = min(report.retry_at.values()) if report.retry_at else None
+        sys.stderr.write(f"{len(deferred)} deferred: backing off until {when.isoformat() if when else 'later'} "
+                         f"({', '.join(deferred[:10])}{' ...' if len(deferred) > 10 else ''})\n")
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+    if waiting:
+        raise typer.Exit(EXIT_DEFERRED)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _clear_backoff(store: state_store.Store, subs: list[str]) -> None:
+    """``--retry-now``: forget the backoff of every failed item (of ``subs`` if given)."""
+    with store.transaction():
+        cleared = [b.key for b in store.list_backoff() if not subs or b.key.split("/", 1)[0] in subs]
+        for key in cleared:
+            store.clear_backoff(key)
+        if cleared:
+            events.record(store, actor=f"cli:{_user()}", action="retry-now", subject=",".join(subs) or "*",
+                          message=f"backoff cleared for {len(cleared)} item(s): {', '.join(cleared[:20])}")
+    sys.stderr.write(f"retry now: backoff cleared for {len(cleared)} item(s)\n")
 
 
 @app.command()
-def status(fmt: Output = "table") -> None:
-    """Live state from the state store."""
+def status(
+    fmt: Output = "table",
+    live: Annotated[bool, typer.Option("--live", help="ask the servers (needs -f): identity markers and drift")] = False,
+    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live)")] = None,
+) -> None:
+    """Live state from the state store; with --live -f PATH, checked against the servers."""
     check_output(fmt)
-    try:
-        store = open_store(readonly=True)
-    except errors.TenantctlError as exc:
-        fail(exc, 1)
-        return
+    if live and not files:
+        fail(errors.TenantctlError("tenantctl: status --live needs the desired state (-f PATH)"))
+    store = open_store(readonly=True)
     try:
         items = _status_items(store)
+        probe_doc: dict[str, Any] = {}
+        if live and files:
+            ds = load(files)
+            probe_doc = _live(ds, store, items)
     finally:
         if store is not None:
             store.close()
     if fmt == "json":
-        output.print_json({"subscriptions": items})
+        output.print_json({"subscriptions": items, **probe_doc})
     else:
-        output.subscriptions_table(items, title=f"status ({state_store.default_path()})")
+        output.subscriptions_table(items, title=f"status ({state_dir() / 'state.db'})")
+        for line in probe_doc.get("warnings", []):
+            sys.stderr.write(f"warning: {line}\n")
+
+
+def _live(ds: Any, store: state_store.Store | None, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``status --live``: mark drifted concerns in ``items`` and report servers."""
+    from controller.reconcile import drift
+    from controller.reconcile import engine as engine_mod
+
+    drivers, probe = wiring(ds)
+    warnings: list[str] = []
+    servers: dict[str, Any] = {}
+    try:
+        if probe is not None:
+            probed = probe.probe(ds.servers)
+            known = store.get_server_generations() if store is not None else {}
+            for name in sorted(ds.servers):
+                gen = probed.generations.get(name)
+                state = ("unreachable" if name in probed.unreachable else
+                         "replaced" if known.get(name) not in (None, gen) else "ok")
+                servers[name] = {"state": state, "generation": gen,
+                                 **({"error": probed.unreachable[name]} if name in probed.unreachable else {}),
+                                 "tenants": probed.tenants.get(name, 0)}
+                if state != "ok":
+                    warnings.append(f"server {name}: {state}"
+                                    + (f" ({probed.unreachable[name]})" if name in probed.unreachable else ""))
+            held = sum(probed.tenants.values())
+            if not any(i["state"] != "deleted" for i in items) and held:
+                warnings.append(f"the state store is empty but the servers hold {held} tenant vhost(s): "
+                                "restore it (`tenantctl state restore FILE`) before applying")
+        if store is not None:
+            found = drift.detect(drivers, engine_mod.plan(ds, now(), store, drivers))
+            for it in items:
+                for concern, what in found.drifted.get(it["name"], {}).items():
+                    it.setdefault("concerns", {})[concern] = "drifted"
+                    it.setdefault("drift", {})[concern] = what
+                    warnings.append(f"{it['name']}: {concern} drifted: {what}")
+    finally:
+        close_drivers(drivers)
+        if probe is not None:
+            probe.close()
+    return {"servers": servers, "warnings": warnings}
 
 
 @app.command()
@@ -160,17 +260,30 @@ def run(
     resync: Annotated[float, typer.Option("--resync", help="seconds between full resyncs")] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="stop after the first pass (for tests)")] = False,
 ) -> None:
-    """Reconcile continuously: watch the files, resync on a timer."""
-    from controller.reconcile import loop
+    """Reconcile continuously: watch the files, resync on a timer. Survives every fault
+    (servers, databases, DNS, invalid files): only a signal ends it."""
+    import logging
 
+    from controller.reconcile import loop
+    from controller.state import backup as state_backup
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     store = open_store(readonly=False)
     assert store is not None
+    backups = state_dir() / "backups"
+
+    def nightly(st: state_store.Store) -> None:
+        path = state_backup.nightly(st, backups, now())
+        if path is not None:
+            logging.getLogger("tenantctl").info("state store backed up to %s", path)
+
     with store:
         marker = state_dir() / "metrics.addr"
         if metrics_addr:
             marker.write_text(metrics_addr + "\n")
         try:
             loop.run(files, store, clock=now, metrics_addr=metrics_addr, resync=resync, once=once,
-                     drivers_for=drivers_for)
+                     wiring=wiring, cache_dir=state_dir() / "parse-cache", on_timer=nightly,
+                     threshold=threshold())
         finally:
             marker.unlink(missing_ok=True)

@@ -1,16 +1,17 @@
-"""``tenantctl`` commands (../shared/desired-state.md, "CLI")."""
+"""What every ``tenantctl`` command shares: the app, loading, the store, the clock
+(../shared/desired-state.md, "CLI"). The entry point is ``main``; the command groups
+live in their own modules."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from controller import errors, model
+from controller import errors, model, settings
 from controller.cli import output
 from controller.state import store as state_store
 
@@ -23,11 +24,8 @@ Output = Annotated[str, typer.Option("-o", "--output", help="table or json")]
 
 def now() -> dt.datetime:
     """The controller's clock; ``TENANTCTL_NOW`` (ISO-8601) fixes it for tests and demos."""
-    fixed = os.environ.get("TENANTCTL_NOW")
-    if fixed:
-        t = dt.datetime.fromisoformat(fixed)
-        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-    return dt.datetime.now(dt.UTC)
+    fixed = settings.current().core.now
+    return fixed if fixed is not None else dt.datetime.now(dt.UTC)
 
 
 def fail(err: errors.TenantctlError, code: int = 2) -> None:
@@ -38,7 +36,7 @@ def fail(err: errors.TenantctlError, code: int = 2) -> None:
 
 def load(files: list[Path]) -> model.DesiredState:
     try:
-        return model.load_desired(files)
+        return model.load_desired(files, cache_dir=state_dir() / "parse-cache")
     except errors.InputError as exc:
         sys.stderr.write(f"tenantctl: {len(exc.issues)} error(s) in the desired state\n")
         fail(exc)
@@ -46,7 +44,7 @@ def load(files: list[Path]) -> model.DesiredState:
 
 
 def state_dir() -> Path:
-    return state_store.default_path().parent.resolve()
+    return settings.current().core.state_dir.resolve()
 
 
 def drivers_for(ds: model.DesiredState) -> dict[str, Any]:
@@ -54,6 +52,30 @@ def drivers_for(ds: model.DesiredState) -> dict[str, Any]:
     from controller.drivers import context, registry
 
     return dict(registry.build(context.Context.of(ds, state_dir())))
+
+
+def close_drivers(drivers: dict[str, Any]) -> None:
+    from controller.drivers import base
+
+    for driver in drivers.values():
+        if isinstance(driver, base.Closeable):
+            driver.close()
+
+
+def wiring(ds: model.DesiredState) -> tuple[dict[str, Any], Any]:
+    """The drivers and the servers' identity probe for this desired state."""
+    from controller.drivers import context, registry
+
+    ctx = context.Context.of(ds, state_dir())
+    return dict(registry.build(ctx)), registry.probe(ctx)
+
+
+def threshold() -> Any:
+    """The mass-deletion guard's threshold (``TENANTCTL_MAX_DELETE[_PERCENT]``)."""
+    from controller.reconcile import guard
+
+    g = settings.current().guard
+    return guard.Threshold(count=g.max_delete, percent=g.max_delete_percent)
 
 
 def plan_now(ds: model.DesiredState) -> Any:
@@ -70,12 +92,18 @@ def plan_now(ds: model.DesiredState) -> Any:
 
 
 def open_store(*, readonly: bool) -> state_store.Store | None:
-    path = state_store.default_path()
-    if readonly:
-        if not path.exists():
-            return None
-        return state_store.Store.open_readonly(path)
-    return state_store.Store(path, now=now)
+    """The state store; read-only commands open it read-only (None if there is none).
+    An unusable store (corrupt, foreign, newer) is one line on stderr and exit 2."""
+    path = settings.current().core.state_dir / "state.db"
+    try:
+        if readonly:
+            if not path.exists():
+                return None
+            return state_store.Store.open_readonly(path)
+        return state_store.Store(path, now=now)
+    except errors.StateError as exc:
+        fail(exc, 2)
+        raise AssertionError from None  # unreachable
 
 
 def check_output(fmt: str) -> None:
@@ -97,27 +125,64 @@ def plan(
     files: Files,
     fmt: Output = "table",
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="exit 2 when an apply would change something")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="ask the servers what drifted (one listing per server "
+                                                            "and concern) and show its repair")] = False,
 ) -> None:
     """Effective specs, sync states, conflicts and the actions an apply would take."""
-    from controller.reconcile import engine
+    from controller.reconcile import engine, guard
 
     check_output(fmt)
     try:
-        planned = plan_now(load(files))
+        ds = load(files)
+        planned = plan_now(ds)
+        drifted: dict[str, dict[str, str]] = {}
+        if refresh:
+            drifted = _refresh(ds)
     except typer.Exit as exc:
         raise typer.Exit(1 if detailed_exitcode else exc.exit_code) from None
     except errors.TenantctlError as exc:
         fail(exc, 1)
         return
-    items = [{**s.item, "actions": planned.actions[n]} for n, s in planned.subscriptions.items()]
+    store = open_store(readonly=True)
+    live = 0
+    if store is not None:
+        with store:
+            live = sum(1 for r in store.list_subscriptions() if r.deleted_at is None)
+    decision = guard.decide(planned.deletions, live, threshold(), allowed=False)
+    items = []
+    for n, s in planned.subscriptions.items():
+        acts = list(planned.actions[n]) + [f"repair:{c}" for c in sorted(drifted.get(n, {}))]
+        items.append({**s.item, "actions": acts, **({"drift": drifted[n]} if n in drifted else {})})
     if fmt == "json":
-        output.print_json({"subscriptions": items, "deletions": planned.deletions})
+        output.print_json({"subscriptions": items, "deletions": planned.deletions,
+                           "deletionsHeld": decision.held and bool(planned.deletions),
+                           **({"deletionGuard": decision.message} if decision.held else {})})
     else:
         output.subscriptions_table(items, title="plan", with_actions=True)
         for name in planned.deletions:
             typer.echo(f"delete {name} (final backup, then kept {engine.RETENTION_DAYS} days: LIFE-6)")
-    if detailed_exitcode and planned.has_changes:
+        if decision.held:
+            typer.echo(f"HELD: {decision.message}")
+    if detailed_exitcode and (planned.has_changes or drifted):
         raise typer.Exit(2)
+
+
+def _refresh(ds: model.DesiredState) -> dict[str, dict[str, str]]:
+    """What the drift-aware drivers find lost or changed on the servers (read-only)."""
+    from controller.reconcile import drift, engine
+
+    store = open_store(readonly=True)
+    if store is None:
+        return {}
+    drivers = drivers_for(ds)
+    try:
+        with store:
+            found = drift.detect(drivers, engine.plan(ds, now(), store, drivers))
+    finally:
+        close_drivers(drivers)
+    for (concern, server), why in sorted(found.unreachable.items()):
+        sys.stderr.write(f"tenantctl: cannot check {concern} on {server}: {why}\n")
+    return found.drifted
 
 
 @app.command()
@@ -153,13 +218,3 @@ def effective(
     else:
         output.subscriptions_table([item], title=key)
         output.print_json(item["effective"])
-
-
-def main() -> None:
-    from controller.cli import commands  # noqa: F401  (registers the remaining commands)
-
-    app()
-
-
-if __name__ == "__main__":
-    main()

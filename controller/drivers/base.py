@@ -155,6 +155,9 @@ class NotProvisioned:
     def __init__(self, concern: str) -> None:
         self.concern = concern
 
+    def sources(self) -> Sequence[Path]:
+        return [Path(__file__)]
+
     def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         result: Mapping[str, Any] = SLICES[self.concern](item)
         return result

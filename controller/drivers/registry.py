@@ -7,15 +7,14 @@ servers). Otherwise each concern gets its real driver where one exists.
 
 from __future__ import annotations
 
-import os
-
-from controller.drivers import base
+from controller import settings
+from controller.drivers import base, identity
 from controller.drivers.context import Context
 
 
 def build(ctx: Context) -> dict[str, base.Driver]:
     drivers: dict[str, base.Driver] = {c: base.NotProvisioned(c) for c in base.CONCERNS}
-    if os.environ.get("TENANTCTL_DRIVERS", "").strip().lower() == "none":
+    if settings.current().core.drivers_off:
         return drivers
     from controller.drivers import db, dns, hosting, tls
 
@@ -25,3 +24,8 @@ def build(ctx: Context) -> dict[str, base.Driver]:
     drivers["dns"] = dns.DnsDriver(ctx)
     drivers["tls"] = tls.TlsDriver(ctx)
     return drivers
+
+
+def probe(ctx: Context) -> identity.Probe | None:
+    """The identity probe of the servers (None in planning mode: no server is asked)."""
+    return None if settings.current().core.drivers_off else identity.Probe(ctx)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import logging
 import shutil
 import time
 from collections import defaultdict
@@ -20,14 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import errors
-from controller.drivers import base
+from controller.drivers import base, identity
 from controller.effective import Subscription
 from controller.model.desired import DesiredState
 from controller.ratelimit import RateLimits
-from controller.reconcile import planner
+from controller.reconcile import audit, drift, guard, planner
 from controller.reconcile.queue import ExponentialBackoff
 from controller.state import events, records
 from controller.state import store as state_store
+
+log = logging.getLogger("tenantctl")
 
 RETENTION_DAYS = 60  # LIFE-6
 WHOLE = planner.WHOLE
@@ -35,6 +39,15 @@ WHOLE = planner.WHOLE
 #: anything; the concerns whose final copy is most likely to fail (database dumps) go
 #: first, so that a failure stops the deletion before the rest is gone. DNS last.
 DELETE_ORDER = ("backup", "db", "web", "php", "tls", "dns")
+#: Apply order in a pass: web makes the user and web space php runs in; tls needs the
+#: zone (DNS-01) and the vhost (HTTP-01) of the same pass.
+ORDER = ("web", "php", "db", "dns", "tls", "backup")
+#: A concern is not tried in a pass where one it depends on failed for the same
+#: subscription (no wasted ACME order when the zone could not be written).
+DEPENDS: dict[str, tuple[str, ...]] = {"php": ("web",), "tls": ("web", "dns")}
+#: The one backoff formula (``base * 2**(n-1)``, capped), with a gentler start for the
+#: concerns that call a third party with rate limits of its own: an ACME CA.
+BACKOFF: dict[str, ExponentialBackoff] = {"tls": ExponentialBackoff(base=60.0, cap=6 * 3600.0)}
 
 
 def default_drivers() -> dict[str, base.Driver]:
@@ -58,14 +71,32 @@ class Report:
     outcomes: dict[str, dict[str, str]] = field(default_factory=dict)
     #: name -> messages of failed concerns
     failed: dict[str, list[str]] = field(default_factory=dict)
+    #: "name/concern" pairs not tried this pass: backing off after a failure
     deferred: list[str] = field(default_factory=list)
+    #: "name/concern" pairs held by a permanent failure until their inputs change
+    held: list[str] = field(default_factory=list)
     #: when failed or deferred subscriptions are due again (store clock)
     retry_at: dict[str, dt.datetime] = field(default_factory=dict)
+    #: the mass-deletion guard's decision (None: nothing to delete)
+    deletion: guard.Decision | None = None
+    #: servers whose identity marker changed or vanished this pass -> what was re-marked
+    replaced: dict[str, int] = field(default_factory=dict)
+    #: servers that could not be asked for their identity marker -> why
+    unreachable: dict[str, str] = field(default_factory=dict)
+    run_id: int | None = None
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def deletions_held(self) -> bool:
+        return self.deletion is not None and self.deletion.held
+
+    @property
+    def converged(self) -> bool:
+        return not self.failed and not self.deferred and not self.held and not self.deletions_held
 
 
 def _ready_condition(concern: str, outcome: str, message: str) -> records.Condition:
@@ -87,24 +118,49 @@ class Engine:
         backoff: ExponentialBackoff | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         actor: str = "controller",
+        probe: identity.Probe | None = None,
+        threshold: guard.Threshold | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or RateLimits()
         self.drivers: dict[str, base.Driver] = {}
-        self.set_drivers(drivers if drivers is not None else default_drivers())
+        self.probe: identity.Probe | None = None
+        self.set_drivers(drivers if drivers is not None else default_drivers(), probe)
         self.backoff = backoff or ExponentialBackoff()
+        #: per-concern parameters of the formula (an explicit ``backoff`` applies to all)
+        self.backoffs: dict[str, ExponentialBackoff] = dict(BACKOFF) if backoff is None else {}
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.actor = actor
-        self._backoff_keys: set[str] = set()
+        self.threshold = threshold or guard.Threshold()
+        #: server -> answered the last identity check
+        self.reachable: dict[str, bool] = {}
+        #: servers found replaced by the last ``check_servers`` -> subscriptions re-marked
+        self.last_replaced: dict[str, int] = {}
+        self._backoff: dict[str, records.BackoffRecord] = {}
+        self._held_reported: tuple[str, ...] = ()
 
-    def set_drivers(self, drivers: Mapping[str, base.Driver]) -> None:
-        """Use these drivers; those that call an external service share this engine's
-        rate limits (one token bucket per dependency, e.g. per ACME directory)."""
+    def set_drivers(self, drivers: Mapping[str, base.Driver], probe: identity.Probe | None = None) -> None:
+        """Use these drivers (the engine owns them: the previous ones are closed); those
+        that call an external service share this engine's rate limits (one token bucket
+        per dependency, e.g. per ACME directory). ``probe`` reads the servers' identity
+        markers (None: drivers off, nothing to ask)."""
+        self.close()
         self.drivers = dict(drivers)
+        self.probe = probe
         for driver in self.drivers.values():
-            use_limits = getattr(driver, "use_limits", None)
-            if use_limits is not None:
-                use_limits(self.limits)
+            if isinstance(driver, base.RateLimited):
+                driver.use_limits(self.limits)
+
+    def close(self) -> None:
+        """Close every driver holding connections (SSH masters, API sessions)."""
+        for driver in self.drivers.values():
+            if isinstance(driver, base.Closeable):
+                try:
+                    driver.close()
+                except Exception as exc:  # closing never fails a pass
+                    log.warning("closing the %s driver: %s", type(driver).__name__, exc)
+        if self.probe is not None:
+            self.probe.close()
 
     def plan(self, ds: DesiredState) -> planner.Planned:
         return planner.plan(ds, self.clock(), self.drivers, self.store)
@@ -116,19 +172,42 @@ class Engine:
         ds: DesiredState,
         only: Iterable[str] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        *,
+        allow_mass_delete: bool = False,
+        check_servers: bool = True,
+        command: str = "apply",
     ) -> Report:
-        """One pass. ``progress(what, done, total)`` is called after each server batch."""
+        """One pass. ``progress(what, done, total)`` is called after each server batch.
+
+        ``check_servers``: read every server's identity marker first (one round trip per
+        server) and re-ensure what was placed on a replaced or wiped server."""
         started = time.perf_counter()
         now = self.clock()
+        run_id = self._begin_run(command)
+        report = Report(planner.Planned({}, {}, {}, {}), run_id=run_id)
+        try:
+            self._pass(ds, only, progress, report, now, allow_mass_delete=allow_mass_delete,
+                       check_servers=check_servers)
+        finally:
+            report.seconds = time.perf_counter() - started
+            self._finish_run(run_id, report)
+        return report
+
+    def _pass(
+        self, ds: DesiredState, only: Iterable[str] | None, progress: Callable[[str, int, int], None] | None,
+        report: Report, now: dt.datetime, *, allow_mass_delete: bool, check_servers: bool,
+    ) -> None:
+        if check_servers and self.probe is not None:
+            self.check_servers(ds, report)
         planned = self.plan(ds)
+        report.planned = planned
         wanted = set(only) if only is not None else None
         targets = [
             n for n, acts in planned.actions.items()
             if acts and (wanted is None or n in wanted)
         ]
-        report = Report(planned)
-        self._backoff_keys = {b.key for b in self.store.list_backoff()}
-        self._record_decisions(planned, targets, now)
+        self._load_backoff()
+        self._record_decisions(planned, targets, now, report.run_id)
         if targets:
             # What was just recorded (placements, sticky values) is part of the inputs.
             keys = planner.input_keys(ds, now, planner.observe(self.store), self.drivers)
@@ -139,22 +218,29 @@ class Engine:
                 fps = self.store.get_fingerprints(name)
                 fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
                 self.store.set_fingerprints(name, fps)
+        before = self._recorded_items(targets)
         batches: dict[tuple[str, str | None], list[base.Change]] = defaultdict(list)
         for name in targets:
             sub = planned.subscriptions[name]
             action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
             for concern in planned.changed[name]:
-                if self._backing_off(name, concern, report):
-                    report.deferred.append(f"{name}/{concern}")
+                if self._backing_off(name, concern, planned.fingerprints[name].get(concern), report):
                     continue
                 driver = self.drivers[concern]
                 batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
         total = sum(len(c) for c in batches.values())
         done = 0
-        # Concerns in dependency order (web makes the user and web space php runs in).
-        order = {c: i for i, c in enumerate(base.CONCERNS)}
+        # Concerns in dependency order: web makes the user and web space php runs in; tls
+        # needs the zone (dns) and the vhost (web) of the same pass to have succeeded.
+        order = {c: i for i, c in enumerate(ORDER)}
         for (concern, server), changes in sorted(batches.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
-            results = self._run_driver(concern, server, changes)
+            runnable = []
+            for change in changes:
+                if self._blocked(change.name, concern, report):
+                    report.deferred.append(f"{change.name}/{concern}")  # retried with what it waits for
+                else:
+                    runnable.append(change)
+            results = self._run_driver(concern, server, runnable) if runnable else []
             self._record_usage(self.drivers[concern])
             done += len(changes)
             if progress is not None:
@@ -162,53 +248,93 @@ class Engine:
             with self.store.transaction():  # one commit per server batch
                 for res in results:
                     report.outcomes.setdefault(res.name, {})[concern] = res.outcome
-                    self._after(res, concern, report)
+                    self._after(res, concern, report, planned, before.get(res.name))
         with self.store.transaction():
             for name in targets:
                 self._finish(planned.subscriptions[name], planned, report)
-        self._delete(planned.deletions, report, now)
+        decision = guard.decide(planned.deletions, self._live_count(), self.threshold, allowed=allow_mass_delete)
+        report.deletion = decision if planned.deletions else None
+        if decision.held:
+            self._hold_deletions(decision, planned)
+        else:
+            self._held_reported = ()
+            self._delete(planned.deletions, report, now)
         self._purge(now)
-        report.seconds = time.perf_counter() - started
-        return report
 
-    def resync(self, ds: DesiredState) -> dict[str, dict[str, str]]:
-        """Drift repair: ask every drift-aware driver whether each server still has what
-        was applied (one round trip per server and concern); re-apply what drifted and
-        record an event. Returns ``{name: {concern: what differed}}``."""
-        planned = self.plan(ds)
-        found: dict[str, dict[str, str]] = {}
-        self._backoff_keys = {b.key for b in self.store.list_backoff()}
-        self._measure(planned)
-        for concern, driver in self.drivers.items():
-            if not isinstance(driver, base.DriftAware):
+    # --- reality checks -----------------------------------------------------------
+
+    def check_servers(self, ds: DesiredState, report: Report | None = None) -> dict[str, int]:
+        """Read every server's identity marker (one round trip each); a server whose
+        marker changed or vanished since the last pass lost what was applied there:
+        forget those fingerprints so that this pass re-ensures all of it. Returns
+        ``{server: subscriptions re-marked}``."""
+        if self.probe is None or not ds.servers:
+            return {}
+        probed = self.probe.probe(ds.servers)
+        known = self.store.get_server_generations()
+        replaced: dict[str, int] = {}
+        planned: planner.Planned | None = None
+        for server, gen in sorted(probed.generations.items()):
+            old = known.get(server)
+            if old == gen:
                 continue
-            per_server: dict[str | None, list[base.Change]] = defaultdict(list)
-            for name, sub in planned.subscriptions.items():
-                if sub.placement.server is None or planned.actions.get(name):
-                    continue  # unplaced, or about to be applied anyway
-                action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
-                per_server[sub.placement.server].append(base.Change(name, action, driver.slice(sub.item)))
-            for server, changes in per_server.items():
-                drifted = driver.drifted(server, changes)
-                if not drifted:
-                    continue
-                # A drifted subscription still backing off from a failure waits its turn.
-                report = Report(planned)
-                repair = [c for c in changes if c.name in drifted and not self._backing_off(c.name, concern, report)]
-                with self.store.transaction():
-                    for name, what in drifted.items():
-                        found.setdefault(name, {})[concern] = what
-                        events.record(self.store, actor=self.actor, action="drift", subject=name,
-                                      message=f"{concern} on {server}: {what}; repairing")
-                if not repair:
-                    continue
-                results = self._run_driver(concern, server, repair)
-                with self.store.transaction():
-                    for res in results:
-                        self._after(res, concern, report)
+            with self.store.transaction():
+                self.store.set_server_generation(server, gen)
+                if old is None:
+                    continue  # first sight of this server: nothing was applied under another marker
+                if planned is None:
+                    planned = self.plan(ds)
+                spec = ds.servers[server]
+                hit = drift.touching(planned, server, tuple(spec.roles), spec.region)
+                for name, concerns in hit.items():
+                    self.store.drop_fingerprints(name, [*concerns, planner.WHOLE])
+                replaced[server] = len(hit)
+                what = "vanished" if gen == identity.MISSING else f"changed ({old[:8]} -> {gen[:8]})"
+                events.record(self.store, actor=self.actor, action="server-replaced", subject=server,
+                              message=f"identity marker {what}: re-ensuring {len(hit)} subscriptions placed there",
+                              data={"old": old, "new": gen, "subscriptions": sorted(hit)})
+        self.last_replaced = replaced
+        if report is not None:
+            report.replaced = replaced
+            report.unreachable = dict(probed.unreachable)
+        self.reachable = {**{s: True for s in probed.generations}, **{s: False for s in probed.unreachable}}
+        return replaced
+
+    def detect_drift(self, ds: DesiredState) -> drift.Found:
+        """What the drift-aware drivers find changed or lost (read-only: ``plan
+        --refresh``, ``status --live``)."""
+        found = drift.detect(self.drivers, self.plan(ds))
+        self._measure(self.plan(ds))
         return found
 
-    def _record_decisions(self, planned: planner.Planned, targets: list[str], now: dt.datetime) -> None:
+    def resync(self, ds: DesiredState) -> dict[str, dict[str, str]]:
+        """Drift repair: find what drifted and mark it (forget the applied fingerprint
+        of that concern, with an event); the next ``reconcile`` pass repairs it like any
+        other change. Returns ``{name: {concern: what differed}}``."""
+        found = drift.detect(self.drivers, self.plan(ds))
+        for (concern, server), why in sorted(found.unreachable.items()):
+            log.warning("drift check of %s on %s: %s", concern, server, why)
+        # What is already waiting out a failure is marked again once its wait is over,
+        # not at every resync (no event per timer tick for a repair that keeps failing).
+        self._load_backoff()
+        now = self.store.now()
+        waiting = {k for k, b in self._backoff.items() if b.permanent or b.next_attempt > now}
+        marked = {n: {c: w for c, w in cs.items() if f"{n}/{c}" not in waiting} for n, cs in found.drifted.items()}
+        self.mark_drift({n: cs for n, cs in marked.items() if cs})
+        self._measure(self.plan(ds))
+        return found.drifted
+
+    def mark_drift(self, drifted: Mapping[str, Mapping[str, str]]) -> None:
+        with self.store.transaction():
+            for name, concerns in sorted(drifted.items()):
+                self.store.drop_fingerprints(name, [*concerns, planner.WHOLE])
+                for concern, what in sorted(concerns.items()):
+                    events.record(self.store, actor=self.actor, action="drift", subject=name, concern=concern,
+                                  message=f"{concern}: {what}; marked for repair")
+
+    def _record_decisions(
+        self, planned: planner.Planned, targets: list[str], now: dt.datetime, run_id: int | None = None,
+    ) -> None:
         """Placements, sticky values and transfers, before any driver acts."""
         known = {r.name: r for r in self.store.list_subscriptions(include_deleted=True)} if targets else {}
         with self.store.transaction():
@@ -228,86 +354,166 @@ class Engine:
                     self.store.upsert_subscription(rec)
                 for act in planned.actions[name]:
                     if act.startswith(("create", "place:", "move:")):
-                        events.record(self.store, actor=self.actor, action=act.split(":")[0], subject=name,
+                        events.record(self.store, actor=self.actor, run_id=run_id, action=act.split(":")[0], subject=name,
                                       message=act, data={"server": pl.server, "ip": pl.ip})
                 ch = sub.changes
                 for group, values in ch.sticky_set.items():
                     self.store.set_sticky(name, group, values)
-                    events.record(self.store, actor=self.actor, action="sticky", subject=name,
+                    events.record(self.store, actor=self.actor, run_id=run_id, action="sticky", subject=name,
                                   message=f"recorded {group} values (SYNC-2/SYNC-4)")
                 for group in ch.sticky_drop:
                     self.store.drop_sticky(name, group)
-                    events.record(self.store, actor=self.actor, action="unsticky", subject=name,
+                    events.record(self.store, actor=self.actor, run_id=run_id, action="unsticky", subject=name,
                                   message=f"dropped {group} values: synchronised again")
                 if ch.transfer is not None and old is not None:
                     self.store.set_transfer(records.TransferRecord(
                         name=name, from_customer=old.customer, to_customer=sub.item["customer"], at=now,
                         frozen=ch.transfer))
-                    events.record(self.store, actor=self.actor, action="transfer", subject=name,
+                    events.record(self.store, actor=self.actor, run_id=run_id, action="transfer", subject=name,
                                   message=f"transferred from {old.customer} to {sub.item['customer']}: "
                                           "now custom, keeping its values (PLAN-7)")
 
     def _measure(self, planned: planner.Planned) -> None:
         """Usage (RES-2) of every placed subscription, from drivers that measure it."""
         for driver in self.drivers.values():
-            usage = getattr(driver, "usage", None)
-            if usage is None:
+            if not isinstance(driver, base.Measuring):
                 continue
             changes = [base.Change(n, "ensure", driver.slice(s.item)) for n, s in planned.subscriptions.items()
                        if s.placement.server is not None]
-            measured = usage(changes) if changes else {}
+            try:
+                measured = driver.usage(changes) if changes else {}
+            except errors.DriverError as exc:
+                log.warning("usage of %s: %s", type(driver).__name__, exc)
+                continue
             with self.store.transaction():
                 for name, values in measured.items():
                     self.store.put_usage(name, values)
 
     def _record_usage(self, driver: base.Driver) -> None:
         """Measurements a driver made while applying (e.g. database sizes, RES-2)."""
-        usage = getattr(driver, "last_usage", None)
-        if isinstance(usage, dict) and usage:
+        if isinstance(driver, base.Measuring) and driver.last_usage:
             with self.store.transaction():
-                for name, values in usage.items():
+                for name, values in driver.last_usage.items():
                     self.store.put_usage(name, values)
 
-    def _backing_off(self, name: str, concern: str, report: Report) -> bool:
+    # --- backoff: one record per name/concern, in the store -------------------------
+
+    def _load_backoff(self) -> None:
+        self._backoff = {b.key: b for b in self.store.list_backoff()}
+
+    def _backing_off(self, name: str, concern: str, fingerprint: str | None, report: Report) -> bool:
+        """Whether ``name/concern`` waits: a temporary failure until its next attempt, a
+        permanent one until its inputs change. A changed input is retried at once."""
         key = f"{name}/{concern}"
-        if key not in self._backoff_keys:
+        rec = self._backoff.get(key)
+        if rec is None:
             return False
-        rec = self.store.get_backoff(key)
+        if rec.fingerprint is not None and fingerprint is not None and rec.fingerprint != fingerprint:
+            return False  # the desired slice changed since it failed: try the new one now
+        if rec.permanent:
+            report.held.append(key)
+            return True
         # the store stamps next_attempt with its own clock: compare with the same one
-        if rec is None or rec.next_attempt <= self.store.now():
+        if rec.next_attempt <= self.store.now():
             return False
+        report.deferred.append(key)
         report.retry_at[name] = min(report.retry_at.get(name, rec.next_attempt), rec.next_attempt)
         return True
 
+    @staticmethod
+    def _blocked(name: str, concern: str, report: Report) -> bool:
+        """Whether ``concern`` waits for a concern it depends on that failed, or is
+        held, in this pass (DEPENDS): it is deferred, not tried, not counted failed."""
+        done = report.outcomes.get(name, {})
+        waiting = {*report.held, *report.deferred}
+        return any(done.get(dep) == "failed" or f"{name}/{dep}" in waiting for dep in DEPENDS.get(concern, ()))
+
     def _run_driver(self, concern: str, server: str | None, changes: list[base.Change]) -> list[base.Result]:
+        """The driver's results, one per change; every error becomes a failed result
+        (temporary with the driver's delay hint, or permanent): nothing a driver raises
+        ends a pass."""
         dep = f"{concern}:{server or '-'}"
         if not self.limits.acquire(dep, timeout=30.0):
             return [base.Result(c.name, "failed", f"rate limit of {dep} exhausted", retry_after=30.0)
                     for c in changes]
         try:
             results = self.drivers[concern].apply(server, changes)
+        except errors.PermanentError as exc:
+            return [base.Result(c.name, "failed", str(exc), permanent=True) for c in changes]
+        except errors.TemporaryError as exc:
+            return [base.Result(c.name, "failed", str(exc), retry_after=exc.delay) for c in changes]
         except errors.DriverError as exc:
             return [base.Result(c.name, "failed", str(exc)) for c in changes]
+        except Exception as exc:  # a driver bug: reported, retried with backoff, never fatal
+            log.exception("%s driver on %s", concern, server or "-")
+            return [base.Result(c.name, "failed", f"internal error in the {concern} driver: "
+                                                  f"{type(exc).__name__}: {exc}") for c in changes]
         by_name = {r.name: r for r in results}
         return [by_name.get(c.name) or base.Result(c.name, "failed", "the driver returned no result")
                 for c in changes]
 
-    def _after(self, res: base.Result, concern: str, report: Report) -> None:
+    def _after(
+        self, res: base.Result, concern: str, report: Report, planned: planner.Planned,
+        before: Mapping[str, Any] | None,
+    ) -> None:
         key = f"{res.name}/{concern}"
         self.store.set_condition(res.name, _ready_condition(concern, res.outcome, res.message))
+        fingerprint = planned.fingerprints.get(res.name, {}).get(concern)
         if res.outcome == "failed":
-            prev = self.store.get_backoff(key)
-            self._backoff_keys.add(key)
-            delay = res.retry_after or self.backoff.delay((prev.failures if prev else 0) + 1)
-            rec = self.store.record_failure(key, res.message, delay)
-            report.retry_at[res.name] = min(report.retry_at.get(res.name, rec.next_attempt), rec.next_attempt)
+            prev = self._backoff.get(key)
+            failures = (prev.failures if prev else 0) + 1
+            formula = self.backoffs.get(concern, self.backoff)
+            delay = max(res.retry_after or 0.0, formula.delay(failures))
+            rec = self.store.record_failure(key, res.message, delay, fingerprint=fingerprint,
+                                            permanent=res.permanent)
+            self._backoff[key] = rec
+            if not res.permanent:
+                report.retry_at[res.name] = min(report.retry_at.get(res.name, rec.next_attempt), rec.next_attempt)
             report.failed.setdefault(res.name, []).append(f"{concern}: {res.message}")
-            events.record(self.store, actor=self.actor, action="failed", subject=res.name,
-                          message=f"{concern}: {res.message}", data={"retryIn": delay})
+            events.record(self.store, actor=self.actor, action="failed", subject=res.name, concern=concern,
+                          run_id=report.run_id,
+                          message=f"{concern}: {res.message}",
+                          data={"retryIn": None if res.permanent else delay, "permanent": res.permanent})
             return
-        if key in self._backoff_keys:
+        if key in self._backoff:
             self.store.clear_backoff(key)
-            self._backoff_keys.discard(key)
+            del self._backoff[key]
+        if res.outcome == "provisioned":
+            self._audit(res.name, concern, report, planned, before)
+
+    def _audit(
+        self, name: str, concern: str, report: Report, planned: planner.Planned, before: Mapping[str, Any] | None,
+    ) -> None:
+        """One event per change a driver made (OPS-5): action and what changed."""
+        sub = planned.subscriptions[name]
+        driver = self.drivers[concern]
+        new = dict(driver.slice(sub.item))
+        old: dict[str, Any] | None = None
+        if before is not None:
+            try:
+                old = dict(driver.slice(before))
+            except (KeyError, TypeError):
+                old = None
+        act = audit.action(first=before is None, suspending=sub.item.get("state") == "suspended",
+                           was_suspended=before is not None and before.get("state") == "suspended")
+        text, paths = audit.summary(old, new, act)
+        events.record(self.store, actor=self.actor, action=act, subject=name, concern=concern,
+                      run_id=report.run_id, message=f"{concern}: {text}",
+                      data={"changed": paths} if paths else None)
+
+    def _recorded_items(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The last recorded item of each subscription (what its drivers applied before)."""
+        if not names:
+            return {}
+        raw = self.store.get_status_raw()
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            text = raw.get(name)
+            if text:
+                doc = json.loads(text)
+                if doc.get("effective"):
+                    out[name] = {k: v for k, v in doc.items() if k not in planner.STATUS_ONLY}
+        return out
 
     def _finish(self, sub: Subscription, planned: planner.Planned, report: Report) -> None:
         name = sub.name
@@ -344,12 +550,52 @@ class Engine:
 
     def _dns_servers(self, item: dict[str, Any]) -> list[str]:
         """``ip:port`` of every DNS server serving the zone, primary first."""
-        fn = getattr(self.drivers["dns"], "dns_servers", None)
-        return list(fn(item)) if fn is not None else []
+        driver = self.drivers["dns"]
+        return list(driver.dns_servers(item)) if isinstance(driver, base.ServesDns) else []
 
     @staticmethod
     def _deferred(report: Report, name: str) -> set[str]:
-        return {d.split("/", 1)[1] for d in report.deferred if d.split("/", 1)[0] == name}
+        """Concerns of ``name`` not tried this pass (backing off, held, or waiting)."""
+        return {k.split("/", 1)[1] for k in [*report.deferred, *report.held] if k.split("/", 1)[0] == name}
+
+    # --- runs and deletions ---------------------------------------------------------
+
+    def _begin_run(self, command: str) -> int | None:
+        try:
+            with self.store.transaction():
+                return self.store.begin_run(self.actor, command)
+        except errors.StateError as exc:
+            log.warning("cannot record the run: %s", exc)
+            return None
+
+    def _finish_run(self, run_id: int | None, report: Report) -> None:
+        if run_id is None:
+            return
+        summary = {
+            "changed": sum(1 for o in report.outcomes.values() if o),
+            "failed": len(report.failed), "deferred": len(report.deferred), "held": len(report.held),
+            "deletionsHeld": len(report.deletion.deletions) if report.deletions_held and report.deletion else 0,
+            "replacedServers": sorted(report.replaced), "unreachableServers": sorted(report.unreachable),
+            "seconds": round(report.seconds, 3),
+        }
+        with self.store.transaction():
+            self.store.finish_run(run_id, summary)
+
+    def _live_count(self) -> int:
+        return sum(1 for r in self.store.list_subscriptions() if r.deleted_at is None)
+
+    def _hold_deletions(self, decision: guard.Decision, planned: planner.Planned) -> None:
+        """Keep every subscription of a held mass deletion, say so on each (condition
+        ``DeletionHeld``) and once in the audit log per distinct set."""
+        with self.store.transaction():
+            for name in decision.deletions:
+                self.store.set_condition(name, records.Condition(
+                    type="DeletionHeld", status="True", reason="MassDeletionGuard",
+                    message=decision.message, last_transition=None))
+            if decision.deletions != self._held_reported:
+                events.record(self.store, actor=self.actor, action="deletion-held", subject="*",
+                              message=decision.message, data={"subscriptions": list(decision.deletions)})
+                self._held_reported = decision.deletions
 
     def _purge(self, now: dt.datetime) -> None:
         """LIFE-6: once the retention period is over, the final copies of a deleted
@@ -379,7 +625,13 @@ class Engine:
                 outcome[concern] = res.outcome
                 if res.outcome == "failed":
                     report.failed.setdefault(name, []).append(f"delete {concern}: {res.message}")
+                    events.record(self.store, actor=self.actor, action="failed", subject=name, concern=concern,
+                                  run_id=report.run_id, message=f"delete {concern}: {res.message}")
                     break
+                if res.outcome == "provisioned":
+                    events.record(self.store, actor=self.actor, action="delete", subject=name, concern=concern,
+                                  run_id=report.run_id,
+                                  message=f"{concern}: removed{' (' + res.message + ')' if res.message else ''}")
             report.outcomes[name] = outcome
             if name in report.failed:
                 continue

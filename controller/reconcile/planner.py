@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import sys
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,29 +100,39 @@ def observe(store: state_store.Store | None) -> Observed:
     return Observed(history, sticky_raw, status)
 
 
-_DRIVER_CODE: dict[str, str] = {}
+_DRIVER_CODE: dict[tuple[str, ...], str] = {}
 
 
-def _driver_code(module: str) -> str:
-    """Digest of a driver's package source and of the templates it renders: a new
-    version of either re-applies what it made (an upgraded vhost template must reach
-    the servers, not only new subscriptions)."""
-    if module not in _DRIVER_CODE:
-        mod = sys.modules.get(module)
-        files: list[Path] = []
-        if mod is not None and getattr(mod, "__file__", None):
-            files += sorted(Path(str(mod.__file__)).parent.glob("*.py"))
-        templates = Path(__file__).resolve().parent.parent.parent / "templates"
-        if templates.is_dir():
-            files += sorted(p for p in templates.rglob("*") if p.is_file())
-        _DRIVER_CODE[module] = digest.of([f.read_bytes().hex() for f in files])
-    return _DRIVER_CODE[module]
+def _files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        elif p.is_file():
+            out.append(p)
+    return out
+
+
+def _driver_code(driver: base.Driver) -> str:
+    """Digest of what makes a driver's version. A ``Versioned`` driver names its sources
+    (its code, the templates it renders, the naming rules it writes by): a change of one
+    of them re-applies that concern only. Others: their package's source."""
+    if isinstance(driver, base.Versioned):
+        paths = [Path(p).resolve() for p in driver.sources()]
+    else:
+        mod = sys.modules.get(type(driver).__module__)
+        paths = [Path(str(mod.__file__)).parent] if mod is not None and getattr(mod, "__file__", None) else []
+    key = tuple(sorted(str(p) for p in paths))
+    if key not in _DRIVER_CODE:
+        files = _files(paths)
+        _DRIVER_CODE[key] = digest.of([[str(f.name), f.read_bytes().hex()] for f in files])
+    return _DRIVER_CODE[key]
 
 
 def driver_id(driver: base.Driver) -> str:
     """Which driver, in which version, applied a slice (part of every fingerprint)."""
     kind = type(driver)
-    return f"{kind.__module__}.{kind.__qualname__}@{_driver_code(kind.__module__)}"
+    return f"{kind.__module__}.{kind.__qualname__}@{_driver_code(driver)}"
 
 
 class _Subscriptions(Mapping[str, effective.Subscription]):

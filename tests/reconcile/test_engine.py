@@ -108,6 +108,8 @@ def test_driver_errors_are_mapped_to_failed_results(
 
     report = engine.Engine(store, drivers_with(Broken("web")), clock=clock).reconcile(ds)
     assert report.failed and all(m == ["web: ssh: connection refused"] for m in report.failed.values())
+    rec = store.get_backoff("hangar.example.com/web")
+    assert rec is not None and rec.next_attempt - clock.now >= dt.timedelta(seconds=5), "the delay hint was lost"
 
 
 CRASHER = """
@@ -135,11 +137,15 @@ def test_sigkill_mid_apply_then_rerun_converges_without_duplicates(ds: model.Des
     assert proc.returncode == -9, proc.stderr  # killed in the middle of the web batches
     assert len(log.read_text().splitlines()) == 2
     with state_store.Store(db) as st:
+        # the killed pass is visible as a run that never finished (OPS-5)
+        unfinished = st.list_runs(unfinished_only=True)
+        assert len(unfinished) == 1 and unfinished[0].finished_at is None
         web = MemDriver("web")
         report = engine.Engine(st, drivers_with(web), clock=lambda: T0).reconcile(ds)
         assert report.ok
         assert not engine.Engine(st, drivers_with(web), clock=lambda: T0).plan(ds).has_changes
-        creates = [e.subject for e in events.list_events(st, limit=10_000) if e.action == "create"]
+        creates = [e.subject for e in events.list_events(st, limit=10_000)
+                   if e.action == "create" and e.concern is None]
         assert sorted(creates) == sorted(set(creates)) and len(creates) == 12
         assert len(st.list_subscriptions()) == 12
         placements = {r.name: (r.server, r.ip) for r in st.list_subscriptions()}

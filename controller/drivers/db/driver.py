@@ -89,6 +89,11 @@ class DbDriver:
     def state_dir(self) -> Path:
         return self.ctx.state_dir
 
+    def sources(self) -> Sequence[Path]:
+        """What decides what this driver creates: its package and the naming rules of
+        databases and logins (base.Versioned)."""
+        return [Path(__file__).resolve().parent, Path(naming.__file__).resolve()]
+
     def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         result: Mapping[str, Any] = base.SLICES["db"](item)
         return result

@@ -19,7 +19,6 @@ Zones are never deleted and re-created to change them.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller import errors
+from controller import errors, settings
 from controller.drivers import base
 from controller.drivers.context import Context
 from controller.drivers.dns import api, metrics, records
@@ -40,7 +39,8 @@ Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET
 def _env_domain(name: str, default: str) -> str:
     """A domain from the environment, checked like any desired-state domain (it ends up in
     every zone), canonical with its trailing dot."""
-    raw = os.environ.get(name, "").strip()
+    raw = {"TENANTCTL_DNS_NS_SUFFIX": settings.current().dns.ns_suffix,
+           "TENANTCTL_DNS_HOSTMASTER": settings.current().dns.hostmaster}[name]
     if not raw:
         return default
     try:
@@ -173,6 +173,11 @@ class DnsDriver:
     def close(self) -> None:
         for c in self._clients.values():
             c.close()
+
+    def sources(self) -> Sequence[Path]:
+        """What decides the zones this driver writes: its package and the zone template
+        (base.Versioned)."""
+        return [Path(__file__).resolve().parent, records.TEMPLATE]
 
     # --- gather ---------------------------------------------------------------------
 
