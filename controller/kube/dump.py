@@ -11,45 +11,19 @@ reports the same errors as for the files the objects were applied from. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-#: Metadata the API server writes: not part of the desired state.
-SERVER_METADATA = frozenset({
-    "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
-    "deletionGracePeriodSeconds", "managedFields", "selfLink", "finalizers", "ownerReferences", "generateName",
-})
-#: Annotations written by clients, not by the user.
-CLIENT_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+from controller.model import loader
 
-
-def is_list(obj: Any) -> bool:
-    """A ``List`` or ``<Kind>List`` of objects (what ``kubectl get -o yaml`` prints)."""
-    return (isinstance(obj, Mapping) and isinstance(obj.get("kind"), str) and obj["kind"].endswith("List")
-            and isinstance(obj.get("items"), list))
-
-
-def clean(obj: Any) -> Any:
-    """One object as a document: no status, no server-written metadata."""
-    if not isinstance(obj, Mapping):
-        return obj
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = obj.get("metadata")
-    if isinstance(meta, Mapping):
-        meta = {k: v for k, v in meta.items() if k not in SERVER_METADATA}
-        notes = meta.get("annotations")
-        if isinstance(notes, Mapping):
-            notes = {k: v for k, v in notes.items() if k not in CLIENT_ANNOTATIONS}
-            if notes:
-                meta["annotations"] = notes
-            else:
-                del meta["annotations"]
-        if meta.get("labels") == {}:
-            del meta["labels"]
-        out["metadata"] = meta
-    return out
+#: What the API server adds, and how an object becomes a document again, is the loader's
+#: (it reads cluster dumps too): one definition.
+SERVER_METADATA = loader.SERVER_METADATA
+CLIENT_ANNOTATIONS = loader.CLIENT_ANNOTATIONS
+is_list = loader.is_list
+clean = loader.cleaned
 
 
 def to_documents(objs: Iterable[Any]) -> list[Any]:

@@ -641,6 +641,6 @@ class Engine:
                 self.store.drop_fingerprints(name)
                 self.store.drop_status(name)
                 self.store.drop_sticky(name)
-                events.record(self.store, actor=self.actor, action="delete", subject=name,
+                events.record(self.store, actor=self.actor, action="delete", subject=name, run_id=report.run_id,
                               message=f"deleted; data kept until {purge_after.date()} "
                                       "(LIFE-6)")

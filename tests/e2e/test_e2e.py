@@ -172,3 +172,38 @@ def test_a_replaced_server_is_seen_and_re_ensured(e2e: E2E) -> None:
     assert "Upload your files to" in https(e2e, BETA, e2e.status()[BETA]["ip"])
     replaced = events_of(e2e, "server-replaced")
     assert [e["subject"] for e in replaced] == ["e2e-a"]
+
+
+def test_every_kind_of_change_is_in_the_audit_log(e2e: E2E) -> None:
+    """OPS-5, scripted: suspend, activate, a database dropped, a subscription (and its
+    zone) deleted; each appears with its actor, subscription, concern and what changed."""
+    e2e("apply", *e2e.files())
+    e2e.edit("tenants.yaml", "metadata: {name: gamma.e2e.example.org}\nspec:\n",
+             "metadata: {name: gamma.e2e.example.org}\nspec:\n  state: suspended\n  stateReason: nonpayment\n")
+    e2e("apply", *e2e.files())
+    e2e.edit("tenants.yaml", "  state: suspended\n  stateReason: nonpayment\n", "")
+    e2e("apply", *e2e.files())
+    e2e.edit("tenants.yaml", ", {name: alpha_more, engine: mariadb}]", "]")
+    e2e("apply", *e2e.files())
+    path = e2e.desired / "tenants.yaml"
+    docs = path.read_text().split("\n---\n")
+    path.write_text("\n---\n".join(d for d in docs if "name: gamma.e2e.example.org" not in d) + "\n")
+    e2e("apply", *e2e.files())
+    evs = e2e("events", "-o", "json", "--limit", "100000").json()
+
+    def has(action: str, subject: str, concern: str | None, text: str = "") -> bool:
+        return any(e["action"] == action and e["subject"] == subject and e["concern"] == concern
+                   and text in str(e["message"]) and e["actor"].startswith("cli:") and e["run"] for e in evs)
+
+    assert has("suspend", GAMMA, "web"), [e for e in evs if e["subject"] == GAMMA]
+    assert has("activate", GAMMA, "web")
+    assert has("update", ALPHA, "db", "-alpha_more"), [e for e in evs if e["subject"] == ALPHA]
+    assert has("delete", GAMMA, "dns")
+    assert has("delete", GAMMA, None)
+    assert has("create", ALPHA, "tls")  # the certificate issued
+    status = e2e.status()
+    assert status[GAMMA]["state"] == "deleted"
+    # the deleted zone is gone from the dns servers
+    out = subprocess.run(["dig", "+short", "+norecurse", "@" + e2e.spec("e2e-b").address, GAMMA, "SOA"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == ""
