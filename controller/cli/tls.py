@@ -1,10 +1,11 @@
 """``tenantctl tls``: certificates of subscriptions (issue 4 point 4).
 
 ``renew SUB`` forces a new certificate for SUB: it records the request in the state dir
-(``tls/renew/SUB``) and clears SUB's ACME backoff; the tls driver's drift check reports
-the subscription, so the next resync (``tenantctl run``'s timer, or ``apply``) orders
-the certificate. Until the new one is installed the current one keeps serving.
-``status SUB`` prints what the controller knows of SUB's certificate.
+(``tls/renew/SUB``) and clears the engine's backoff record of ``SUB/tls`` in the state
+store (the only one); the tls driver's drift check reports the subscription, so the
+next resync (``tenantctl run``'s timer, or ``apply``) orders the certificate. Until the
+new one is installed the current one keeps serving. ``status SUB`` prints what the
+controller knows of SUB's certificate and of its failures.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Annotated
 
 import typer
 
+from controller.cli import common
 from controller.drivers.tls import decide
+from controller.drivers.tls import settings as tls_settings
 from controller.drivers.tls import store as tls_store
-from controller.state import store as state_store
 
 tls_app = typer.Typer(help="TLS certificates (ACME).", no_args_is_help=True)
 
 
 def _store() -> tls_store.Store:
-    return tls_store.Store(state_store.default_path().parent)
+    return tls_store.Store(common.state_dir())
 
 
 @tls_app.command("renew")
@@ -34,7 +36,11 @@ def renew(sub: Annotated[str, typer.Argument(help="subscription (its domain)")])
     except ValueError as exc:
         sys.stderr.write(f"tenantctl: {exc}\n")
         raise typer.Exit(2) from None
-    sys.stdout.write(f"renewal of {sub} requested ({path}); it is ordered at the next resync\n")
+    store = common.open_store(readonly=False)
+    if store is not None:
+        with store:
+            store.clear_backoff(f"{sub}/tls")
+    sys.stdout.write(f"renewal of {sub} requested ({path}), its backoff cleared; it is ordered at the next resync\n")
 
 
 @tls_app.command("status")
@@ -45,17 +51,24 @@ def status(
     """SUB's certificate: names, validity, renewal time, failures."""
     store = _store()
     try:
-        info, st, forced = store.info(sub), store.status(sub), store.forced(sub)
+        info, forced = store.info(sub), store.forced(sub)
     except ValueError as exc:
         sys.stderr.write(f"tenantctl: {exc}\n")
         raise typer.Exit(2) from None
+    backoff = None
+    state = common.open_store(readonly=True)
+    if state is not None:
+        with state:
+            backoff = state.get_backoff(f"{sub}/tls")
+    fraction = tls_settings.Settings().renew_fraction
     doc = {
         "subscription": sub, "names": list(info.names) if info else [],
         "notBefore": info.not_before.isoformat() if info else None,
         "notAfter": info.not_after.isoformat() if info else None,
-        "renewFrom": decide.renew_at(info, 2 / 3).isoformat() if info else None,
-        "renewalRequested": forced, "failures": int(st.get("failures") or 0), "lastError": st.get("last_error"),
-        "nextAttempt": st.get("next_attempt"), "lastRenewal": st.get("last_renewal"),
+        "renewFrom": decide.renew_at(info, fraction).isoformat() if info else None,
+        "renewalRequested": forced, "failures": backoff.failures if backoff else 0,
+        "lastError": backoff.last_error if backoff else None,
+        "nextAttempt": backoff.next_attempt.isoformat() if backoff else None,
     }
     if output == "json":
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")

@@ -4,6 +4,11 @@ A subscription is bound for life to one system user (domain.md section 1); its
 databases are server-wide names, so two subscriptions may both declare ``app``. Every
 name here is a pure function of the subscription's (ASCII) domain and is safe in file
 names, shell arguments and SQL identifiers (``[a-z0-9_.-]`` only).
+
+Names that two concerns share live here, not in either concern: the ACME challenge
+directory (the web concern's vhost serves it, the tls concern writes it), the TLS
+include of a site (the vhost's TLS hook includes it, the tls concern writes it) and the
+certificate bundle it names.
 """
 
 from __future__ import annotations
@@ -58,3 +63,30 @@ def database(sub: str, db: str) -> str:
 def db_user(sub: str, db: str) -> str:
     """The login of that database (its own user, grants on it only)."""
     return f"u{_h(_check(sub) + '/' + db, 6)}"
+
+
+ACME_DIR = "/var/lib/tenantctl-acme"
+TLS_DIR = "/etc/nginx/tenantctl-tls"
+CERT_DIR = "/etc/ssl/tenantctl"
+
+
+def acme_root(sub: str) -> str:
+    """Where HTTP-01 challenge files of the subscription are served from
+    (``<root>/.well-known/acme-challenge/<token>``)."""
+    return f"{ACME_DIR}/{system_user(sub)}"
+
+
+def tls_include(sub: str, site: str) -> str:
+    """The TLS include of one server block (named by its first name): the vhost
+    template's hook includes ``<TLS_DIR>/<user>.<first name>.conf*``."""
+    return f"{TLS_DIR}/{system_user(sub)}.{_check(site)}.conf"
+
+
+def tls_bundle(sub: str) -> str:
+    """The subscription's certificate: full chain followed by its private key (0600)."""
+    return f"{CERT_DIR}/{system_user(sub)}/bundle.pem"
+
+
+def tls_legacy(sub: str) -> list[str]:
+    """Where chain and key were kept apart before bundles (removed when found)."""
+    return [f"{CERT_DIR}/{system_user(sub)}/fullchain.pem", f"{CERT_DIR}/{system_user(sub)}/privkey.pem"]

@@ -12,9 +12,16 @@ reach a server's shell.
   handshake once; the master lingers ``persist`` seconds, ``close()`` ends it.
 * Files go as ONE in-memory tar stream on the command's stdin (``ship``).
 
-Errors: exit status 255 (the client could not connect) is retried with backoff, then
-raised as ``TemporaryError``; any other non-zero status of the remote command is the
-caller's to judge (``Completed``) or ``PermanentError`` via ``check``.
+Errors name the server and its address (``server web-1 (127.0.30.1): ssh: ...``):
+exit status 255 (the client could not connect) and timeouts are retried with backoff,
+then raised as ``TemporaryError``; a missing ssh client is ``PermanentError``; any
+other non-zero status of the remote command is the caller's to judge (``Completed``)
+or ``PermanentError`` via ``check``.
+
+``Agent`` runs the agent (``controller.agent``) on a server: the zipapp is checked for
+(and installed if missing) once per server and process, keyed by its digest; each job
+is one ``ship``; a killed agent is ``TemporaryError``, a crashed one or an unreadable
+answer ``PermanentError``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import shlex
 import subprocess
 import tarfile
@@ -34,6 +42,7 @@ from pathlib import Path
 import tenacity
 
 from controller import errors
+from controller.agent import bundle, jobs
 from controller.drivers.context import Context
 
 #: ssh's exit status when the connection itself failed
@@ -98,10 +107,13 @@ class Transport:
     """SSH to one server as root."""
 
     def __init__(
-        self, state_dir: Path, key: Path, address: str, *, pin_host_key: bool = True,
+        self, state_dir: Path, key: Path, address: str, *, name: str | None = None, pin_host_key: bool = True,
         connect_timeout: float = 5.0, persist: int = 60, attempts: int = 3,
     ) -> None:
         self.address = address
+        self.name = name
+        #: how errors name this server: ``server web-1 (127.0.30.1)``
+        self.label = f"server {name} ({address})" if name else f"server {address}"
         self.key = key
         self.attempts = attempts
         #: seconds of the last ``ship``: building the tar, and the SSH command (benchmarks)
@@ -140,7 +152,7 @@ class Transport:
                 with attempt:
                     return self._once(command, stdin, timeout)
         except _Unreachable as exc:
-            raise errors.TemporaryError(f"{self.address}: unreachable over SSH: {exc}", delay=10.0) from exc
+            raise errors.TemporaryError(f"{self.label}: ssh: {exc}", delay=10.0) from exc
         raise AssertionError("unreachable")  # pragma: no cover  (tenacity re-raises)
 
     def _once(self, command: str, stdin: bytes | None, timeout: float) -> Completed:
@@ -153,16 +165,16 @@ class Transport:
         except subprocess.TimeoutExpired as exc:
             raise _Unreachable(f"no answer in {timeout:.0f}s") from exc
         except OSError as exc:
-            raise errors.PermanentError(f"cannot run the ssh client: {exc}") from exc
+            raise errors.PermanentError(f"{self.label}: ssh: cannot run the ssh client: {exc}") from exc
         if proc.returncode == SSH_FAILED:
-            raise _Unreachable(proc.stderr.decode(errors="replace").strip() or "ssh exited 255")
+            raise _Unreachable(proc.stderr.decode(errors="replace").strip().removeprefix("ssh: ") or "exited 255")
         return Completed(proc.returncode, proc.stdout, proc.stderr)
 
     def check(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 300.0) -> Completed:
         """``run``, and a non-zero remote status is a ``PermanentError`` carrying stderr."""
         done = self.run(argv, stdin=stdin, timeout=timeout)
         if done.returncode != 0:
-            raise errors.PermanentError(f"{self.address}: {argv[0]} exited {done.returncode}: {done.error[-2000:]}")
+            raise errors.PermanentError(f"{self.label}: {argv[0]} exited {done.returncode}: {done.error[-2000:]}")
         return done
 
     def ship(self, files: Iterable[File], then: Sequence[str], *, timeout: float = 300.0) -> Completed:
@@ -195,10 +207,11 @@ class Transport:
                                       stderr=subprocess.PIPE, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             part.unlink(missing_ok=True)
-            raise errors.TemporaryError(f"{self.address}: fetch failed: {exc}") from exc
+            raise errors.TemporaryError(f"{self.label}: ssh: fetch failed: {exc}", delay=10.0) from exc
         if proc.returncode == SSH_FAILED:
             part.unlink(missing_ok=True)
-            raise errors.TemporaryError(f"{self.address}: unreachable over SSH: {proc.stderr.decode(errors='replace')}")
+            raise errors.TemporaryError(f"{self.label}: ssh: {proc.stderr.decode(errors='replace').strip()}",
+                                        delay=10.0)
         if proc.returncode != 0:
             part.unlink(missing_ok=True)
             return proc.returncode
@@ -209,6 +222,70 @@ class Transport:
     def close(self) -> None:
         """End the ControlMaster of this server, if one runs."""
         subprocess.run([*self._base[:-1], "-O", "exit", self._base[-1]], capture_output=True, check=False, timeout=10)
+
+
+#: (address, digest) of agents known to be installed on a server during this process
+_installed: set[tuple[str, str]] = set()
+#: the launcher's exit status when the agent's zipapp is not on the server
+AGENT_MISSING = 97
+#: runs the agent from its zipapp (``$1`` this code, ``$2`` the zipapp, then the entry and
+#: the batch directory); ``{prelude}``: test-only code run first (e.g. to inject a kill)
+LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); {prelude}"
+          "from controller.agent import main; sys.exit(main.main(sys.argv[2], sys.argv[3]))")
+_LAUNCHER = 'c=$1; p=$2; shift 2; test -f "$p" || exit 97; exec python3 -I -c "$c" "$p" "$@"'
+_INSTALL = ('set -e; d=$(dirname "$1"); mkdir -p -m 0700 "$d"; cat > "$1.new.$$"; chmod 0600 "$1.new.$$"; '
+            'mv -f "$1.new.$$" "$1"; find "$d" -name "*.pyz" ! -path "$1" -mmin +1440 -delete 2>/dev/null || true')
+
+
+class Agent:
+    """The agent's ``entry`` (``hosting``, ``tls``) on one server (see the module docstring)."""
+
+    def __init__(self, remote: Transport, entry: str, *, prelude: str = "") -> None:
+        self.remote = remote
+        self.entry = entry
+        self.prelude = prelude
+
+    def ensure(self) -> bundle.Bundle:
+        """The zipapp of this process's code is on the server (checked once per process)."""
+        b = bundle.current()
+        key = (self.remote.address, b.digest)
+        with _lock:
+            if key in _installed:
+                return b
+        if self.remote.run(["test", "-f", b.remote_path], timeout=60).returncode != 0:
+            self.remote.check(["sh", "-c", _INSTALL, "tenantctl-agent-install", b.remote_path], stdin=b.data,
+                              timeout=120)
+        with _lock:
+            _installed.add(key)
+        return b
+
+    def forget(self) -> None:
+        with _lock:
+            _installed.discard((self.remote.address, bundle.current().digest))
+
+    def run(self, job: jobs.Job, files: Iterable[File] = (), *, timeout: float = 600.0) -> jobs.Outcome:
+        """Ship ``files`` and the job, run the agent once: its ``Outcome``."""
+        payload = [File("job.json", json.dumps(jobs.encode(job)).encode(), 0o600), *files]
+        label = f"{self.remote.label}: {self.entry} agent"
+        for attempt in (1, 2):
+            b = self.ensure()
+            done = self.remote.ship(payload, ["sh", "-c", _LAUNCHER, "tenantctl-agent",
+                                              LAUNCH.format(prelude=self.prelude), b.remote_path, self.entry],
+                                    timeout=timeout)
+            if done.returncode != AGENT_MISSING or attempt == 2:
+                break
+            self.forget()  # the server lost it (rebuilt): install it again, once
+        if done.returncode > 128:
+            # killed (OOM killer, a reboot, an operator): the next agent rolls the batch
+            # back from its journal and applies it again
+            raise errors.TemporaryError(f"{label} killed by signal {done.returncode - 128}: {done.error[-2000:]}",
+                                        delay=10.0)
+        if done.returncode != 0:
+            raise errors.PermanentError(f"{label} failed (exit {done.returncode}): {done.error[-2000:]}")
+        try:
+            return jobs.decode(jobs.Outcome, json.loads(done.stdout))
+        except (ValueError, TypeError) as exc:
+            raise errors.PermanentError(f"{label}: unreadable answer ({exc}): {done.text[:500]}") from exc
 
 
 class Pool:
@@ -224,7 +301,8 @@ class Pool:
         if t is None:
             srv = self.ctx.servers[server]
             # embedded containers get a new host key whenever they are recreated
-            t = Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address, pin_host_key=srv.provider != "docker")
+            t = Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address, name=server,
+                          pin_host_key=srv.provider != "docker")
             self._open[server] = t
         return t
 

@@ -302,6 +302,7 @@ def test_drift_is_repaired_and_a_second_apply_changes_nothing(env: Env) -> None:
     env.ssh("drv-a", "nginx", "-s", "reload")
     found = env.engine.resync(ds)
     assert "missing" in found[s]["web"]
+    env.reconcile()  # drift is repaired by the next pass, like any change
     assert env.ssh("drv-a", "test", "-f", vhost).returncode == 0
     assert any(e.action == "drift" and e.subject == s for e in events.list_events(env.store))
     assert env.engine.resync(ds) == {}
@@ -313,7 +314,7 @@ KILLED = textwrap.dedent("""
     import yaml
     from controller import model
     from controller.drivers import base, transport
-    from controller.drivers.hosting import PhpDriver, WebDriver, drivers
+    from controller.drivers.hosting import PhpDriver, WebDriver
     from controller.reconcile import engine
     from controller.state import store as state_store
     import datetime as dt
@@ -321,11 +322,10 @@ KILLED = textwrap.dedent("""
     state, servers, desired, db, concern = sys.argv[1:6]
     # on the server: the agent of `concern`'s batch dies by SIGKILL after it replaced the
     # files and validated them, before it reloads ...
-    drivers._LAUNCH = (
-        "import os, signal, sys; p = sys.argv[-1] + '/agent.py'; g = {'__name__': 'agent'}; "
-        "exec(compile(open(p).read(), p, 'exec'), g); reload = g['reload']; "
-        "g['reload'] = lambda *a: os.kill(os.getpid(), signal.SIGKILL) if " + repr(concern) + " in a[0]['name'] "
-        "else reload(*a); sys.argv = ['agent', sys.argv[-1]]; sys.exit(g['main']())")
+    PRELUDE = (
+        "import os, signal; from controller.agent import services; _reload = services.reload; "
+        "services.reload = lambda sv, so: os.kill(os.getpid(), signal.SIGKILL) if " + repr(concern) + " in sv.name "
+        "else _reload(sv, so); ")
     ship = transport.Transport.ship
 
     def ship_then_die(self, files, then, **kw):
@@ -340,6 +340,7 @@ KILLED = textwrap.dedent("""
     ctx = context.Context.of(ds, Path(state))
     ds_drivers = engine.default_drivers()
     ds_drivers["web"], ds_drivers["php"] = WebDriver(ctx), PhpDriver(ctx)
+    ds_drivers["web"].agent_prelude = ds_drivers["php"].agent_prelude = PRELUDE
     with state_store.Store(Path(db)) as store:
         engine.Engine(store, ds_drivers, clock=lambda: dt.datetime.now(dt.UTC)).reconcile(ds)
     print("finished without being killed")

@@ -1,6 +1,7 @@
 """The web and php drivers: render every file of a server batch in-process, ship them
 with the agent in ONE tar over ONE SSH command, let the agent install, validate and
-reload once (see ``agent``), and map its per-subscription answers to results.
+reload once (the agent library's transaction, ``controller.agent``; the entry point is
+``agent``), and map its per-subscription answers to results.
 
 web: system user, home and web space (LIFE-7), one nginx file per subscription with a
 server block per site (PERF-1 limits; LIFE-2 503 page when suspended; HOST-1 none).
@@ -14,35 +15,31 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from controller import errors
+from controller.agent import bundle, jobs, services
 from controller.drivers import base, naming, transport
 from controller.drivers.context import Context
 from controller.drivers.hosting import render
+from controller.model import php as php_model
 
-AGENT = Path(__file__).with_name("agent.py")
 #: test-only: ``hook(sub, path, text) -> text`` may rewrite a rendered file (e.g. corrupt
 #: one to exercise the validation path); never set in production
 Hook = Callable[[str, str, str], str]
 
-#: how the agent reloads a service and knows the new configuration is loaded (``ready``,
-#: see ``agent.reload``): not by waiting for old workers to finish their requests
-_NGINX = {"name": "nginx", "pidfile": "/run/nginx.pid", "signal": "SIGHUP", "ready": "workers",
-          "start": ["service", "nginx", "start"]}
-
-
-def _fpm(version: str) -> dict[str, Any]:
-    return {"name": f"php{version}-fpm", "pidfile": f"/run/php/php{version}-fpm.pid", "signal": "SIGUSR2",
-            "ready": "pidfile", "start": ["service", f"php{version}-fpm", "start"]}
+NGINX_TEST = ["nginx", "-t"]
 
 
 def _digest(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+def _job(op: jobs.Op, **fields: Any) -> jobs.Job:
+    return jobs.Job(jobs.VERSION, op, **fields)
 
 
 class _Hosting:
@@ -53,6 +50,8 @@ class _Hosting:
         self.settings = settings or render.Settings()
         self.hook = hook
         self._transports = transport.Pool(ctx)
+        #: test-only code the agent runs first (``transport.LAUNCH``)
+        self.agent_prelude = ""
         #: seconds the agent reported for the last batch per server (benchmarks)
         self.last_agent_seconds: dict[str, float] = {}
         #: seconds per phase of the last ``apply``/``drifted`` call per server, summed over
@@ -66,6 +65,11 @@ class _Hosting:
     def close(self) -> None:
         self._transports.close()
 
+    def _sources(self, templates: Sequence[str]) -> list[Path]:
+        here = Path(__file__).resolve().parent
+        return [*(render.TEMPLATES / t for t in templates), here / "drivers.py", here / "render.py",
+                Path(naming.__file__).resolve(), *bundle.sources("hosting")]
+
     def _file(self, sub: str, path: str, text: str | None) -> str | None:
         if text is not None and self.hook is not None:
             return self.hook(sub, path, text)
@@ -75,62 +79,53 @@ class _Hosting:
         t = self.last_timings.setdefault(server, {})
         t[phase] = t.get(phase, 0.0) + seconds
 
-    def _run(self, server: str, job: dict[str, Any], files: list[transport.File]) -> dict[str, Any]:
-        payload = [transport.File("agent.py", AGENT.read_bytes(), 0o600),
-                   transport.File("job.json", json.dumps(job).encode(), 0o600), *files]
+    def _run(self, server: str, job: jobs.Job, files: list[transport.File]) -> jobs.Outcome:
         remote = self.remote(server)
         try:
-            done = remote.ship(payload, ["python3", "-I", "-c", _LAUNCH])
+            out = transport.Agent(remote, "hosting", prelude=self.agent_prelude).run(job, files)
         finally:
             for phase, seconds in remote.last_timings.items():
                 self._time(server, phase, seconds)
-        if done.returncode > 128:
-            # killed (OOM killer, a reboot, an operator): the next agent rolls the batch
-            # back from its journal and applies it again
-            raise errors.TemporaryError(f"{server}: hosting agent killed by signal {done.returncode - 128}: "
-                                        f"{done.error[-2000:]}", delay=10.0)
-        if done.returncode != 0:
-            raise errors.PermanentError(f"{server}: hosting agent failed ({done.returncode}): {done.error[-2000:]}")
-        want = "results" if job["op"] == "apply" else "drift"
-        try:
-            out = json.loads(done.stdout)
-            if not isinstance(out, dict) or not isinstance(out.get(want), dict):
-                raise ValueError(f"no {want!r} object")
-            self.last_agent_seconds[server] = float(out.get("seconds", 0.0))
-            self._time(server, "agent", self.last_agent_seconds[server])
-            for phase, seconds in dict(out.get("phases", {})).items():
-                self._time(server, f"agent.{phase}", float(seconds))
-        except (ValueError, TypeError) as exc:
-            raise errors.PermanentError(f"{server}: unreadable agent answer ({exc}): {done.text[:500]}") from exc
-        result: dict[str, Any] = out
-        return result
+        self.last_agent_seconds[server] = out.seconds
+        self._time(server, "agent", out.seconds)
+        for phase, seconds in out.phases.items():
+            self._time(server, f"agent.{phase}", seconds)
+        return out
 
-    def _results(self, changes: Sequence[base.Change], out: Mapping[str, Any], ok_message: Callable[[base.Change], str]
+    def _results(self, changes: Sequence[base.Change], out: jobs.Outcome, ok_message: Callable[[base.Change], str]
                  ) -> list[base.Result]:
         results = []
         for c in changes:
-            r = out["results"].get(c.name)
-            if not isinstance(r, dict):
+            r = out.results.get(c.name)
+            if r is None:
                 results.append(base.Result(c.name, "failed", "the agent returned no result"))
-            elif r.get("ok") is True:
+            elif r.ok:
                 results.append(base.Result(c.name, "provisioned", ok_message(c)))
             else:
-                results.append(base.Result(c.name, "failed", str(r.get("message", ""))[-2000:]))
+                results.append(base.Result(c.name, "failed", r.message[-2000:]))
         return results
 
-    def _check(self, server: str, subs: list[dict[str, Any]]) -> dict[str, str]:
-        out = self._run(server, {"op": "check", "subs": subs}, [])
-        return {str(k): str(v) for k, v in out["drift"].items()}
+    def _expect(self, c: base.Change) -> jobs.Expect:
+        """What the server must hold for ``c`` (its files' digests, its user)."""
+        raise NotImplementedError
 
-
-#: runs the shipped agent from the batch directory (its last argument)
-_LAUNCH = "import runpy, sys; sys.argv = ['agent', sys.argv[-1]]; runpy.run_path(sys.argv[1] + '/agent.py', run_name='__main__')"
+    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+        """What differs on the server, every subscription of the batch in one agent run."""
+        if server is None or not changes:
+            return {}
+        self.last_timings[server] = {}
+        expect = [self._expect(c) for c in changes]
+        return dict(self._run(server, _job("check", expect=expect), []).drift)
 
 
 class WebDriver(_Hosting):
     """The web concern: users, web spaces, nginx vhosts; deletion with an archive first."""
 
     concern = "web"
+
+    def sources(self) -> Sequence[Path]:
+        """nginx vhost, suspended page, web-space skeleton; render, naming, the agent."""
+        return self._sources(["nginx/vhost.conf.j2", "pages", "skel"])
 
     def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         sl = dict(base.SLICES["web"](item))
@@ -139,7 +134,7 @@ class WebDriver(_Hosting):
         sl["ownPools"] = render.own_pool_sites(item["effective"]["hosting"]["php"], sites)
         return sl
 
-    def _entry(self, c: base.Change) -> tuple[dict[str, Any], list[transport.File]]:
+    def _item(self, c: base.Change) -> tuple[jobs.Item, list[transport.File]]:
         sub, sl = c.name, c.slice
         user = naming.system_user(sub)
         text = self._file(sub, render.vhost_path(sub), render.vhost(sub, sl))
@@ -149,13 +144,13 @@ class WebDriver(_Hosting):
             staged = f"files/{user}.conf"
             files.append(transport.File(staged, text.encode()))
         enabled = bool(sl["hosting"]["enabled"])
-        entry = {
-            "name": sub, "action": c.action, "user": {"name": user, "home": naming.home(sub)},
-            "webspace": list(render.SKELETON_ENTRIES) if enabled else [],
-            "docroots": [naming.docroot(sub, s) for s in sl["siteTypes"]] if enabled else [],
-            "files": {render.vhost_path(sub): staged}, "marks": [],
-        }
-        return entry, files
+        item = jobs.Item(
+            sub, c.action, files=[jobs.File(render.vhost_path(sub), staged)],
+            user=jobs.User(user, naming.home(sub)),
+            webspace=list(render.SKELETON_ENTRIES) if enabled else [],
+            docroots=[naming.docroot(sub, s) for s in sl["siteTypes"]] if enabled else [],
+        )
+        return item, files
 
     def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
         if server is None:
@@ -165,14 +160,14 @@ class WebDriver(_Hosting):
         ensure = [c for c in changes if c.action != "delete"]
         if ensure:
             started = time.perf_counter()
-            subs, files = [], [transport.File(p, d) for p, d in render.static_files()]
+            items, files = [], [transport.File(p, d) for p, d in render.static_files()]
             for c in ensure:
-                entry, fs = self._entry(c)
-                subs.append(entry)
+                item, fs = self._item(c)
+                items.append(item)
                 files.extend(fs)
             self._time(server, "render", time.perf_counter() - started)
-            job = {"op": "apply", "subs": subs, "validate": ["nginx", "-t"], "reload": [_NGINX],
-                   "common": [{"dest": f"{render.PAGES_DIR}/suspended.html", "src": "pages/suspended.html"}]}
+            job = _job("apply", items=items, validate=[NGINX_TEST], reload=[services.NGINX],
+                       common=[jobs.File(f"{render.PAGES_DIR}/suspended.html", "pages/suspended.html")])
             out = self._run(server, job, files)
 
             def message(c: base.Change) -> str:
@@ -197,13 +192,11 @@ class WebDriver(_Hosting):
             return base.Result(sub, "failed", f"archive of the web space failed, nothing removed: {exc}")
         if code not in (0, 3):
             return base.Result(sub, "failed", f"archive of the web space failed (tar exited {code}), nothing removed")
-        files: dict[str, str | None] = {render.vhost_path(sub): None}
-        for version in _versions(self.ctx, server):
-            files[render.pool_path(sub, version)] = None
-        job = {"op": "apply", "validate": ["nginx", "-t"],
-               "reload": [_NGINX, *(_fpm(v) for v in _versions(self.ctx, server))],
-               "subs": [{"name": sub, "action": "delete", "user": {"name": naming.system_user(sub), "home": home},
-                         "files": files, "marks": []}]}
+        files = [jobs.File(render.vhost_path(sub), None)]
+        files += [jobs.File(render.pool_path(sub, v), None) for v in _versions(self.ctx, server)]
+        reload = [services.NGINX, *(services.php_fpm(v) for v in _versions(self.ctx, server))]
+        job = _job("apply", validate=[NGINX_TEST], reload=reload,
+                   items=[jobs.Item(sub, "delete", files=files, user=jobs.User(naming.system_user(sub), home))])
         try:
             out = self._run(server, job, [])
         except errors.DriverError as exc:
@@ -212,16 +205,10 @@ class WebDriver(_Hosting):
         c = base.Change(sub, "delete", {"name": sub})
         return self._results([c], out, lambda _c: f"removed; {kept}")[0]
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
-        if server is None or not changes:
-            return {}
-        self.last_timings[server] = {}
-        subs = []
-        for c in changes:
-            text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
-            subs.append({"name": c.name, "user": {"name": naming.system_user(c.name), "home": naming.home(c.name)},
-                         "expect": {render.vhost_path(c.name): _digest(text)}})
-        return self._check(server, subs)
+    def _expect(self, c: base.Change) -> jobs.Expect:
+        text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
+        return jobs.Expect(c.name, {render.vhost_path(c.name): _digest(text)},
+                           jobs.User(naming.system_user(c.name), naming.home(c.name)))
 
 
 def _versions(ctx: Context, server: str) -> list[str]:
@@ -233,6 +220,11 @@ class PhpDriver(_Hosting):
     """The php concern: one PHP-FPM file per subscription (its pool and site pools)."""
 
     concern = "php"
+
+    def sources(self) -> Sequence[Path]:
+        """The PHP-FPM pool template; render, naming, the agent; the directive table that
+        decides php_admin_value or php_value (PHP-3)."""
+        return [*self._sources(["php/pool.conf.j2"]), Path(php_model.__file__).resolve()]
 
     def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         result: Mapping[str, Any] = base.SLICES["php"](item)
@@ -252,7 +244,7 @@ class PhpDriver(_Hosting):
                 by_version.setdefault(str(c.slice["php"]["version"]), []).append(c)
         for version, group in sorted(by_version.items()):
             started = time.perf_counter()
-            subs, files = [], []
+            items, files = [], []
             for c in group:
                 sub = c.name
                 path = render.pool_path(sub, version)
@@ -261,10 +253,10 @@ class PhpDriver(_Hosting):
                 if text is not None:
                     staged = f"files/{naming.fpm_pool(sub)}.conf"
                     files.append(transport.File(staged, text.encode()))
-                subs.append({"name": sub, "action": c.action, "user": None, "files": {path: staged},
-                             "sockets": render.sockets(sub, c.slice),
-                             "marks": [f"[pool {naming.fpm_pool(sub)}]"]})
-            job = {"op": "apply", "subs": subs, "validate": [f"php-fpm{version}", "-t"], "reload": [_fpm(version)]}
+                items.append(jobs.Item(sub, c.action, files=[jobs.File(path, staged)],
+                                       sockets=render.sockets(sub, c.slice), marks=[f"[pool {naming.fpm_pool(sub)}]"]))
+            job = _job("apply", items=items, validate=[[f"php-fpm{version}", "-t"]],
+                       reload=[services.php_fpm(version)])
             self._time(server, "render", time.perf_counter() - started)
             out = self._run(server, job, files)
 
@@ -275,19 +267,14 @@ class PhpDriver(_Hosting):
             results += self._results(group, out, message)
         if deletes:
             versions = _versions(self.ctx, server)
-            job = {"op": "apply", "validate": [f"php-fpm{versions[0]}", "-t"], "reload": [_fpm(v) for v in versions],
-                   "subs": [{"name": c.name, "action": "delete", "user": None, "marks": [],
-                             "files": {render.pool_path(c.name, v): None for v in versions}} for c in deletes]}
+            job = _job("apply", validate=[[f"php-fpm{versions[0]}", "-t"]],
+                       reload=[services.php_fpm(v) for v in versions],
+                       items=[jobs.Item(c.name, "delete", files=[jobs.File(render.pool_path(c.name, v), None)
+                                                                 for v in versions]) for c in deletes])
             results += self._results(deletes, self._run(server, job, []), lambda _c: "pool removed")
         return results
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
-        if server is None or not changes:
-            return {}
-        self.last_timings[server] = {}
-        subs = []
-        for c in changes:
-            path = render.pool_path(c.name, str(c.slice["php"]["version"]))
-            text = self._file(c.name, path, render.pool(c.name, c.slice, self.settings))
-            subs.append({"name": c.name, "user": None, "expect": {path: _digest(text)}})
-        return self._check(server, subs)
+    def _expect(self, c: base.Change) -> jobs.Expect:
+        path = render.pool_path(c.name, str(c.slice["php"]["version"]))
+        text = self._file(c.name, path, render.pool(c.name, c.slice, self.settings))
+        return jobs.Expect(c.name, {path: _digest(text)})

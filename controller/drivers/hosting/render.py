@@ -27,8 +27,6 @@ SKELETON_ENTRIES = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp")
 ERROR_CODES = (400, 401, 403, 404, 500, 502, 503)
 PAGES_DIR = "/var/lib/tenantctl/pages"
 NGINX_DIR = "/etc/nginx/tenantctl"
-#: where the tls concern puts HTTP-01 challenge files (``<dir>/<user>/.well-known/...``)
-ACME_DIR = "/var/lib/tenantctl-acme"
 
 _NG = re.compile(r"^[A-Za-z0-9._:/-]+$")
 _INI_BARE = re.compile(r"^[A-Za-z0-9_./:@%+,-]+$")
@@ -135,7 +133,7 @@ def vhost(sub: str, sl: Mapping[str, Any]) -> str | None:
         suspended=sl["state"] == "suspended", pages_dir=PAGES_DIR,
         max_connections=_limit(perf["maxConnections"]), bandwidth_kbps=_limit(perf["bandwidthKBps"]),
         error_documents=bool(hosting["errorDocuments"]), error_codes=ERROR_CODES,
-        acme_root=f"{ACME_DIR}/{user}" if hosting.get("ssl") else None,  # TLS-1: only where SSL is sold
+        acme_root=naming.acme_root(sub) if hosting.get("ssl") else None,  # TLS-1: only where SSL is sold
     )
 
 

@@ -11,7 +11,9 @@
   CA answered an error, ``unreachable``) in ``Counters``.
 
 Errors: the CA's problem documents and the library's errors become ``OrderFailed``
-carrying the CA's own words (``TemporaryError``: the driver backs off and retries).
+carrying the CA's own words (``TemporaryError``: the engine backs off and retries; an
+hour at least after ``rateLimited``), or ``Refused`` (``PermanentError``) when the CA's
+policy refuses the names (``rejectedIdentifier``, ``unsupportedIdentifier``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ from controller.drivers.tls import store as store_mod
 
 class OrderFailed(errors.TemporaryError):
     """An order did not give a certificate; ``str()`` is the CA's reason."""
+
+
+class Refused(errors.PermanentError):
+    """The CA will not issue for these names as they are (its policy refuses them):
+    retrying cannot help until the names change."""
+
+
+#: ACME problem types (RFC 8555 6.7) that asking again cannot change
+REFUSALS = frozenset({"rejectedIdentifier", "unsupportedIdentifier"})
+#: seconds to wait after the CA's ``rateLimited`` (its limits count per hour and week)
+RATE_LIMITED_DELAY = 3600.0
 
 
 class Counters:
@@ -163,6 +176,9 @@ class CA:
         return self._key
 
     def _account(self, *, again: bool = False) -> tuple[messages.Directory, messages.RegistrationResource]:
+        if not self.cfg.directory:  # temporary: an `env up` later starts the embedded one
+            raise errors.TemporaryError("no ACME CA: set TENANTCTL_ACME_DIRECTORY, or start the embedded one "
+                                        "(tenantctl env up)", delay=60.0)
         with self._lock:
             if again:
                 self._regr = None
@@ -188,9 +204,13 @@ class CA:
     def _translated(self) -> Iterator[None]:
         try:
             yield
-        except OrderFailed:
+        except (OrderFailed, Refused):
             raise
-        except (messages.Error, acme_errors.Error, requests.RequestException, ValueError) as exc:
+        except messages.Error as exc:
+            if exc.code in REFUSALS:
+                raise Refused(reason(exc)) from exc
+            raise OrderFailed(reason(exc), delay=RATE_LIMITED_DELAY if exc.code == "rateLimited" else None) from exc
+        except (acme_errors.Error, requests.RequestException, ValueError) as exc:
             raise OrderFailed(reason(exc)) from exc
 
     # --- orders ---------------------------------------------------------------------
@@ -227,7 +247,7 @@ class CA:
                         pending.dns.setdefault(name, []).append(str(validation))
                     pending.answers.append((chall, response))
                 return pending
-        except OrderFailed:
+        except (OrderFailed, Refused):
             self.counters.order("failed", time.perf_counter() - started)
             raise
 
@@ -236,7 +256,7 @@ class CA:
         try:
             with self._translated():
                 chain = self._finish(p)
-        except OrderFailed:
+        except (OrderFailed, Refused):
             self.counters.order("failed", time.perf_counter() - p.started)
             raise
         self.counters.order("issued", time.perf_counter() - p.started)

@@ -1,5 +1,6 @@
-"""Pure decisions of the tls concern: which names, whether a certificate is due, how
-long to back off. No I/O (cert-manager style checks: inputs -> reason or None)."""
+"""Pure decisions of the tls concern: which names, which challenge, whether a
+certificate is due. No I/O (cert-manager style checks: inputs -> reason or None). How
+long to back off after a failure is not decided here: the engine owns the one backoff."""
 
 from __future__ import annotations
 
@@ -73,11 +74,3 @@ def due(cert: CertInfo | None, want: Sequence[str], now: dt.datetime, fraction: 
 def valid(cert: CertInfo | None, now: dt.datetime) -> bool:
     """Whether a certificate can still serve (a failed renewal keeps it in place)."""
     return cert is not None and cert.not_before <= now < cert.not_after
-
-
-def backoff(failures: int, base: float, cap: float) -> float:
-    """Seconds before retrying after ``failures`` consecutive failures (>= 1):
-    ``base * 2**(failures-1)``, capped."""
-    if failures < 1:
-        return 0.0
-    return float(min(cap, base * 2 ** min(failures - 1, 40)))

@@ -27,7 +27,7 @@ from typing import Any
 
 from controller import errors
 from controller.drivers.context import Context
-from controller.drivers.dns import api, records
+from controller.drivers.powerdns import api, records
 from controller.drivers.tls import settings as settings_mod
 
 log = logging.getLogger(__name__)

@@ -46,6 +46,12 @@ def observe(sub: str, *, expiry: float | None = None, renewed: float | None = No
                 _failures.pop(sub, None)
 
 
+def failed(sub: str) -> None:
+    """One more consecutive failed order of ``sub`` (a success resets it: ``observe``)."""
+    with _lock:
+        _failures[sub] = _failures.get(sub, 0) + 1
+
+
 def forget(sub: str) -> None:
     with _lock:
         for d in (_expiry, _renewed, _failures):

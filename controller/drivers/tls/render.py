@@ -1,27 +1,56 @@
 """Pure rendering of what the tls concern installs on a web server: per site of the
 subscription's vhost, an nginx include (``listen <ip>:443 ssl``, the certificate, and
 for ``httpsOnly`` the 301 of plain HTTP except ACME challenges), dropped where the vhost
-template's TLS hook includes it; plus the certificate and key paths."""
+template's TLS hook includes it; plus where the certificate goes: ONE file holding the
+chain and its key (0600; nginx reads the key from the same file), so that replacing it
+is atomic and no instant pairs a new chain with an old key. Paths shared with the web
+concern come from ``naming``; every value rendered goes through ``ng`` (refused unless
+plainly safe in an nginx file)."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from controller.drivers import naming
-from controller.drivers.hosting import render as hosting_render
 
-TLS_DIR = "/etc/nginx/tenantctl-tls"
-CERT_DIR = "/etc/ssl/tenantctl"
-ACME_DIR = hosting_render.ACME_DIR
+TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "nginx" / "tls.conf.j2"
+TLS_DIR = naming.TLS_DIR
 
-
-def cert_path(sub: str) -> str:
-    return f"{CERT_DIR}/{naming.system_user(sub)}/fullchain.pem"
+_TOKEN = re.compile(r"^[A-Za-z0-9._:/-]+$")
 
 
-def key_path(sub: str) -> str:
-    return f"{CERT_DIR}/{naming.system_user(sub)}/privkey.pem"
+def ng(value: object) -> str:
+    """An nginx token (address, name, path), or ValueError."""
+    if not _TOKEN.match(text := str(value)):
+        raise ValueError(f"refusing to render {text!r} into an nginx file")
+    return text
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["ng"] = ng
+    return env.from_string(TEMPLATE.read_text())
+
+
+def sources() -> list[Path]:
+    """The template and the code that render the include."""
+    return [TEMPLATE, Path(__file__).resolve()]
+
+
+def bundle_path(sub: str) -> str:
+    return naming.tls_bundle(sub)
+
+
+def legacy_paths(sub: str) -> list[str]:
+    return naming.tls_legacy(sub)
 
 
 def sites(sub: str, slice_: Mapping[str, Any]) -> list[str]:
@@ -30,14 +59,12 @@ def sites(sub: str, slice_: Mapping[str, Any]) -> list[str]:
 
 
 def include_path(sub: str, site: str) -> str:
-    """Matches the vhost template's hook ``<TLS_DIR>/<user>.<first name>.conf*``."""
-    return f"{TLS_DIR}/{naming.system_user(sub)}.{hosting_render.ng(site)}.conf"
+    return naming.tls_include(sub, ng(site))
 
 
 def include(sub: str, site: str, slice_: Mapping[str, Any]) -> str:
-    return hosting_render.template("nginx/tls.conf.j2").render(
-        sub=sub, site=site, ip=slice_["ip"], cert=cert_path(sub), key=key_path(sub),
-        https_only=bool(slice_["httpsOnly"]))
+    return _template().render(sub=sub, site=site, ip=slice_["ip"], cert=bundle_path(sub), key=bundle_path(sub),
+                              https_only=bool(slice_["httpsOnly"]))
 
 
 def files(sub: str, slice_: Mapping[str, Any], installed: bool) -> dict[str, str | None]:

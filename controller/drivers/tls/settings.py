@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from controller.drivers.embedded import pebble
+from controller.provisioning import acme
 
 Challenge = Literal["http-01", "dns-01"]
 
@@ -52,11 +52,8 @@ class Settings:
     dns_api_port: int = 8081
     """The PowerDNS API port of the dns servers (the dns driver's ``api_port``)."""
     renew_fraction: float = 2 / 3
-    """Renew once this fraction of the certificate's lifetime has passed."""
-    backoff_base: float = 60.0
-    """First retry delay after a failed issuance (seconds); doubles per failure."""
-    backoff_cap: float = 6 * 3600.0
-    """Longest retry delay (seconds)."""
+    """Renew once this fraction of the certificate's lifetime has passed (``tenantctl tls
+    status`` shows the renewal time from it)."""
     concurrency: int = 8
     """Orders in flight at once per server batch."""
     poll_interval: float = 0.05
@@ -64,18 +61,26 @@ class Settings:
     order_timeout: float = 90.0
     """Seconds an order may take from creation to certificate."""
     rate_wait: float = 30.0
-    """Seconds to wait for a token of the CA's bucket before deferring a renewal."""
+    """Seconds to wait for a token of the CA's bucket before deferring a renewal (also
+    the retry hint of a renewal deferred so)."""
 
     def resolved(self, state_dir: Path) -> Settings:
-        """These settings with the embedded Pebble's directory filled in when none is set."""
-        return self if self.directory else dataclasses.replace(self, directory=pebble.directory(state_dir))
+        """These settings with the state directory's default CA filled in when none is set
+        (``provisioning.acme``: the embedded environment records its Pebble there)."""
+        if self.directory:
+            return self
+        ca = acme.default(state_dir)
+        if ca is None:
+            return self
+        return dataclasses.replace(self, directory=ca.directory, ca_bundle=self.ca_bundle or ca.ca_bundle)
 
     def verify(self, state_dir: Path) -> str | bool:
         """What to give ``requests`` as ``verify`` for the directory's HTTPS."""
         if self.ca_bundle:
             return self.ca_bundle
-        if self.directory == pebble.directory(state_dir):
-            return str(pebble.ca_bundle(state_dir))
+        ca = acme.default(state_dir)
+        if ca is not None and ca.directory == self.directory and ca.ca_bundle:
+            return ca.ca_bundle
         return True
 
     @property

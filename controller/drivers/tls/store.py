@@ -2,18 +2,17 @@
 
 Layout: ``accounts/<ca>-<account>/{key.json,regr.json}``; ``certs/<sub>/{privkey.pem,
 fullchain.pem}`` (the last certificate that was issued: it keeps serving whatever
-happens to later orders); ``status/<sub>.json`` (failures, last error, next attempt,
-last renewal); ``renew/<sub>`` (a renewal forced by ``tenantctl tls renew``).
+happens to later orders); ``renew/<sub>`` (a renewal forced by ``tenantctl tls renew``).
+Failures and their backoff are not kept here: the engine's state store holds the one
+backoff record (``<sub>/tls``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 
@@ -94,7 +93,7 @@ class Store:
         d = self._cert_dir(sub)
         for p in (d / "fullchain.pem", d / "privkey.pem"):
             p.unlink(missing_ok=True)
-        (self.root / "status" / f"{sub}.json").unlink(missing_ok=True)
+        (self.root / "status" / f"{sub}.json").unlink(missing_ok=True)  # kept by earlier versions
         (self.root / "renew" / sub).unlink(missing_ok=True)
 
     def subscriptions(self) -> list[str]:
@@ -103,28 +102,11 @@ class Store:
 
     # --- renewal state ----------------------------------------------------------------
 
-    def status(self, sub: str) -> dict[str, Any]:
-        self._cert_dir(sub)
-        path = self.root / "status" / f"{sub}.json"
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            data = {}
-        return data
-
-    def set_status(self, sub: str, data: dict[str, Any]) -> None:
-        self._cert_dir(sub)
-        write_private(self.root / "status" / f"{sub}.json", json.dumps(data, sort_keys=True).encode())
-
     def force(self, sub: str) -> Path:
-        """Ask for a renewal at the next apply (``tenantctl tls renew``); clears backoff."""
+        """Ask for a renewal at the next resync (``tenantctl tls renew``)."""
         self._cert_dir(sub)
         path = self.root / "renew" / sub
         write_private(path, dt.datetime.now(dt.UTC).isoformat().encode())
-        st = self.status(sub)
-        if st.get("next_attempt"):
-            st["next_attempt"] = None
-            self.set_status(sub, st)
         return path
 
     def forced(self, sub: str) -> bool:
