@@ -45,8 +45,9 @@ venv: $(STAMP)
 setup: deps venv
 
 lint: venv
-	$(BIN)/ruff check controller tests bench
+	$(BIN)/ruff check controller tests bench stacks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: setup lint
 	$(BIN)/pytest -q -p no:cacheprovider

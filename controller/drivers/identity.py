@@ -60,9 +60,8 @@ class Probe:
             for server, fut in futures.items():
                 try:
                     out.generations[server], out.tenants[server] = fut.result()
-                except errors.DriverError as exc:
-                    addr = self.ctx.servers[server].address
-                    out.unreachable[server] = f"server {server} ({addr}): {exc}"
+                except errors.DriverError as exc:  # the transport names the server and its address
+                    out.unreachable[server] = str(exc)
         return out
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ State dir layout: ``ssh/id_ed25519`` (+ ``.pub``, 0600), ``secrets/<server>.json
 
 from __future__ import annotations
 
-from controller.provisioning import ansible, errors, keys, roles
+from controller.provisioning import acme, ansible, errors, keys, roles
 from controller.provisioning.ansible import Host, HostStats, Target
 from controller.provisioning.keys import credentials, ssh_key
 from controller.provisioning.roles import bootstrap
@@ -27,6 +27,7 @@ __all__ = [
     "Host",
     "HostStats",
     "Target",
+    "acme",
     "ansible",
     "bootstrap",
     "credentials",

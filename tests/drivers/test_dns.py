@@ -18,7 +18,8 @@ import pytest
 
 from controller import errors
 from controller.drivers import base
-from controller.drivers.dns import DnsDriver, api
+from controller.drivers.dns import DnsDriver
+from controller.drivers.powerdns import api
 
 from .conftest import Cluster
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from controller.drivers.dns import metrics, records
+from controller.drivers.dns import metrics
+from controller.drivers.powerdns import records
 
 A = records.DnsServer("drv-a", "eu-west", "127.0.40.1")
 B = records.DnsServer("drv-b", "eu-west", "127.0.41.1")

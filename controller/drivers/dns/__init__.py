@@ -1,9 +1,8 @@
 """The dns concern: subscriptions' zones on the PowerDNS servers of the ``dns`` role.
 
-What belongs here: the PowerDNS API client (``api``, the only module doing I/O, where
-HTTP and connection failures become ``TemporaryError``/``PermanentError``), the pure
-decisions (``records``: zones, placement, template rrsets, minimal PATCHes), the
-driver (``driver``) and the numbers it observed (``metrics``). What does not: the
+What belongs here: the driver (``driver``) and the numbers it observed (``metrics``).
+The PowerDNS API client and the pure zone decisions (placement, template rrsets, minimal
+PATCHes) are shared with the tls concern's DNS-01: ``controller.drivers.powerdns``. What does not: the
 PowerDNS installation and its static configuration (the bootstrap role's
 ``tasks/dns.yml``), certificates (the tls concern).
 """

@@ -30,7 +30,8 @@ from typing import Any
 from controller import errors, settings
 from controller.drivers import base
 from controller.drivers.context import Context
-from controller.drivers.dns import api, metrics, records
+from controller.drivers.dns import metrics
+from controller.drivers.powerdns import api, records
 from controller.model import values as model_values
 
 Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
@@ -177,7 +178,7 @@ class DnsDriver:
     def sources(self) -> Sequence[Path]:
         """What decides the zones this driver writes: its package and the zone template
         (base.Versioned)."""
-        return [Path(__file__).resolve().parent, records.TEMPLATE]
+        return [Path(__file__).resolve().parent, Path(records.__file__).resolve().parent, records.TEMPLATE]
 
     # --- gather ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from controller.drivers.dns import records
+from controller.drivers.powerdns import records
 
 STATES = ("primary", "secondary", "behind", "empty", "foreign")
 

@@ -84,7 +84,8 @@ def env_up(servers_: list[ServerSpec], state_dir: Path) -> None:
     eng = engine.ensure_engine()
     with contextlib.closing(eng.client):
         servers.check_addresses_free(eng.client, env, wanted)  # before starting anything
-        pebble.up(state_dir, _dns_server(wanted))
+        bundle = pebble.up(state_dir, _dns_server(wanted))
+        provisioning.acme.set_default(state_dir, provisioning.acme.Ca(pebble.directory(state_dir), str(bundle)))
         ref = image.ensure_server_image(eng)
         started = time.monotonic()
         servers.up(wanted, state_dir, client=eng.client, image=ref)
@@ -167,6 +168,7 @@ def env_down(state_dir: Path, only: Iterable[ServerSpec] | None = None, *, destr
     if not still_running:
         provisioning.ansible.forget(state_dir)
         pebble.down(state_dir)  # one Pebble per environment: its owner is done with it
+        provisioning.acme.set_default(state_dir, None)
     marks = state_dir / "bootstrap"
     if marks.is_dir():
         for server in downed.removed:
