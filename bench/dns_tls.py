@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller import model
 from controller.drivers import base, context, embedded
 from controller.drivers.dns import DnsDriver
+from controller.effective import spec
 
 SERVERS = Path(__file__).resolve().parent.parent / "tests" / "drivers" / "servers.yaml"
 TARGET_S = 15.0
@@ -51,7 +52,7 @@ def dns(state_dir: Path, zones: int) -> bool:
     primary, secondary = drv.servers()
     tag = uuid.uuid4().hex[:6]
     names = [f"z{i:05d}-{tag}.bench.example" for i in range(zones)]
-    changes = [base.Change(n, "ensure", drv.slice(item(n, i))) for i, n in enumerate(names)]
+    changes = [base.Change(n, "ensure", drv.slice(spec.Item.sketch(item(n, i)))) for i, n in enumerate(names)]
     wanted = {f"{n}." for n in names}
     sec = drv.client(secondary)
     try:

@@ -7,10 +7,13 @@ style) and one slice of the effective spec. The engine hands it one batch per se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from controller.drivers import slices
+from controller.effective import spec
 
 CONCERNS = ("web", "php", "db", "dns", "tls", "backup")
 
@@ -18,13 +21,18 @@ Action = Literal["ensure", "suspend", "delete"]
 Outcome = Literal["provisioned", "not provisioned", "failed"]
 
 
+S = TypeVar("S", covariant=True)
+
+
 @dataclass(frozen=True)
-class Change:
-    """One subscription's slice for one concern, and what to do with it."""
+class Change(Generic[S]):
+    """One subscription's slice for one concern, and what to do with it: a driver types
+    its changes with its own slice (``Change[slices.Web]``, ...), so that mypy checks
+    what it reads. A ``delete`` change carries only ``{"name": ...}``."""
 
     name: str
     action: Action
-    slice: Mapping[str, Any]
+    slice: S
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,12 @@ class Driver(Protocol):
 
     concern: str
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The part of a subscription's item this concern acts on (fingerprinted)."""
+    def slice(self, item: spec.Item) -> slices.Slice:
+        """The part of a subscription's typed item this concern acts on (fingerprinted):
+        one of the ``slices`` builders, or a driver's own on top of one."""
         ...
 
-    def apply(self, server: str | None, changes: Sequence[Change]) -> list[Result]:
+    def apply(self, server: str | None, changes: Sequence[Change[Any]]) -> list[Result]:
         """Make ``changes`` real on ``server`` in one batch; one result per change."""
         ...
 
@@ -57,7 +66,7 @@ class Driver(Protocol):
 class DriftAware(Protocol):
     """A driver that can tell what was changed or lost on a server since it applied."""
 
-    def drifted(self, server: str | None, changes: Sequence[Change]) -> dict[str, str]:
+    def drifted(self, server: str | None, changes: Sequence[Change[Any]]) -> dict[str, str]:
         """For each change (the current desired slice), whether the server still has it:
         returns ``{name: what differs}`` for those that drifted, in one round trip per
         server (no process per subscription)."""
@@ -86,7 +95,7 @@ class Measuring(Protocol):
 
     last_usage: dict[str, dict[str, Any]]
 
-    def usage(self, changes: Sequence[Change]) -> dict[str, dict[str, Any]]: ...
+    def usage(self, changes: Sequence[Change[Any]]) -> dict[str, dict[str, Any]]: ...
 
 
 @runtime_checkable
@@ -100,7 +109,7 @@ class Closeable(Protocol):
 class ServesDns(Protocol):
     """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
 
-    def dns_servers(self, item: Mapping[str, Any]) -> Sequence[str]: ...
+    def dns_servers(self, item: spec.Item) -> Sequence[str]: ...
 
 
 @runtime_checkable
@@ -112,39 +121,9 @@ class Versioned(Protocol):
     def sources(self) -> Sequence[Path]: ...
 
 
-def _hosting(item: Mapping[str, Any]) -> Any:
-    return item["effective"]["hosting"]
-
-
-SLICES: dict[str, Any] = {
-    "web": lambda it: {
-        "server": it["server"], "ip": it["ip"], "state": it["state"],
-        "hosting": {k: v for k, v in _hosting(it).items() if k != "php"},
-        "sites": [s["name"] for s in it["effective"]["sites"]],
-        "performance": it["effective"]["performance"],
-    },
-    "php": lambda it: {
-        "server": it["server"], "state": it["state"], "enabled": _hosting(it)["enabled"],
-        "php": _hosting(it)["php"], "sites": it["effective"]["sites"],
-        "permissions": {k: v for k, v in it["effective"]["permissions"].items() if k.startswith("managePHP")},
-    },
-    "db": lambda it: {
-        "state": it["state"], "databases": it["effective"]["databases"],
-        "quotaMB": it["effective"]["resources"]["databaseQuotaMB"],
-    },
-    "dns": lambda it: {
-        "ip": it["ip"], "dns": it["effective"]["dns"], "sites": [s["name"] for s in it["effective"]["sites"]],
-        "mail": it["effective"]["mail"], "region": it["region"], "server": it["server"],
-        "manageDNS": it["effective"]["permissions"]["manageDNS"],
-    },
-    "tls": lambda it: {
-        "ssl": _hosting(it)["ssl"], "httpsOnly": _hosting(it)["httpsOnly"], "server": it["server"],
-        "sites": [s["name"] for s in it["effective"]["sites"]],
-    },
-    "backup": lambda it: {
-        "backup": it["effective"]["backup"], "enabled": it["effective"]["permissions"]["backups"],
-        "databases": it["effective"]["databases"], "server": it["server"],
-    },
+SLICES: dict[str, Callable[[spec.Item], slices.Slice]] = {
+    "web": slices.web, "php": slices.php, "db": slices.db, "dns": slices.dns, "tls": slices.tls,
+    "backup": slices.backup,
 }
 
 
@@ -158,9 +137,8 @@ class NotProvisioned:
     def sources(self) -> Sequence[Path]:
         return [Path(__file__)]
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = SLICES[self.concern](item)
-        return result
+    def slice(self, item: spec.Item) -> slices.Slice:
+        return SLICES[self.concern](item)
 
-    def apply(self, server: str | None, changes: Sequence[Change]) -> list[Result]:
+    def apply(self, server: str | None, changes: Sequence[Change[Any]]) -> list[Result]:
         return [Result(c.name, "not provisioned", f"no {self.concern} driver yet") for c in changes]

@@ -9,12 +9,13 @@ Pure: same inputs, byte-identical output.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.effective import groups, lifecycle, merge
+from controller.effective import groups, lifecycle, merge, spec
 from controller.effective.defaults import fresh
 from controller.effective.history import EMPTY, LOCK, Changes, History
 from controller.model import kinds, validate
@@ -31,6 +32,11 @@ class Subscription:
     item: dict[str, Any]
     changes: Changes
     placement: Placement
+
+    @functools.cached_property
+    def typed(self) -> spec.Item:
+        """``item`` as the frozen, typed model drivers get (validated once, on demand)."""
+        return spec.Item.of(self.item)
 
 
 def _flatten(model: kinds.Strict, prefix: str, out: dict[str, Any]) -> dict[str, Any]:

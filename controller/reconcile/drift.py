@@ -42,11 +42,11 @@ def detect(drivers: Mapping[str, base.Driver], planned: planner.Planned) -> Foun
     for concern, driver in drivers.items():
         if not isinstance(driver, base.DriftAware):
             continue
-        per_server: dict[str, list[base.Change]] = defaultdict(list)
+        per_server: dict[str, list[base.Change[Any]]] = defaultdict(list)
         for name, sub in planned.subscriptions.items():
             if sub.placement.server is None:
                 continue
-            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), driver.slice(sub.item)))
+            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), driver.slice(sub.typed)))
         for server, changes in sorted(per_server.items()):
             try:
                 drifted = driver.drifted(server, changes)

@@ -23,7 +23,7 @@ from typing import Any
 
 from controller import errors
 from controller.drivers import base, identity
-from controller.effective import Subscription
+from controller.effective import Subscription, spec
 from controller.model.desired import DesiredState
 from controller.ratelimit import RateLimits
 from controller.reconcile import audit, drift, guard, planner
@@ -219,7 +219,7 @@ class Engine:
                 fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
                 self.store.set_fingerprints(name, fps)
         before = self._recorded_items(targets)
-        batches: dict[tuple[str, str | None], list[base.Change]] = defaultdict(list)
+        batches: dict[tuple[str, str | None], list[base.Change[Any]]] = defaultdict(list)
         for name in targets:
             sub = planned.subscriptions[name]
             action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
@@ -227,7 +227,7 @@ class Engine:
                 if self._backing_off(name, concern, planned.fingerprints[name].get(concern), report):
                     continue
                 driver = self.drivers[concern]
-                batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.item)))
+                batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.typed)))
         total = sum(len(c) for c in batches.values())
         done = 0
         # Concerns in dependency order: web makes the user and web space php runs in; tls
@@ -284,8 +284,8 @@ class Engine:
                     continue  # first sight of this server: nothing was applied under another marker
                 if planned is None:
                     planned = self.plan(ds)
-                spec = ds.servers[server]
-                hit = drift.touching(planned, server, tuple(spec.roles), spec.region)
+                srv = ds.servers[server]
+                hit = drift.touching(planned, server, tuple(srv.roles), srv.region)
                 for name, concerns in hit.items():
                     self.store.drop_fingerprints(name, [*concerns, planner.WHOLE])
                 replaced[server] = len(hit)
@@ -378,7 +378,7 @@ class Engine:
         for driver in self.drivers.values():
             if not isinstance(driver, base.Measuring):
                 continue
-            changes = [base.Change(n, "ensure", driver.slice(s.item)) for n, s in planned.subscriptions.items()
+            changes = [base.Change(n, "ensure", driver.slice(s.typed)) for n, s in planned.subscriptions.items()
                        if s.placement.server is not None]
             try:
                 measured = driver.usage(changes) if changes else {}
@@ -428,7 +428,7 @@ class Engine:
         waiting = {*report.held, *report.deferred}
         return any(done.get(dep) == "failed" or f"{name}/{dep}" in waiting for dep in DEPENDS.get(concern, ()))
 
-    def _run_driver(self, concern: str, server: str | None, changes: list[base.Change]) -> list[base.Result]:
+    def _run_driver(self, concern: str, server: str | None, changes: list[base.Change[Any]]) -> list[base.Result]:
         """The driver's results, one per change; every error becomes a failed result
         (temporary with the driver's delay hint, or permanent): nothing a driver raises
         ends a pass."""
@@ -487,12 +487,12 @@ class Engine:
         """One event per change a driver made (OPS-5): action and what changed."""
         sub = planned.subscriptions[name]
         driver = self.drivers[concern]
-        new = dict(driver.slice(sub.item))
+        new = dict(driver.slice(sub.typed))
         old: dict[str, Any] | None = None
         if before is not None:
             try:
-                old = dict(driver.slice(before))
-            except (KeyError, TypeError):
+                old = dict(driver.slice(spec.Item.of(before)))
+            except ValueError:  # recorded by an older tenantctl in another shape: no diff
                 old = None
         act = audit.action(first=before is None, suspending=sub.item.get("state") == "suspended",
                            was_suspended=before is not None and before.get("state") == "suspended")
@@ -544,11 +544,11 @@ class Engine:
                 for c in sorted(conds.values(), key=lambda c: c.type)
             ],
             "concerns": concerns,
-            "dnsServers": self._dns_servers(item) if concerns["dns"] == "provisioned" else [],
+            "dnsServers": self._dns_servers(sub.typed) if concerns["dns"] == "provisioned" else [],
         }
         self.store.put_status(name, doc)
 
-    def _dns_servers(self, item: dict[str, Any]) -> list[str]:
+    def _dns_servers(self, item: spec.Item) -> list[str]:
         """``ip:port`` of every DNS server serving the zone, primary first."""
         driver = self.drivers["dns"]
         return list(driver.dns_servers(item)) if isinstance(driver, base.ServesDns) else []

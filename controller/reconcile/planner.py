@@ -23,6 +23,7 @@ from typing import Any
 
 from controller import digest, effective
 from controller.drivers import base
+from controller.effective import spec as typed_spec
 from controller.effective.history import History
 from controller.model.desired import DesiredState
 from controller.placement import Placement, Recorded
@@ -180,7 +181,7 @@ class Planned:
         return bool(self.deletions) or any(self.actions.values())
 
 
-def concern_fingerprints(item: Mapping[str, Any], drivers: Mapping[str, base.Driver]) -> dict[str, str]:
+def concern_fingerprints(item: typed_spec.Item, drivers: Mapping[str, base.Driver]) -> dict[str, str]:
     return {c: digest.of([driver_id(d), d.slice(item)]) for c, d in drivers.items()}
 
 
@@ -263,7 +264,7 @@ def plan(
             if old.get(INPUTS) != keys[name]:
                 refresh.append(name)
             continue
-        per = concern_fingerprints(sub.item, drivers)
+        per = concern_fingerprints(sub.typed, drivers)
         fps[name] = {WHOLE: whole, INPUTS: keys[name], **per}
         rec = hist.placements.get(name)
         if name not in known:

@@ -285,7 +285,7 @@ def test_drift_is_repaired_and_a_second_apply_changes_nothing(env: Env) -> None:
     # ...and re-applying the same slices changes nothing on the server (no write, no reload)
     ds = env.desired()
     planned = env.engine.plan(ds)
-    item = planned.subscriptions[s].item
+    item = planned.subscriptions[s].typed
     results = env.web.apply("drv-a", [base.Change(s, "ensure", env.web.slice(item))])
     results += env.php.apply("drv-a", [base.Change(s, "ensure", env.php.slice(item))])
     assert all(r.outcome == "provisioned" for r in results), results

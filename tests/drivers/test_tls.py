@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ import pytest
 import yaml
 
 from controller import model, ratelimit
-from controller.drivers import base, naming
+from controller.drivers import base, naming, slices
 from controller.drivers.dns import DnsDriver
 from controller.drivers.embedded import pebble
 from controller.drivers.hosting import PhpDriver, WebDriver
 from controller.drivers.tls import Settings, TlsDriver, ca, render
+from controller.effective import spec
 from controller.reconcile import engine, queue
 from controller.state import store as state_store
 
@@ -60,7 +61,7 @@ class _NoDrift:
     def __init__(self, real: DnsDriver) -> None:
         self.real = real
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+    def slice(self, item: spec.Item) -> slices.DnsSlice:
         return self.real.slice(item)
 
     def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:

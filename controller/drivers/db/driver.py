@@ -20,12 +20,13 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from controller import errors
-from controller.drivers import base, naming
+from controller.drivers import base, naming, slices
 from controller.drivers.context import Context
 from controller.drivers.db import credentials, decide, dump, mariadb, postgresql
+from controller.effective import spec
 
 ENGINES = ("mariadb", "postgresql")
 Key = tuple[str, str]  # (server, engine)
@@ -70,6 +71,9 @@ def _mb(n: int) -> float:
     return n / 1048576
 
 
+DbChange = base.Change[slices.Db]
+
+
 class DbDriver:
     """Tenant databases on MariaDB and PostgreSQL servers."""
 
@@ -94,9 +98,8 @@ class DbDriver:
         databases and logins (base.Versioned)."""
         return [Path(__file__).resolve().parent, Path(naming.__file__).resolve()]
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = base.SLICES["db"](item)
-        return result
+    def slice(self, item: spec.Item) -> slices.Db:
+        return slices.db(item)
 
     # --- connections -------------------------------------------------------------
 
@@ -124,7 +127,7 @@ class DbDriver:
 
     # --- what a change wants -----------------------------------------------------
 
-    def _wanted(self, change: base.Change, out: _Outcome, *, create: bool) -> list[decide.Wanted]:
+    def _wanted(self, change: DbChange, out: _Outcome, *, create: bool) -> list[decide.Wanted]:
         """The change's databases with their stored credentials (created when ``create``)."""
         wanted: list[decide.Wanted] = []
         for entry in change.slice.get("databases", []):
@@ -160,18 +163,18 @@ class DbDriver:
                                         database=creds.database, user=creds.user, password=creds.password))
         return wanted
 
-    def _retired(self, change: base.Change) -> list[credentials.Credentials]:
+    def _retired(self, change: DbChange) -> list[credentials.Credentials]:
         """Databases on file for the subscription that its spec no longer has."""
         names = {d["name"] for d in change.slice.get("databases", [])}
         return [c for c in credentials.list_for(self.state_dir, change.name) if c.db not in names]
 
     # --- apply -------------------------------------------------------------------
 
-    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+    def apply(self, server: str | None, changes: Sequence[DbChange]) -> list[base.Result]:
         del server  # each database names its own server
         outs = {c.name: _Outcome() for c in changes}
-        ensure: dict[Key, list[tuple[base.Change, decide.Wanted]]] = defaultdict(list)
-        retire: dict[Key, list[tuple[base.Change, credentials.Credentials]]] = defaultdict(list)
+        ensure: dict[Key, list[tuple[DbChange, decide.Wanted]]] = defaultdict(list)
+        retire: dict[Key, list[tuple[DbChange, credentials.Credentials]]] = defaultdict(list)
         for change in changes:
             if change.action == "delete":
                 for creds in credentials.list_for(self.state_dir, change.name):
@@ -206,7 +209,7 @@ class DbDriver:
         }
         return [self._result(c, outs[c.name]) for c in changes]
 
-    def _ensure(self, key: Key, items: list[tuple[base.Change, decide.Wanted]],
+    def _ensure(self, key: Key, items: list[tuple[DbChange, decide.Wanted]],
                 backend: Backend | errors.DriverError, obs: decide.Observed | None,
                 outs: dict[str, _Outcome]) -> None:
         for change, want in items:
@@ -227,12 +230,12 @@ class DbDriver:
                 out.notes.append(f"{want.db} ({want.engine} on {want.server}): "
                                  + ", ".join(s.kind.replace("_", " ") for s in todo))
 
-    def _retire(self, retire: dict[Key, list[tuple[base.Change, credentials.Credentials]]],
+    def _retire(self, retire: dict[Key, list[tuple[DbChange, credentials.Credentials]]],
                 backends: Mapping[Key, Backend | errors.DriverError], observed: Mapping[Key, decide.Observed],
                 outs: dict[str, _Outcome], *, all_first: set[str]) -> None:
         """Dump, then drop. For deletions (``all_first``) every database of the
         subscription is dumped before any is dropped; one failed dump drops nothing."""
-        dumped: list[tuple[Key, base.Change, credentials.Credentials, str]] = []
+        dumped: list[tuple[Key, DbChange, credentials.Credentials, str]] = []
         for key, items in sorted(retire.items()):
             backend = backends[key]
             for change, creds in items:
@@ -268,7 +271,7 @@ class DbDriver:
             credentials.forget(self.state_dir, change.name, creds.db)
             out.notes.append(f"{creds.db} ({creds.engine} on {creds.server}) {what}, then dropped")
 
-    def _result(self, change: base.Change, out: _Outcome) -> base.Result:
+    def _result(self, change: DbChange, out: _Outcome) -> base.Result:
         parts: list[str] = []
         if change.action != "delete":
             quota = change.slice.get("quotaMB")
@@ -294,11 +297,11 @@ class DbDriver:
 
     # --- drift and usage ---------------------------------------------------------
 
-    def _gather(self, changes: Sequence[base.Change]) -> tuple[
-            dict[str, _Outcome], dict[Key, list[tuple[base.Change, decide.Wanted]]],
+    def _gather(self, changes: Sequence[DbChange]) -> tuple[
+            dict[str, _Outcome], dict[Key, list[tuple[DbChange, decide.Wanted]]],
             dict[Key, decide.Observed | errors.DriverError]]:
         outs = {c.name: _Outcome() for c in changes}
-        groups: dict[Key, list[tuple[base.Change, decide.Wanted]]] = defaultdict(list)
+        groups: dict[Key, list[tuple[DbChange, decide.Wanted]]] = defaultdict(list)
         for change in changes:
             if change.action == "delete":
                 continue
@@ -319,7 +322,7 @@ class DbDriver:
                 backend.close()
         return outs, groups, observed
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+    def drifted(self, server: str | None, changes: Sequence[DbChange]) -> dict[str, str]:
         """What differs from the desired slices, one query per database server and
         engine. A server that cannot be reached is not reported as drift (it is not
         known to differ); the next apply reports it."""
@@ -337,7 +340,7 @@ class DbDriver:
                                             for c in self._retired(change)]
         return {name: "; ".join(out.notes) for name, out in outs.items() if out.notes}
 
-    def usage(self, changes: Sequence[base.Change]) -> dict[str, dict[str, float]]:
+    def usage(self, changes: Sequence[DbChange]) -> dict[str, dict[str, float]]:
         """``{sub: {"databaseMB": x}}`` for the given slices, measured now (one query
         per database server and engine)."""
         outs, groups, observed = self._gather(changes)

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors, settings
-from controller.drivers import base
+from controller.drivers import base, slices
 from controller.drivers.context import Context
 from controller.drivers.dns import metrics
 from controller.drivers.powerdns import api, records
+from controller.effective import spec
 from controller.model import values as model_values
 
 Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
@@ -75,6 +76,9 @@ def _norm_master(value: str) -> str:
     return text[:-3] if text.count(":") == 1 and text.endswith(":53") else text
 
 
+DnsChange = base.Change[slices.DnsSlice]
+
+
 class DnsDriver:
     """``base.Driver`` and ``base.DriftAware`` for the ``dns`` concern."""
 
@@ -90,12 +94,12 @@ class DnsDriver:
 
     # --- the Driver protocol ------------------------------------------------------
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``SLICES["dns"]`` plus what this driver also decides on: the web server (a
-        dns server's own subscriptions have their primary on it) and manageDNS (DNS-3)."""
-        return dict(base.SLICES["dns"](item))
+    def slice(self, item: spec.Item) -> slices.DnsSlice:
+        """Its zones, records and where they live: the web server too (a dns server's own
+        subscriptions have their primary on it) and manageDNS (DNS-3)."""
+        return slices.dns(item)
 
-    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+    def apply(self, server: str | None, changes: Sequence[DnsChange]) -> list[base.Result]:
         del server  # zones live on the dns servers, whatever the web server
         servers = self.servers()
         if not servers:
@@ -103,7 +107,7 @@ class DnsDriver:
         listing, down = self._list(servers)
         before = {s.name: self.client(s).failures for s in servers}
 
-        def one(change: base.Change) -> base.Result:
+        def one(change: DnsChange) -> base.Result:
             try:
                 if change.action == "delete":
                     message = self._delete(change.name, servers, listing, down)
@@ -125,7 +129,7 @@ class DnsDriver:
                 metrics.synced(s.name, now)
         return results
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+    def drifted(self, server: str | None, changes: Sequence[DnsChange]) -> dict[str, str]:
         """Missing or misconfigured zones on any dns server, tenantctl zones left where
         they no longer belong, primaries edited since tenantctl's last write (their
         serial moved past the one recorded in the zone's account). One ``GET /zones``
@@ -148,10 +152,10 @@ class DnsDriver:
 
     # --- what other layers ask ------------------------------------------------------
 
-    def dns_servers(self, item: Mapping[str, Any]) -> list[str]:
+    def dns_servers(self, item: spec.Item) -> list[str]:
         """``address:53`` of every dns server serving the subscription's zone, primary first."""
         try:
-            placements = records.place(item["name"], self.slice(item), self.servers())
+            placements = records.place(item.name, self.slice(item), self.servers())
         except (LookupError, KeyError):
             return []
         return [f"{s.address}:53" for s in placements[0].servers]
@@ -182,7 +186,7 @@ class DnsDriver:
 
     # --- gather ---------------------------------------------------------------------
 
-    def _wanted(self, sub: str, slice_: Mapping[str, Any]) -> records.Wanted:
+    def _wanted(self, sub: str, slice_: slices.DnsSlice) -> records.Wanted:
         s = self.settings
         return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template)
 

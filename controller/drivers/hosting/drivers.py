@@ -16,15 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from controller import errors
 from controller.agent import bundle, jobs, services
-from controller.drivers import base, naming, transport
+from controller.drivers import base, naming, slices, transport
 from controller.drivers.context import Context
 from controller.drivers.hosting import render
+from controller.effective import spec
 from controller.model import php as php_model
 
 #: test-only: ``hook(sub, path, text) -> text`` may rewrite a rendered file (e.g. corrupt
@@ -40,6 +41,10 @@ def _digest(text: str | None) -> str | None:
 
 def _job(op: jobs.Op, **fields: Any) -> jobs.Job:
     return jobs.Job(jobs.VERSION, op, **fields)
+
+
+WebChange = base.Change[slices.Web]
+PhpChange = base.Change[slices.PhpSlice]
 
 
 class _Hosting:
@@ -92,7 +97,7 @@ class _Hosting:
             self._time(server, f"agent.{phase}", seconds)
         return out
 
-    def _results(self, changes: Sequence[base.Change], out: jobs.Outcome, ok_message: Callable[[base.Change], str]
+    def _results(self, changes: Sequence[base.Change[Any]], out: jobs.Outcome, ok_message: Callable[[base.Change[Any]], str]
                  ) -> list[base.Result]:
         results = []
         for c in changes:
@@ -105,11 +110,11 @@ class _Hosting:
                 results.append(base.Result(c.name, "failed", r.message[-2000:]))
         return results
 
-    def _expect(self, c: base.Change) -> jobs.Expect:
+    def _expect(self, c: base.Change[Any]) -> jobs.Expect:
         """What the server must hold for ``c`` (its files' digests, its user)."""
         raise NotImplementedError
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+    def drifted(self, server: str | None, changes: Sequence[base.Change[Any]]) -> dict[str, str]:
         """What differs on the server, every subscription of the batch in one agent run."""
         if server is None or not changes:
             return {}
@@ -127,14 +132,10 @@ class WebDriver(_Hosting):
         """nginx vhost, suspended page, web-space skeleton; render, naming, the agent."""
         return self._sources(["nginx/vhost.conf.j2", "pages", "skel"])
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        sl = dict(base.SLICES["web"](item))
-        sites = item["effective"]["sites"]
-        sl["siteTypes"] = {s["name"]: s.get("type", "subdomain") for s in sites}
-        sl["ownPools"] = render.own_pool_sites(item["effective"]["hosting"]["php"], sites)
-        return sl
+    def slice(self, item: spec.Item) -> slices.Web:
+        return slices.web(item)
 
-    def _item(self, c: base.Change) -> tuple[jobs.Item, list[transport.File]]:
+    def _item(self, c: WebChange) -> tuple[jobs.Item, list[transport.File]]:
         sub, sl = c.name, c.slice
         user = naming.system_user(sub)
         text = self._file(sub, render.vhost_path(sub), render.vhost(sub, sl))
@@ -152,7 +153,7 @@ class WebDriver(_Hosting):
         )
         return item, files
 
-    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+    def apply(self, server: str | None, changes: Sequence[WebChange]) -> list[base.Result]:
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         results: list[base.Result] = []
@@ -170,7 +171,7 @@ class WebDriver(_Hosting):
                        common=[jobs.File(f"{render.PAGES_DIR}/suspended.html", "pages/suspended.html")])
             out = self._run(server, job, files)
 
-            def message(c: base.Change) -> str:
+            def message(c: WebChange) -> str:
                 if c.slice["state"] == "suspended":
                     return "suspended: sites answer 503"
                 return "" if c.slice["hosting"]["enabled"] else "hosting disabled: no vhost (HOST-1)"
@@ -205,7 +206,7 @@ class WebDriver(_Hosting):
         c = base.Change(sub, "delete", {"name": sub})
         return self._results([c], out, lambda _c: f"removed; {kept}")[0]
 
-    def _expect(self, c: base.Change) -> jobs.Expect:
+    def _expect(self, c: WebChange) -> jobs.Expect:
         text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
         return jobs.Expect(c.name, {render.vhost_path(c.name): _digest(text)},
                            jobs.User(naming.system_user(c.name), naming.home(c.name)))
@@ -226,16 +227,15 @@ class PhpDriver(_Hosting):
         decides php_admin_value or php_value (PHP-3)."""
         return [*self._sources(["php/pool.conf.j2"]), Path(php_model.__file__).resolve()]
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = base.SLICES["php"](item)
-        return result
+    def slice(self, item: spec.Item) -> slices.PhpSlice:
+        return slices.php(item)
 
-    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+    def apply(self, server: str | None, changes: Sequence[PhpChange]) -> list[base.Result]:
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         results: list[base.Result] = []
         self.last_timings[server] = {}
-        by_version: dict[str, list[base.Change]] = {}
+        by_version: dict[str, list[PhpChange]] = {}
         deletes = []
         for c in changes:
             if c.action == "delete":
@@ -260,7 +260,7 @@ class PhpDriver(_Hosting):
             self._time(server, "render", time.perf_counter() - started)
             out = self._run(server, job, files)
 
-            def message(c: base.Change) -> str:
+            def message(c: PhpChange) -> str:
                 if c.slice["state"] == "suspended":
                     return "suspended: pool stopped"
                 return "" if c.slice["enabled"] else "hosting disabled: no pool (HOST-1)"
@@ -274,7 +274,7 @@ class PhpDriver(_Hosting):
             results += self._results(deletes, self._run(server, job, []), lambda _c: "pool removed")
         return results
 
-    def _expect(self, c: base.Change) -> jobs.Expect:
+    def _expect(self, c: PhpChange) -> jobs.Expect:
         path = render.pool_path(c.name, str(c.slice["php"]["version"]))
         text = self._file(c.name, path, render.pool(c.name, c.slice, self.settings))
         return jobs.Expect(c.name, {path: _digest(text)})

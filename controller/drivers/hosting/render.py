@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from controller.drivers import naming
+from controller.drivers import naming, slices
 from controller.model import php as php_model
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -103,17 +103,14 @@ def fpm_dir(version: str) -> str:
 # --- decisions -----------------------------------------------------------------------------
 
 
-def own_pool_sites(hosting_php: Mapping[str, Any], sites: list[Mapping[str, Any]]) -> list[str]:
-    """Sites needing their own pool: those whose effective PHP settings differ (PHP-2)."""
-    base = dict(hosting_php["settings"])
-    return sorted(s["name"] for s in sites if dict(s.get("php", {}).get("settings", base)) != base)
+own_pool_sites = slices.own_pools
 
 
 def _limit(value: Any) -> int | None:
     return None if value == "unlimited" or value is None else int(value)
 
 
-def vhost(sub: str, sl: Mapping[str, Any]) -> str | None:
+def vhost(sub: str, sl: slices.Web) -> str | None:
     """The subscription's nginx file (one server block per site), or None (HOST-1)."""
     hosting = sl["hosting"]
     if not hosting["enabled"]:
@@ -155,7 +152,7 @@ def php_settings(settings: Mapping[str, str], permissions: Mapping[str, bool]) -
     return out
 
 
-def pool(sub: str, sl: Mapping[str, Any], cfg: Settings) -> str | None:
+def pool(sub: str, sl: slices.PhpSlice, cfg: Settings) -> str | None:
     """The subscription's php-fpm file (its pool, plus per-site pools), or None when
     hosting is off (HOST-1) or the subscription is suspended (LIFE-2: pool stopped)."""
     if not sl["enabled"] or sl["state"] == "suspended":
@@ -180,7 +177,7 @@ def pool(sub: str, sl: Mapping[str, Any], cfg: Settings) -> str | None:
         sub=sub, user=naming.system_user(sub), home=home, tmp=tmp, pools=pools, max_children=cfg.php_max_children)
 
 
-def sockets(sub: str, sl: Mapping[str, Any]) -> list[str]:
+def sockets(sub: str, sl: slices.PhpSlice) -> list[str]:
     if not sl["enabled"] or sl["state"] == "suspended":
         return []
     return [naming.fpm_socket(sub)] + [pool_socket(site_pool(sub, n)) for n in own_pool_sites(sl["php"], sl["sites"])]

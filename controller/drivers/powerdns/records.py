@@ -20,6 +20,8 @@ from typing import Any
 import jinja2
 import yaml
 
+from controller.drivers import slices
+
 MARK = "tenantctl"
 #: The zone's ``account`` is ``tenantctl:<subscription>[@<serial applied>]``.
 ACCOUNT_PREFIX = "tenantctl:"
@@ -154,7 +156,7 @@ def dns_servers(servers: Sequence[DnsServer]) -> list[DnsServer]:
 
 
 def place(
-    sub: str, slice_: Mapping[str, Any], servers: Sequence[DnsServer]
+    sub: str, slice_: slices.Zone, servers: Sequence[DnsServer]
 ) -> tuple[Placement, ...]:
     """Primary mode: the primary is the subscription's own server if it serves DNS in its
     region, else the first dns server of the region by name; every other dns server is
@@ -202,7 +204,7 @@ def render(
 
 
 def wanted(
-    sub: str, slice_: Mapping[str, Any], servers: Sequence[DnsServer], ns_suffix: str, hostmaster: str,
+    sub: str, slice_: slices.DnsSlice, servers: Sequence[DnsServer], ns_suffix: str, hostmaster: str,
     template: Path = TEMPLATE,
 ) -> Wanted:
     placements = place(sub, slice_, servers)
@@ -212,7 +214,10 @@ def wanted(
         if p.primary is None:
             continue
         ns = [s.ns_name(ns_suffix) for s in p.servers]
-        rrsets[p.zone] = render(p.zone, zones[p.zone], slice_["ip"], bool(slice_["mail"]["enabled"]), ns,
+        ip = slice_["ip"]
+        if ip is None:
+            raise LookupError(f"{sub} has no address yet (not placed): no records to point at it")
+        rrsets[p.zone] = render(p.zone, zones[p.zone], ip, bool(slice_["mail"]["enabled"]), ns,
                                 absolute(hostmaster), template)
     return Wanted(sub, placements, rrsets, bool(slice_.get("manageDNS", False)))
 

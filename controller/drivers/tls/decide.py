@@ -5,9 +5,11 @@ long to back off after a failure is not decided here: the engine owns the one ba
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from controller.drivers import slices
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class CertInfo:
     not_after: dt.datetime
 
 
-def names(sub: str, slice_: Mapping[str, Any]) -> list[str]:
+def names(sub: str, slice_: slices.Tls) -> list[str]:
     """The names one certificate covers: the domain and ``www.``, every subdomain site,
     every alias and its ``www.`` (the same names the vhost serves)."""
     out = [sub, f"www.{sub}"]
@@ -43,7 +45,7 @@ def challenge(sub: str, want: Sequence[str], default: str, dns01: Collection[str
     return "http-01", "HTTP-01 through nginx (the default)"
 
 
-def wanted(slice_: Mapping[str, Any]) -> bool:
+def wanted(slice_: slices.Tls) -> bool:
     """TLS-1: a certificate only where the plan sells SSL (and a vhost can serve it)."""
     return bool(slice_["ssl"]) and bool(slice_["enabled"])
 

@@ -23,9 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from controller import errors
+from controller.drivers import slices
 from controller.drivers.context import Context
 from controller.drivers.powerdns import api, records
 from controller.drivers.tls import settings as settings_mod
@@ -174,19 +174,19 @@ class Dns01:
             c.close()
         self._clients.clear()
 
-    def plan(self, sub: str, slice_: Mapping[str, Any], txt: Mapping[str, Sequence[str]]) -> list[ZoneWork]:
+    def plan(self, sub: str, slice_: slices.Tls, txt: Mapping[str, Sequence[str]]) -> list[ZoneWork]:
         """Which zone and primary each ``_acme-challenge`` name goes to (pure but for the
         server list). Raises ``NotPossible`` for a customer's zone, ``Unavailable`` when
         no dns server can take it."""
-        dns = slice_.get("dns") or {}
-        if dns.get("mode") == "secondary":
-            masters = ", ".join(dns.get("primaries") or []) or "none given"
+        dns = slice_["dns"]
+        if dns["mode"] == "secondary":
+            masters = ", ".join(dns["primaries"]) or "none given"
             raise NotPossible(
                 f"DNS-01 needs a zone tenantctl serves as primary, but {sub}'s zone is the customer's "
                 f"(dns mode secondary, primaries {masters}): the customer's DNS would have to hold "
                 f"_acme-challenge TXT records; use HTTP-01 for this subscription")
-        place_slice = {"region": slice_["region"], "sites": list(slice_["sites"]), "dns": dns,
-                       "server": slice_.get("server")}
+        place_slice = slices.Zone(region=slice_["region"], sites=list(slice_["sites"]), dns=dns,
+                                  server=slice_["server"])
         try:
             placements = records.place(sub, place_slice, self.servers())
         except LookupError as exc:

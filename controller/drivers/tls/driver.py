@@ -32,13 +32,17 @@ from typing import Any
 
 from controller import errors, ratelimit
 from controller.agent import bundle, jobs, services
-from controller.drivers import base, naming, transport
+from controller.drivers import base, naming, slices, transport
 from controller.drivers.context import Context
 from controller.drivers.tls import ca, decide, dns01, metrics, render
 from controller.drivers.tls import settings as settings_mod
 from controller.drivers.tls import store as store_mod
+from controller.effective import spec
 
 log = logging.getLogger(__name__)
+
+TlsChange = base.Change[slices.Tls]
+
 
 class TlsDriver:
     """The tls concern (condition ``TlsReady``)."""
@@ -71,21 +75,15 @@ class TlsDriver:
 
     # --- engine interface -------------------------------------------------------------
 
-    def slice(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
-        sl = dict(base.SLICES["tls"](item))
-        sl["ip"] = item["ip"]
-        sl["enabled"] = bool(item["effective"]["hosting"]["enabled"])
-        sl["siteTypes"] = {s["name"]: s.get("type", "subdomain") for s in item["effective"]["sites"]}
-        sl["region"] = item["region"]  # DNS-01: where the zone's primary is
-        sl["dns"] = item["effective"]["dns"]  # DNS-01: a customer's zone (mode secondary) cannot take it
-        return sl
+    def slice(self, item: spec.Item) -> slices.Tls:
+        return slices.tls(item)
 
-    def apply(self, server: str | None, changes: Sequence[base.Change]) -> list[base.Result]:
+    def apply(self, server: str | None, changes: Sequence[TlsChange]) -> list[base.Result]:
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         now = self.clock()
         results: dict[str, base.Result] = {}
-        due: list[tuple[base.Change, list[str], str]] = []
+        due: list[tuple[TlsChange, list[str], str]] = []
         for c in changes:
             if c.action == "delete" or not decide.wanted(c.slice):
                 continue
@@ -106,7 +104,7 @@ class TlsDriver:
             out.append(res)
         return out
 
-    def drifted(self, server: str | None, changes: Sequence[base.Change]) -> dict[str, str]:
+    def drifted(self, server: str | None, changes: Sequence[TlsChange]) -> dict[str, str]:
         """Subscriptions whose certificate is due (two thirds, not covering, forced),
         and whose installed files differ from the last certificate: one run per server."""
         if server is None or not changes:
@@ -135,14 +133,14 @@ class TlsDriver:
 
     # --- issuing ----------------------------------------------------------------------
 
-    def _issue(self, server: str, due: list[tuple[base.Change, list[str], str]], now: dt.datetime
+    def _issue(self, server: str, due: list[tuple[TlsChange, list[str], str]], now: dt.datetime
                ) -> dict[str, base.Result]:
         if not due:
             return {}
         results: dict[str, base.Result] = {}
         pending: dict[str, ca.Pending] = {}
 
-        def begin(item: tuple[base.Change, list[str], str]) -> tuple[str, ca.Pending | errors.DriverError]:
+        def begin(item: tuple[TlsChange, list[str], str]) -> tuple[str, ca.Pending | errors.DriverError]:
             c, names, _why = item
             kind, how = decide.challenge(c.name, names, self.settings.challenge, self.settings.dns01)
             if kind == "dns-01":  # a zone DNS-01 cannot write into fails before the CA is asked
@@ -231,7 +229,7 @@ class TlsDriver:
         return base.Result(sub, "failed", f"certificate order failed: {problem}{keeps}", retry_after=delay,
                            permanent=isinstance(problem, errors.PermanentError))
 
-    def _ok(self, c: base.Change, now: dt.datetime) -> base.Result:
+    def _ok(self, c: TlsChange, now: dt.datetime) -> base.Result:
         if c.action == "delete":
             return base.Result(c.name, "provisioned", "certificate removed from the server")
         if not c.slice["ssl"]:
@@ -247,7 +245,7 @@ class TlsDriver:
 
     # --- installing -------------------------------------------------------------------
 
-    def _files(self, c: base.Change) -> list[tuple[jobs.File, bytes | None]]:
+    def _files(self, c: TlsChange) -> list[tuple[jobs.File, bytes | None]]:
         """What the server must hold for this change, in install order: the bundle
         (chain and key in one file, 0600: never a new chain with an old key), then the
         includes that name it; the files of the layout before bundles are removed.
@@ -260,7 +258,7 @@ class TlsDriver:
         out += [(jobs.File(path, None), None) for path in render.legacy_paths(c.name)]
         return out
 
-    def _install(self, server: str, changes: Sequence[base.Change]) -> dict[str, base.Result]:
+    def _install(self, server: str, changes: Sequence[TlsChange]) -> dict[str, base.Result]:
         items, staged = [], []
         for c in changes:
             files = []

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
-from controller.drivers import naming
+from controller.drivers import naming, slices
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "nginx" / "tls.conf.j2"
 TLS_DIR = naming.TLS_DIR
@@ -53,7 +51,7 @@ def legacy_paths(sub: str) -> list[str]:
     return naming.tls_legacy(sub)
 
 
-def sites(sub: str, slice_: Mapping[str, Any]) -> list[str]:
+def sites(sub: str, slice_: slices.Tls) -> list[str]:
     """The first name of each server block of the vhost (the domain, then every site)."""
     return [sub, *sorted(slice_["siteTypes"])]
 
@@ -62,11 +60,11 @@ def include_path(sub: str, site: str) -> str:
     return naming.tls_include(sub, ng(site))
 
 
-def include(sub: str, site: str, slice_: Mapping[str, Any]) -> str:
+def include(sub: str, site: str, slice_: slices.Tls) -> str:
     return _template().render(sub=sub, site=site, ip=slice_["ip"], cert=bundle_path(sub), key=bundle_path(sub),
                               https_only=bool(slice_["httpsOnly"]))
 
 
-def files(sub: str, slice_: Mapping[str, Any], installed: bool) -> dict[str, str | None]:
+def files(sub: str, slice_: slices.Tls, installed: bool) -> dict[str, str | None]:
     """``{path: text or None}`` of the includes: present only with a certificate."""
     return {include_path(sub, s): include(sub, s, slice_) if installed else None for s in sites(sub, slice_)}
