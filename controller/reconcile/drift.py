@@ -29,6 +29,8 @@ class Found:
     drifted: dict[str, dict[str, str]] = field(default_factory=dict)
     #: (concern, server) -> why the server could not be asked
     unreachable: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: name -> why its recorded item could not be read as the typed item
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def _action(item: Mapping[str, Any]) -> base.Action:
@@ -46,7 +48,12 @@ def detect(drivers: Mapping[str, base.Driver], planned: planner.Planned) -> Foun
         for name, sub in planned.subscriptions.items():
             if sub.placement.server is None:
                 continue
-            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), driver.slice(sub.typed)))
+            try:
+                typed = sub.typed
+            except ValueError as exc:  # a record this version cannot read: the next apply rewrites it
+                found.unreadable[name] = str(exc).splitlines()[0]
+                continue
+            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), driver.slice(typed)))
         for server, changes in sorted(per_server.items()):
             try:
                 drifted = driver.drifted(server, changes)

@@ -378,11 +378,11 @@ class Engine:
         for driver in self.drivers.values():
             if not isinstance(driver, base.Measuring):
                 continue
-            changes = [base.Change(n, "ensure", driver.slice(s.typed)) for n, s in planned.subscriptions.items()
-                       if s.placement.server is not None]
             try:
+                changes = [base.Change(n, "ensure", driver.slice(s.typed)) for n, s in planned.subscriptions.items()
+                           if s.placement.server is not None]
                 measured = driver.usage(changes) if changes else {}
-            except errors.DriverError as exc:
+            except (errors.DriverError, ValueError) as exc:  # a server down, an unreadable record
                 log.warning("usage of %s: %s", type(driver).__name__, exc)
                 continue
             with self.store.transaction():
