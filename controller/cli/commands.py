@@ -16,8 +16,11 @@ from controller.cli import events as _events  # noqa: F401  (registers `events`)
 from controller.cli import infra as _infra  # noqa: F401  (registers `infra`)
 from controller.cli import output
 from controller.cli.common import (
+    Customer,
     Files,
     Output,
+    Server,
+    ShowAll,
     app,
     check_output,
     close_drivers,
@@ -148,6 +151,9 @@ def _clear_backoff(store: state_store.Store, subs: list[str]) -> None:
 @app.command()
 def status(
     fmt: Output = "table",
+    show_all: ShowAll = False,
+    customer: Customer = None,
+    server: Server = None,
     live: Annotated[bool, typer.Option("--live", help="ask the servers (needs -f): identity markers and drift")] = False,
     files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live)")] = None,
 ) -> None:
@@ -166,9 +172,10 @@ def status(
         if store is not None:
             store.close()
     if fmt == "json":
-        output.print_json({"subscriptions": items, **probe_doc})
+        output.print_json({"subscriptions": list(output.select(items, customer=customer, server=server)), **probe_doc})
     else:
-        output.subscriptions_table(items, title=f"status ({state_dir() / 'state.db'})")
+        output.subscriptions_table(output.select(items, customer=customer, server=server),
+                                   title=f"status ({state_dir() / 'state.db'})", wide=fmt == "wide", show_all=show_all)
         for line in probe_doc.get("warnings", []):
             sys.stderr.write(f"warning: {line}\n")
 

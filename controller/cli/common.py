@@ -19,7 +19,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Reconcile hosting subscriptions with their desired state.")
 
 Files = Annotated[list[Path], typer.Option("-f", "--file", help="desired-state file or directory (repeatable)")]
-Output = Annotated[str, typer.Option("-o", "--output", help="table or json")]
+Output = Annotated[str, typer.Option("-o", "--output", help="table, wide (every column) or json")]
+ShowAll = Annotated[bool, typer.Option("--all", help="every row (default: only changes, conflicts, failures, "
+                                                     "not synced; then a summary line)")]
+Customer = Annotated[str | None, typer.Option("--customer", help="only this customer's subscriptions")]
+Server = Annotated[str | None, typer.Option("--server", help="only the subscriptions placed on this server")]
 
 
 def now() -> dt.datetime:
@@ -107,8 +111,8 @@ def open_store(*, readonly: bool) -> state_store.Store | None:
 
 
 def check_output(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        sys.stderr.write(f"tenantctl: -o expects table or json, got {fmt!r}\n")
+    if fmt not in output.FORMATS:
+        sys.stderr.write(f"tenantctl: -o expects {', '.join(output.FORMATS)}, got {fmt!r}\n")
         raise typer.Exit(2)
 
 
@@ -127,6 +131,9 @@ def plan(
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="exit 2 when an apply would change something")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="ask the servers what drifted (one listing per server "
                                                             "and concern) and show its repair")] = False,
+    show_all: ShowAll = False,
+    customer: Customer = None,
+    server: Server = None,
 ) -> None:
     """Effective specs, sync states, conflicts and the actions an apply would take."""
     from controller.reconcile import engine, guard
@@ -153,12 +160,13 @@ def plan(
     for n, s in planned.subscriptions.items():
         acts = list(planned.actions[n]) + [f"repair:{c}" for c in sorted(drifted.get(n, {}))]
         items.append({**s.item, "actions": acts, **({"drift": drifted[n]} if n in drifted else {})})
+    items = [dict(i) for i in output.select(items, customer=customer, server=server)]
     if fmt == "json":
         output.print_json({"subscriptions": items, "deletions": planned.deletions,
                            "deletionsHeld": decision.held and bool(planned.deletions),
                            **({"deletionGuard": decision.message} if decision.held else {})})
     else:
-        output.subscriptions_table(items, title="plan", with_actions=True)
+        output.subscriptions_table(items, title="plan", with_actions=True, wide=fmt == "wide", show_all=show_all)
         for name in planned.deletions:
             typer.echo(f"delete {name} (final backup, then kept {engine.RETENTION_DAYS} days: LIFE-6)")
         if decision.held:

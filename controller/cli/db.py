@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from controller.drivers import db as db_driver
 from controller.state import store as state_store
 
 db_app = typer.Typer(help="Tenant databases (MariaDB, PostgreSQL).", no_args_is_help=True)
@@ -21,6 +20,7 @@ def credentials(
     output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
 ) -> None:
     """Print host, port, database, user and password of SUB's database DB."""
+    from controller.drivers import db as db_driver  # here: every other command starts faster
     state_dir = state_store.default_path().parent
     try:
         creds = db_driver.credentials_of(state_dir, sub, db)

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli import common
-from controller.drivers.tls import decide
-from controller.drivers.tls import settings as tls_settings
-from controller.drivers.tls import store as tls_store
+
+if TYPE_CHECKING:
+    from controller.drivers.tls import store as tls_store
 
 tls_app = typer.Typer(help="TLS certificates (ACME).", no_args_is_help=True)
 
 
 def _store() -> tls_store.Store:
+    from controller.drivers.tls import store as tls_store  # here: other commands start faster
+
     return tls_store.Store(common.state_dir())
 
 
@@ -60,6 +62,9 @@ def status(
     if state is not None:
         with state:
             backoff = state.get_backoff(f"{sub}/tls")
+    from controller.drivers.tls import decide
+    from controller.drivers.tls import settings as tls_settings
+
     fraction = tls_settings.Settings().renew_fraction
     doc = {
         "subscription": sub, "names": list(info.names) if info else [],
