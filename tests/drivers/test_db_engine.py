@@ -99,6 +99,11 @@ def test_engine_places_creates_locks_repairs_and_deletes(
     conn.close()
     found_drift = eng.resync(desired(tmp_path, sub, "suspended"))
     assert found_drift == {sub: {"db": "app: user not locked (suspended)"}}
+    # resync only marks it; the repair is an ordinary pass (conditions, status, events)
+    assert "update:db" in eng.plan(desired(tmp_path, sub, "suspended")).actions[sub]
+    assert eng.reconcile(desired(tmp_path, sub, "suspended")).outcomes[sub]["db"] == "provisioned"
+    with pytest.raises(pymysql.err.OperationalError, match="locked"):
+        pymysql.connect(host=app.host, port=app.port, user=app.user, password=app.password, database=app.database)
     assert eng.resync(desired(tmp_path, sub, "suspended")) == {}
     # deletion: final dumps, then nothing left
     report = eng.reconcile(desired(tmp_path, sub, "active", with_sub=False))
