@@ -306,8 +306,9 @@ def measure(args: argparse.Namespace, ds: model.DesiredState, specs: list[embedd
                 print(f"plain Ansible loop (template per pool file + validate + reload) for {k}: {ans:.1f}s "
                       f"-> {extrapolated:.0f}s extrapolated to {args.n}; ratio {extrapolated / total:.0f}x "
                       f"(targets: <= 10 s and >= 30x)")
-            # restore what Ansible wrote (the drivers' drift repair would do it too)
+            # restore what Ansible wrote: drift repair finds and marks it, the next pass repairs it
             eng.resync(ds2)
+            eng.reconcile(ds2)
 
             before = transport.spawned
             with SpawnCounter() as spawns:
