@@ -130,10 +130,16 @@ def _driver_code(driver: base.Driver) -> str:
     return _DRIVER_CODE[key]
 
 
+_DRIVER_IDS: dict[type, str] = {}
+
+
 def driver_id(driver: base.Driver) -> str:
-    """Which driver, in which version, applied a slice (part of every fingerprint)."""
+    """Which driver, in which version, applied a slice (part of every fingerprint); a
+    driver class names the same sources for all its instances, read once a process."""
     kind = type(driver)
-    return f"{kind.__module__}.{kind.__qualname__}@{_driver_code(driver)}"
+    if kind not in _DRIVER_IDS:
+        _DRIVER_IDS[kind] = f"{kind.__module__}.{kind.__qualname__}@{_driver_code(driver)}"
+    return _DRIVER_IDS[kind]
 
 
 class _Subscriptions(Mapping[str, effective.Subscription]):
@@ -182,7 +188,8 @@ class Planned:
 
 
 def concern_fingerprints(item: typed_spec.Item, drivers: Mapping[str, base.Driver]) -> dict[str, str]:
-    return {c: digest.of([driver_id(d), d.slice(item)]) for c, d in drivers.items()}
+    ids = {c: driver_id(d) for c, d in drivers.items()}
+    return {c: digest.of([ids[c], d.slice(item)]) for c, d in drivers.items()}
 
 
 def input_keys(
