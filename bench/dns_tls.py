@@ -52,7 +52,7 @@ def dns(state_dir: Path, zones: int) -> bool:
     primary, secondary = drv.servers()
     tag = uuid.uuid4().hex[:6]
     names = [f"z{i:05d}-{tag}.bench.example" for i in range(zones)]
-    changes = [base.Change(n, "ensure", drv.slice(spec.Item.sketch(item(n, i)))) for i, n in enumerate(names)]
+    changes = [base.Change(n, "ensure", drv.slice(spec.sketch(item(n, i)))) for i, n in enumerate(names)]
     wanted = {f"{n}." for n in names}
     sec = drv.client(secondary)
     try:

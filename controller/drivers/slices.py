@@ -143,24 +143,24 @@ Slice = Web | PhpSlice | Db | DnsSlice | Tls | BackupSlice
 
 
 def _flags(h: spec.Hosting) -> HostingFlags:
-    return HostingFlags(enabled=h.enabled, ssl=h.ssl, httpsOnly=h.httpsOnly, hardQuota=h.hardQuota,
-                        errorDocuments=h.errorDocuments, ssh=h.ssh, webStats=h.webStats)
+    return HostingFlags(enabled=h["enabled"], ssl=h["ssl"], httpsOnly=h["httpsOnly"], hardQuota=h["hardQuota"],
+                        errorDocuments=h["errorDocuments"], ssh=h["ssh"], webStats=h["webStats"])
 
 
 def _site(s: spec.Site) -> Site:
-    return Site(name=s.name, type=s.type, php=SitePhp(settings=dict(s.php.settings)))
+    return Site(name=s["name"], type=s["type"], php=SitePhp(settings=dict(s["php"]["settings"])))
 
 
 def _db(d: spec.Database) -> Database:
-    return Database(name=d.name, engine=d.engine, server=d.server)
+    return Database(name=d["name"], engine=d["engine"], server=d["server"])
 
 
 def _dns(d: spec.Dns) -> Dns:
-    return Dns(mode=d.mode, primaries=list(d.primaries))
+    return Dns(mode=d["mode"], primaries=list(d["primaries"]))
 
 
 def _php(p: spec.Php) -> Php:
-    return Php(handler=p.handler, version=p.version, settings=dict(p.settings))
+    return Php(handler=p["handler"], version=p["version"], settings=dict(p["settings"]))
 
 
 def own_pools(php: Php, sites: list[Site]) -> list[str]:
@@ -169,45 +169,49 @@ def own_pools(php: Php, sites: list[Site]) -> list[str]:
 
 
 def web(item: spec.Item) -> Web:
-    eff = item.effective
-    return Web(server=item.server, ip=item.ip, state=item.state, hosting=_flags(eff.hosting),
-               sites=[s.name for s in eff.sites],
-               performance=Performance(maxConnections=eff.performance.maxConnections,
-                                       bandwidthKBps=eff.performance.bandwidthKBps),
-               siteTypes={s.name: s.type for s in eff.sites},
-               ownPools=own_pools(_php(eff.hosting.php), [_site(s) for s in eff.sites]))
+    eff = item["effective"]
+    sites = eff["sites"]
+    perf = eff["performance"]
+    return Web(server=item["server"], ip=item["ip"], state=item["state"], hosting=_flags(eff["hosting"]),
+               sites=[s["name"] for s in sites],
+               performance=Performance(maxConnections=perf["maxConnections"], bandwidthKBps=perf["bandwidthKBps"]),
+               siteTypes={s["name"]: s["type"] for s in sites},
+               ownPools=own_pools(_php(eff["hosting"]["php"]), [_site(s) for s in sites]))
 
 
 def php(item: spec.Item) -> PhpSlice:
-    eff = item.effective
-    perms = eff.permissions
-    return PhpSlice(server=item.server, state=item.state, enabled=eff.hosting.enabled, php=_php(eff.hosting.php),
-                    sites=[_site(s) for s in eff.sites],
-                    permissions={"managePHPCommon": perms.managePHPCommon,
-                                 "managePHPPerformance": perms.managePHPPerformance})
+    eff = item["effective"]
+    perms = eff["permissions"]
+    return PhpSlice(server=item["server"], state=item["state"], enabled=eff["hosting"]["enabled"],
+                    php=_php(eff["hosting"]["php"]), sites=[_site(s) for s in eff["sites"]],
+                    permissions={"managePHPCommon": perms["managePHPCommon"],
+                                 "managePHPPerformance": perms["managePHPPerformance"]})
 
 
 def db(item: spec.Item) -> Db:
-    eff = item.effective
-    return Db(state=item.state, databases=[_db(d) for d in eff.databases], quotaMB=eff.resources.databaseQuotaMB)
+    eff = item["effective"]
+    return Db(state=item["state"], databases=[_db(d) for d in eff["databases"]],
+              quotaMB=eff["resources"]["databaseQuotaMB"])
 
 
 def dns(item: spec.Item) -> DnsSlice:
-    eff = item.effective
-    return DnsSlice(ip=item.ip, dns=_dns(eff.dns), sites=[s.name for s in eff.sites],
-                    mail=Mail(enabled=eff.mail.enabled, mailingLists=eff.mail.mailingLists),
-                    region=item.region, server=item.server, manageDNS=eff.permissions.manageDNS)
+    eff = item["effective"]
+    return DnsSlice(ip=item["ip"], dns=_dns(eff["dns"]), sites=[s["name"] for s in eff["sites"]],
+                    mail=Mail(enabled=eff["mail"]["enabled"], mailingLists=eff["mail"]["mailingLists"]),
+                    region=item["region"], server=item["server"], manageDNS=eff["permissions"]["manageDNS"])
 
 
 def tls(item: spec.Item) -> Tls:
-    eff = item.effective
-    return Tls(ssl=eff.hosting.ssl, httpsOnly=eff.hosting.httpsOnly, server=item.server,
-               sites=[s.name for s in eff.sites], ip=item.ip, enabled=eff.hosting.enabled,
-               siteTypes={s.name: s.type for s in eff.sites}, region=item.region, dns=_dns(eff.dns))
+    eff = item["effective"]
+    sites = eff["sites"]
+    return Tls(ssl=eff["hosting"]["ssl"], httpsOnly=eff["hosting"]["httpsOnly"], server=item["server"],
+               sites=[s["name"] for s in sites], ip=item["ip"], enabled=eff["hosting"]["enabled"],
+               siteTypes={s["name"]: s["type"] for s in sites}, region=item["region"], dns=_dns(eff["dns"]))
 
 
 def backup(item: spec.Item) -> BackupSlice:
-    eff = item.effective
-    b = eff.backup
-    return BackupSlice(backup=Backup(schedule=b.schedule, keepDaily=b.keepDaily, pitr=b.pitr),
-                       enabled=eff.permissions.backups, databases=[_db(d) for d in eff.databases], server=item.server)
+    eff = item["effective"]
+    b = eff["backup"]
+    return BackupSlice(backup=Backup(schedule=b["schedule"], keepDaily=b["keepDaily"], pitr=b["pitr"]),
+                       enabled=eff["permissions"]["backups"], databases=[_db(d) for d in eff["databases"]],
+                       server=item["server"])

@@ -9,7 +9,6 @@ Pure: same inputs, byte-identical output.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import zoneinfo
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ class Subscription:
     changes: Changes
     placement: Placement
 
-    @functools.cached_property
+    @property
     def typed(self) -> spec.Item:
-        """``item`` as the frozen, typed model drivers get (validated once, on demand)."""
-        return spec.Item.of(self.item)
+        """``item`` as the read-only, typed item drivers get (the same dict)."""
+        return spec.of(self.item)
 
 
 def _flatten(model: kinds.Strict, prefix: str, out: dict[str, Any]) -> dict[str, Any]:

@@ -49,11 +49,11 @@ def detect(drivers: Mapping[str, base.Driver], planned: planner.Planned) -> Foun
             if sub.placement.server is None:
                 continue
             try:
-                typed = sub.typed
-            except ValueError as exc:  # a record this version cannot read: the next apply rewrites it
-                found.unreadable[name] = str(exc).splitlines()[0]
+                sl = driver.slice(sub.typed)
+            except (KeyError, TypeError) as exc:  # a record this version cannot read: the next apply rewrites it
+                found.unreadable[name] = f"{type(exc).__name__}: {exc}"
                 continue
-            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), driver.slice(typed)))
+            per_server[sub.placement.server].append(base.Change(name, _action(sub.item), sl))
         for server, changes in sorted(per_server.items()):
             try:
                 drifted = driver.drifted(server, changes)

@@ -382,7 +382,7 @@ class Engine:
                 changes = [base.Change(n, "ensure", driver.slice(s.typed)) for n, s in planned.subscriptions.items()
                            if s.placement.server is not None]
                 measured = driver.usage(changes) if changes else {}
-            except (errors.DriverError, ValueError) as exc:  # a server down, an unreadable record
+            except (errors.DriverError, KeyError, TypeError) as exc:  # a server down, an unreadable record
                 log.warning("usage of %s: %s", type(driver).__name__, exc)
                 continue
             with self.store.transaction():
@@ -491,7 +491,7 @@ class Engine:
         old: dict[str, Any] | None = None
         if before is not None:
             try:
-                old = dict(driver.slice(spec.Item.of(before)))
+                old = dict(driver.slice(spec.check(before)))
             except ValueError:  # recorded by an older tenantctl in another shape: no diff
                 old = None
         act = audit.action(first=before is None, suspending=sub.item.get("state") == "suspended",

@@ -86,7 +86,7 @@ def domain() -> str:
 
 
 def ensure(drv: DnsDriver, *items: dict[str, Any]) -> list[base.Result]:
-    results = drv.apply("drv-b", [base.Change(it["name"], "ensure", drv.slice(spec.Item.sketch(it))) for it in items])
+    results = drv.apply("drv-b", [base.Change(it["name"], "ensure", drv.slice(spec.sketch(it))) for it in items])
     assert [r.outcome for r in results] == ["provisioned"] * len(items), results
     return results
 
@@ -112,7 +112,7 @@ class TestPrimaryAndSecondary:
                             (alias, "SOA")]:
             assert dig(PRIMARY, name, rtype), (name, rtype)
             assert dig(SECONDARY, name, rtype) == dig(PRIMARY, name, rtype), (name, rtype)
-        assert driver.dns_servers(spec.Item.sketch(item(domain))) == [f"{PRIMARY}:53", f"{SECONDARY}:53"]
+        assert driver.dns_servers(spec.sketch(item(domain))) == [f"{PRIMARY}:53", f"{SECONDARY}:53"]
 
     def test_a_changed_ip_reaches_the_secondary_within_2s(self, driver: DnsDriver, domain: str) -> None:
         ensure(driver, item(domain))
@@ -196,7 +196,7 @@ class TestSecondaryMode:
         assert zone is not None and zone["kind"] == "Slave" and zone["masters"] == [SECONDARY]
         # the customer's zone on drv-c is left alone (not tenantctl's, not in eu-west)
         assert customer.zone(f"{domain}.") is not None
-        assert driver.dns_servers(spec.Item.sketch(item(domain, mode="secondary", primaries=(SECONDARY,)))) == [f"{PRIMARY}:53"]
+        assert driver.dns_servers(spec.sketch(item(domain, mode="secondary", primaries=(SECONDARY,)))) == [f"{PRIMARY}:53"]
 
 
 class TestDriftAndIdempotence:
@@ -204,7 +204,7 @@ class TestDriftAndIdempotence:
                                                                              domain: str) -> None:
         it = item(domain)
         ensure(driver, it)
-        change = base.Change(domain, "ensure", driver.slice(spec.Item.sketch(it)))
+        change = base.Change(domain, "ensure", driver.slice(spec.sketch(it)))
         assert driver.drifted("drv-b", [change]) == {}
         assert driver.client(driver.servers()[1]).delete(f"{domain}.")
         drift = driver.drifted("drv-b", [change])
@@ -219,7 +219,7 @@ class TestDriftAndIdempotence:
         c = driver.client(driver.servers()[0])
         c.patch(f"{domain}.", [{"name": f"www.{domain}.", "type": "A", "ttl": 300, "changetype": "REPLACE",
                                 "records": [{"content": "192.0.2.66", "disabled": False}]}])
-        change = base.Change(domain, "ensure", driver.slice(spec.Item.sketch(it)))
+        change = base.Change(domain, "ensure", driver.slice(spec.sketch(it)))
         assert "edited outside tenantctl" in driver.drifted("drv-b", [change])[domain]
         ensure(driver, it)
         assert dig(PRIMARY, f"www.{domain}", "A") == ["127.0.40.1"]
@@ -271,5 +271,5 @@ class TestErrors:
             c.zones()
 
     def test_a_region_without_dns_server_fails_the_subscription_only(self, driver: DnsDriver, domain: str) -> None:
-        results = driver.apply("drv-b", [base.Change(domain, "ensure", driver.slice(spec.Item.sketch(item(domain, region="mars"))))])
+        results = driver.apply("drv-b", [base.Change(domain, "ensure", driver.slice(spec.sketch(item(domain, region="mars"))))])
         assert results[0].outcome == "failed" and "no server with the dns role in region mars" in results[0].message

@@ -155,7 +155,7 @@ class DnsDriver:
     def dns_servers(self, item: spec.Item) -> list[str]:
         """``address:53`` of every dns server serving the subscription's zone, primary first."""
         try:
-            placements = records.place(item.name, self.slice(item), self.servers())
+            placements = records.place(item["name"], self.slice(item), self.servers())
         except (LookupError, KeyError):
             return []
         return [f"{s.address}:53" for s in placements[0].servers]
