@@ -106,6 +106,26 @@ def _ready_condition(concern: str, outcome: str, message: str) -> records.Condit
                              message=message, last_transition=None)
 
 
+class _Recorded:
+    """The last recorded item of each subscription (what its drivers applied before this
+    pass), read from the store only once a driver reports a change to audit."""
+
+    def __init__(self, store: state_store.Store) -> None:
+        self.store = store
+        self._raw: dict[str, str] | None = None
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        if self._raw is None:
+            self._raw = self.store.get_status_raw()
+        text = self._raw.get(name)
+        if not text:
+            return None
+        doc: dict[str, Any] = json.loads(text)
+        if not doc.get("effective"):
+            return None
+        return {k: v for k, v in doc.items() if k not in planner.STATUS_ONLY}
+
+
 class Engine:
     """One reconcile pass over a desired state, against one state store."""
 
@@ -218,7 +238,7 @@ class Engine:
                 fps = self.store.get_fingerprints(name)
                 fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
                 self.store.set_fingerprints(name, fps)
-        before = self._recorded_items(targets)
+        before = _Recorded(self.store)  # read on the first change a driver reports
         batches: dict[tuple[str, str | None], list[base.Change[Any]]] = defaultdict(list)
         for name in targets:
             sub = planned.subscriptions[name]
@@ -500,20 +520,6 @@ class Engine:
         events.record(self.store, actor=self.actor, action=act, subject=name, concern=concern,
                       run_id=report.run_id, message=f"{concern}: {text}",
                       data={"changed": paths} if paths else None)
-
-    def _recorded_items(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        """The last recorded item of each subscription (what its drivers applied before)."""
-        if not names:
-            return {}
-        raw = self.store.get_status_raw()
-        out: dict[str, dict[str, Any]] = {}
-        for name in names:
-            text = raw.get(name)
-            if text:
-                doc = json.loads(text)
-                if doc.get("effective"):
-                    out[name] = {k: v for k, v in doc.items() if k not in planner.STATUS_ONLY}
-        return out
 
     def _finish(self, sub: Subscription, planned: planner.Planned, report: Report) -> None:
         name = sub.name
