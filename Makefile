@@ -70,7 +70,7 @@ run: setup
 	@echo
 	@echo "servers:  $(BIN)/tenantctl env status -f examples/"
 	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics)"
-	@echo "stop:     $(BIN)/tenantctl env down"
+	@echo "stop:     $(BIN)/tenantctl env down   (keeps the tenants; add --destroy-data to remove them)"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
