@@ -41,66 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from effective import write_state  # bench/: the same documents as bench/effective.py
 
 ROOT = Path(__file__).resolve().parent.parent
-PLANS, ADDONS, CUSTOMERS, SERVERS_PER_REGION = 50, 20, 1000, 8
 COMMANDS = ("validate", "apply", "plan", "status")
-
-
-def header(kind: str, name: str) -> str:
-    return f"---\napiVersion: tenantctl.io/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n"
-
-
-def write_state(d: Path, subs: int) -> None:
-    """bench/effective.py's documents for ``subs`` subscriptions (byte for byte the same
-    at 10,000); server capacity grows with the count so that everything can be placed."""
-    sites = max(2000, -(-subs * 5 // (4 * 2 * SERVERS_PER_REGION)))
-    parts = []
-    for r in ("eu-west", "us-east"):
-        parts.append(header("Region", r) + "  timezone: UTC\n")
-    for r_i, r in enumerate(("eu-west", "us-east")):
-        for s in range(SERVERS_PER_REGION):
-            addr = f"127.{50 + r_i}.{s}.1"
-            parts.append(header("Server", f"{r}-{s}") + f"""  region: {r}
-  provider: docker
-  address: {addr}
-  ips: [{{address: {addr}, type: shared}}, {{address: 127.{50 + r_i}.{s}.2, type: dedicated}}]
-  roles: [web, db-mariadb, db-postgresql, dns, backup]
-  capacity: {{sites: {sites}}}
-  offers: {{php: {{versions: ["8.2"], handlers: [fpm]}}}}
-""")
-    for p in range(PLANS):
-        version = "7.4" if p % 10 == 9 else "8.2"
-        parts.append(header("ServicePlan", f"plan-{p}") + f"""  resources: {{diskMB: {1000 * (p + 1)}, databases: {p % 7}, domains: 3}}
-  permissions: {{manageHosting: {str(p % 3 == 0).lower()}, managePHPPerformance: {str(p % 6 == 0).lower()}}}
-  hosting:
-    ssl: {str(p % 2 == 0).lower()}
-    php: {{handler: fpm, version: "{version}", settings: {{memory_limit: {64 + p}M, max_execution_time: 30}}}}
-  backup: {{schedule: "0 2 * * *", keepDaily: 15}}
-""")
-    for a in range(ADDONS):
-        parts.append(header("AddOnPlan", f"addon-{a}") + f"""  resources: {{databases: {a % 3 + 1}, diskMB: 100}}
-  hosting: {{php: {{settings: {{max_input_vars: {1000 + a}}}}}}}
-""")
-    for c in range(CUSTOMERS):
-        parts.append(header("Customer", f"cust-{c}") + f"  email: c{c}@example.org\n")
-    (d / "infra.yaml").write_text("".join(parts))
-    out = []
-    for i in range(subs):
-        extra = ""
-        if i % 10 == 0:
-            extra += f"  addons: [addon-{i % ADDONS}, addon-{(i + 7) % ADDONS}]\n"
-        if i % 50 == 0:
-            extra += "  customizations: {resources: {databases: 10}}\n"
-        if i % 25 == 0:
-            extra += "  databases: [{name: app, engine: mariadb}]\n"
-        plan = "plan-0" if i % 5 == 0 else f"plan-{1 + i % (PLANS - 1)}"
-        region = "eu-west" if i % 2 else "us-east"
-        out.append(header("Subscription", f"site{i}.example.org") + f"""  customer: cust-{i % CUSTOMERS}
-  plan: {plan}
-  region: {region}
-""" + extra)
-    (d / "subs.yaml").write_text("".join(out))
 
 
 @dataclass(frozen=True)
