@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,13 @@ from controller.reconcile import engine
 from controller.state import events
 from controller.state import store as state_store
 
+from .conftest import T0, Clock
 from .memdriver import MemDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -38,15 +31,8 @@ def ds() -> model.DesiredState:
     return model.load_desired([EXAMPLES])
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[state_store.Store]:
-    with state_store.Store(tmp_path / "state.db", now=clock) as st:
-        yield st
 
 
 def drivers_with(web: MemDriver) -> dict[str, base.Driver]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +20,18 @@ from controller.reconcile import engine, guard
 from controller.state import events
 from controller.state import store as state_store
 
+from .conftest import T0, Clock
 from .memdriver import MemDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 HANGAR = "hangar.example.com"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[state_store.Store]:
-    with state_store.Store(tmp_path / "state.db", now=clock) as st:
-        yield st
 
 
 @pytest.fixture
