@@ -82,14 +82,14 @@ def threshold() -> Any:
     return guard.Threshold(count=g.max_delete, percent=g.max_delete_percent)
 
 
-def plan_now(ds: model.DesiredState) -> Any:
+def plan_now(ds: model.DesiredState, drivers: dict[str, Any] | None = None) -> Any:
     """Plan against the state store (if any), with the drivers apply would use, so that
     fingerprints compare like with like."""
     from controller.reconcile import engine
 
     store = open_store(readonly=True)
     try:
-        return engine.plan(ds, now(), store, drivers_for(ds))
+        return engine.plan(ds, now(), store, drivers if drivers is not None else drivers_for(ds))
     finally:
         if store is not None:
             store.close()
@@ -141,10 +141,12 @@ def plan(
     check_output(fmt)
     try:
         ds = load(files)
-        planned = plan_now(ds)
-        drifted: dict[str, dict[str, str]] = {}
-        if refresh:
-            drifted = _refresh(ds)
+        drivers = drivers_for(ds)
+        try:
+            planned = plan_now(ds, drivers)
+            drifted = _refresh(drivers, planned) if refresh else {}
+        finally:
+            close_drivers(drivers)
     except typer.Exit as exc:
         raise typer.Exit(1 if detailed_exitcode else exc.exit_code) from None
     except errors.TenantctlError as exc:
@@ -175,19 +177,14 @@ def plan(
         raise typer.Exit(2)
 
 
-def _refresh(ds: model.DesiredState) -> dict[str, dict[str, str]]:
-    """What the drift-aware drivers find lost or changed on the servers (read-only)."""
-    from controller.reconcile import drift, engine
+def _refresh(drivers: dict[str, Any], planned: Any) -> dict[str, dict[str, str]]:
+    """What the drift-aware drivers find lost or changed on the servers (read-only);
+    nothing before the first apply (no placement was ever applied)."""
+    from controller.reconcile import drift
 
-    store = open_store(readonly=True)
-    if store is None:
+    if not (settings.current().core.state_dir / "state.db").exists():
         return {}
-    drivers = drivers_for(ds)
-    try:
-        with store:
-            found = drift.detect(drivers, engine.plan(ds, now(), store, drivers))
-    finally:
-        close_drivers(drivers)
+    found = drift.detect(drivers, planned)
     for (concern, server), why in sorted(found.unreachable.items()):
         sys.stderr.write(f"tenantctl: cannot check {concern} on {server}: {why}\n")
     return found.drifted

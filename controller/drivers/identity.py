@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller import errors
-from controller.drivers import transport
+from controller.drivers import naming, transport
 from controller.drivers.context import Context
 
 MARKER = "/etc/tenantctl/generation"
-#: where the web driver puts one vhost per tenant (see ``naming``)
-VHOSTS = "/etc/nginx/tenantctl"
+#: where the web driver puts one vhost per tenant
+VHOSTS = naming.NGINX_DIR
 #: what ``generations`` reports for a server that answers but has no marker
 MISSING = ""
 

@@ -66,6 +66,8 @@ def db_user(sub: str, db: str) -> str:
 
 
 ACME_DIR = "/var/lib/tenantctl-acme"
+#: one vhost per tenant (``<user>.conf``)
+NGINX_DIR = "/etc/nginx/tenantctl"
 TLS_DIR = "/etc/nginx/tenantctl-tls"
 CERT_DIR = "/etc/ssl/tenantctl"
 

@@ -123,7 +123,7 @@ class _Recorded:
         doc: dict[str, Any] = json.loads(text)
         if not doc.get("effective"):
             return None
-        return {k: v for k, v in doc.items() if k not in planner.STATUS_ONLY}
+        return planner.recorded_item(doc)
 
 
 class Engine:
@@ -320,18 +320,12 @@ class Engine:
         self.reachable = {**{s: True for s in probed.generations}, **{s: False for s in probed.unreachable}}
         return replaced
 
-    def detect_drift(self, ds: DesiredState) -> drift.Found:
-        """What the drift-aware drivers find changed or lost (read-only: ``plan
-        --refresh``, ``status --live``)."""
-        found = drift.detect(self.drivers, self.plan(ds))
-        self._measure(self.plan(ds))
-        return found
-
     def resync(self, ds: DesiredState) -> dict[str, dict[str, str]]:
         """Drift repair: find what drifted and mark it (forget the applied fingerprint
         of that concern, with an event); the next ``reconcile`` pass repairs it like any
         other change. Returns ``{name: {concern: what differed}}``."""
-        found = drift.detect(self.drivers, self.plan(ds))
+        planned = self.plan(ds)  # marking below changes fingerprints only, not what is placed where
+        found = drift.detect(self.drivers, planned)
         for (concern, server), why in sorted(found.unreachable.items()):
             log.warning("drift check of %s on %s: %s", concern, server, why)
         # What is already waiting out a failure is marked again once its wait is over,
@@ -341,7 +335,7 @@ class Engine:
         waiting = {k for k, b in self._backoff.items() if b.permanent or b.next_attempt > now}
         marked = {n: {c: w for c, w in cs.items() if f"{n}/{c}" not in waiting} for n, cs in found.drifted.items()}
         self.mark_drift({n: cs for n, cs in marked.items() if cs})
-        self._measure(self.plan(ds))
+        self._measure(planned)
         return found.drifted
 
     def mark_drift(self, drifted: Mapping[str, Mapping[str, str]]) -> None:

@@ -57,7 +57,7 @@ class _Health:
         self.error: str | None = None
         self.last_ok: float | None = None
 
-    def failed(self, exc: errors.InputError, at: float) -> None:
+    def failed(self, exc: errors.InputError) -> None:
         text = str(exc)
         log.error("desired state invalid (%d errors), keeping the last good one:\n%s", len(exc.issues), text)
         self.m.set_desired_state(False, None)
@@ -183,7 +183,7 @@ def _iteration(
                 drivers, probe = wiring(ds)
                 eng.set_drivers(drivers, probe)
         except errors.InputError as exc:
-            health.failed(exc, time.time())
+            health.failed(exc)
         current = st.ds
         if current is not None:
             eng.check_servers(current)  # replaced or wiped servers: one round trip each

@@ -224,9 +224,14 @@ def input_keys(
     return out
 
 
+def recorded_item(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The item a status document was made from (without what the engine added)."""
+    return {k: v for k, v in status.items() if k not in STATUS_ONLY}
+
+
 def _recorded(name: str, status: Mapping[str, Any], hist: History) -> effective.Subscription:
     """A subscription whose inputs did not change: its recorded item is the answer."""
-    item = {k: v for k, v in status.items() if k not in STATUS_ONLY}
+    item = recorded_item(status)
     rec = hist.placements.get(name) or Recorded(None, None)
     placement = Placement(rec.server, rec.ip, dict(rec.dbServers))
     return effective.Subscription(name, item, effective.Changes(), placement)

@@ -26,7 +26,7 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 SKELETON_ENTRIES = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp")
 ERROR_CODES = (400, 401, 403, 404, 500, 502, 503)
 PAGES_DIR = "/var/lib/tenantctl/pages"
-NGINX_DIR = "/etc/nginx/tenantctl"
+NGINX_DIR = naming.NGINX_DIR
 
 _NG = re.compile(r"^[A-Za-z0-9._:/-]+$")
 _INI_BARE = re.compile(r"^[A-Za-z0-9_./:@%+,-]+$")
