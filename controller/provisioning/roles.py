@@ -3,7 +3,9 @@
 Packages, base configuration and the services of the server's roles, each bound only to
 the server's own address, with the admin logins of ``keys.credentials``; the role also
 writes the server's identity marker ``/etc/tenantctl/generation`` (``MARKER``: a random
-id made once, never rewritten). Idempotent: a second run changes nothing.
+id made once, never rewritten), the backup CA on every server and, on servers with role
+``backup``, the restic repository server (``backup``). Idempotent: a second run changes
+nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from controller.provisioning import ansible, keys
+from controller.provisioning import ansible, backup, keys
 
 PLAYBOOK = "bootstrap.yml"
 ROLE = "tenantctl_server"
@@ -36,16 +38,24 @@ def digest() -> str:
     return h.hexdigest()
 
 
-def hostvars(state_dir: Path, server: str) -> dict[str, Any]:
-    """The role's per-host variables: the server's generated admin credentials."""
-    creds = keys.credentials(state_dir, server)
-    return {
+def hostvars(state_dir: Path, target: ansible.Target) -> dict[str, Any]:
+    """The role's per-host variables: the server's generated admin credentials, the
+    environment's backup CA and, on a server with role ``backup``, its repository
+    server's certificate and key (``backup``)."""
+    creds = keys.credentials(state_dir, target.name)
+    found: dict[str, Any] = {
         "tenantctl_mariadb_admin_user": creds["mariadb_admin_user"],
         "tenantctl_mariadb_admin_password": creds["mariadb_admin_password"],
         "tenantctl_postgresql_admin_user": creds["postgresql_admin_user"],
         "tenantctl_postgresql_admin_password": creds["postgresql_admin_password"],
         "tenantctl_pdns_api_key": creds["pdns_api_key"],
+        "tenantctl_backup_ca": backup.ca_pem(state_dir),
+        "tenantctl_backup_port": backup.PORT,
     }
+    if "backup" in target.roles:
+        cert, key = backup.server_cert(state_dir, target.name, target.address)
+        found |= {"tenantctl_backup_cert": cert, "tenantctl_backup_key": key}
+    return found
 
 
 def bootstrap(targets: Iterable[ansible.Target], state_dir: Path) -> dict[str, ansible.HostStats]:
@@ -57,4 +67,4 @@ def bootstrap(targets: Iterable[ansible.Target], state_dir: Path) -> dict[str, a
     if not chosen:
         return {}
     return ansible.run_playbook(PLAYBOOK, chosen, state_dir,
-                                hostvars={t.name: hostvars(state_dir, t.name) for t in chosen})
+                                hostvars={t.name: hostvars(state_dir, t) for t in chosen})

@@ -68,6 +68,11 @@ class TestServerSpec:
         spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["db-postgresql"]})
         assert servers.services_of(spec) == ["ssh", "postgresql"]
 
+    def test_a_backup_server_runs_the_restic_repository_server(self) -> None:
+        spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["dns", "backup"]})
+        assert servers.services_of(spec) == ["ssh", "pdns", "pdns-api", "restic-rest"]
+        assert servers.SERVICE_PORTS["restic-rest"] == (provisioning.backup.PORT, "backup")
+
 
 class TestEnvironments:
     def test_the_id_derives_from_the_resolved_state_dir(self, tmp_path: Path,

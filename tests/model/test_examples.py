@@ -40,7 +40,7 @@ def test_examples_validate(tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     assert r.stderr == ""
     assert r.stdout.strip() == (
-        "valid: 2 Region, 3 Server, 4 ServicePlan, 3 AddOnPlan, 5 Customer, 12 Subscription"
+        "valid: 3 Region, 4 Server, 4 ServicePlan, 3 AddOnPlan, 5 Customer, 12 Subscription"
     )
 
 

@@ -58,6 +58,7 @@ SERVICE_PORTS: dict[str, tuple[int, str | None]] = {
     "postgresql": (5432, "db-postgresql"),
     "pdns": (53, "dns"),
     "pdns-api": (8081, "dns"),
+    "restic-rest": (provisioning.backup.PORT, "backup"),
 }
 
 
