@@ -15,9 +15,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
-VERSION = 1
+from controller.agent import backupjobs
 
-Op = Literal["apply", "check", "challenges"]
+VERSION = 2
+
+#: ``apply``, ``check`` (drift; backup: repository check), ``challenges`` (tls); the
+#: backup entry's ops (``backupjobs``): ``backup``, ``copy``, ``snapshots``, ``forget``,
+#: ``check``, ``restore``, ``drill``, ``logins``
+Op = Literal["apply", "check", "challenges", "backup", "copy", "snapshots", "forget", "restore", "drill", "logins"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class Job:
     expect: list[Expect] = field(default_factory=list)
     #: challenges (tls): ``{user: {token: key authorization}}``
     put: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the backup entry's ops
+    backup: backupjobs.BackupJob | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,7 @@ class Outcome:
     recovered: Recovered | None = None
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    backup: backupjobs.BackupOutcome | None = None
 
 
 T = TypeVar("T")

@@ -1,8 +1,10 @@
 """One agent run: ``python3 -I AGENT.pyz ENTRY DIR`` (or ``main(entry, dir)``).
 
-DIR holds ``job.json`` and the staged files it names. The entry (``hosting``, ``tls``)
+DIR holds ``job.json`` and the staged files it names. The entry (``hosting``, ``tls``, ``backup``)
 is the concern's module ``controller.drivers.<entry>.agent``; its ``handle(job, stage)``
-does the job. Transactions (``op: apply``) hold the server's lock. Prints one JSON
+does the job. Transactions (``op: apply``) hold the server's lock; the ``backup`` entry's
+ops never do (they change no served configuration, and backups of several tenants run
+on one server at once). Prints one JSON
 ``Outcome`` on stdout; exit status 0 whenever it printed one, 2 for a job it refuses
 (another version, a malformed file).
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from controller.agent import jobs, lock, phases
 
-ENTRIES = ("hosting", "tls")
+ENTRIES = ("hosting", "tls", "backup")
 
 
 def handler(entry: str) -> Any:
@@ -41,7 +43,7 @@ def main(entry: str, stage: str) -> int:
     except (OSError, TypeError, ValueError) as exc:
         sys.stderr.write(f"tenantctl agent: refusing the job: {exc}\n")
         return 2
-    if job.op == "apply":
+    if job.op == "apply" and entry != "backup":
         lock.hold()
     out: jobs.Outcome = handle(job, stage)
     doc = jobs.encode(out)
