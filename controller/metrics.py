@@ -14,6 +14,11 @@ each test, and each controller in a process, gets fresh series. What it exposes:
   ``tenantctl_concern_status{concern,status}``. Labels are low-cardinality on purpose:
   no per-subscription label (10,000 subscriptions must not mean 10,000 series);
 * ``tenantctl_build_info{version}``;
+* nightly backups (issue 9, BKP-1..3), from one ``BackupFigures`` the lead computes from
+  the state store (``set_backup``): per (source server, region) the last success and its
+  duration, per region the subscriptions without a fresh copy and the repository check,
+  per source server failed subscriptions and bytes added, and the latest restore drill.
+  No label per subscription: series grow with servers x regions only;
 * the controller's own health, set by the ``run`` loop (issue 7): the desired state
   (``tenantctl_desired_state_valid``, ``..._last_success_timestamp_seconds``), deletions
   held by the mass-deletion guard (``tenantctl_deletions_held``), each server's
@@ -176,6 +181,103 @@ class _TlsCollector(prometheus_client.registry.Collector):
             yield dur
 
 
+@dataclasses.dataclass(frozen=True)
+class BackupFigures:
+    """The state of nightly backups (issue 9, BKP-1..3), computed by the caller from the
+    state store; every mapping is keyed by server or region, never by subscription. A key
+    absent from the figures has no series (a removed server leaves none behind)."""
+
+    last_success: Mapping[tuple[str, str], float]
+    """(source server, region) -> Unix time its last successful backup reached that
+    region's repository (the server's own region: the local snapshot)."""
+    last_duration: Mapping[tuple[str, str], float]
+    """(source server, region) -> seconds that last run (or copy) took."""
+    stale: Mapping[str, int]
+    """region -> subscriptions with backups enabled whose newest copy in that region is
+    missing or older than the freshness bound."""
+    failed: Mapping[str, int]
+    """source server -> subscriptions whose latest backup failed."""
+    added_bytes: Mapping[str, float]
+    """source server -> bytes its last run added (restic ``data_added``)."""
+    drill_failed: int
+    """Subscriptions whose latest restore drill failed."""
+    drill_last: float | None
+    """Unix time of the latest restore drill, whatever its result; None: never (exported
+    as 0, so that RestoreDrillNotRun fires)."""
+    drill_seconds: float | None
+    """Duration of the latest drill run; None: never (no series)."""
+    repo_ok: Mapping[str, bool]
+    """region -> the latest ``restic check`` of that region's repositories passed."""
+    repo_checked: Mapping[str, float]
+    """region -> Unix time of that check."""
+
+
+BACKUP_PAIRS = (
+    ("tenantctl_backup_last_success_timestamp_seconds",
+     "When the last successful backup of a source server reached a region's repository (its own region: the "
+     "local snapshot)."),
+    ("tenantctl_backup_last_duration_seconds",
+     "Seconds the last successful backup (own region) or copy (other regions) of a source server took."),
+)
+BACKUP_BY_REGION = (
+    ("tenantctl_backup_stale_subscriptions",
+     "Subscriptions with backups enabled whose newest snapshot in the region (local or copy) is missing or too "
+     "old."),
+    ("tenantctl_backup_repository_check_ok",
+     "1 when the latest restic check of the region's repositories passed, 0 when it failed."),
+    ("tenantctl_backup_repository_check_timestamp_seconds",
+     "When the region's repositories were last checked (restic check)."),
+)
+BACKUP_BY_SERVER = (
+    ("tenantctl_backup_failed_subscriptions", "Subscriptions of a source server whose latest backup failed."),
+    ("tenantctl_backup_added_bytes", "Bytes the last backup run of a source server added to its repository."),
+)
+BACKUP_DRILL = (
+    ("tenantctl_backup_drill_failed_subscriptions", "Subscriptions whose latest restore drill failed."),
+    ("tenantctl_backup_drill_last_timestamp_seconds",
+     "When the latest restore drill ran, whatever its result (0: never)."),
+    ("tenantctl_backup_drill_duration_seconds", "Seconds the latest restore drill run took."),
+)
+"""Names and HELP of the backup gauges, by their labels: (server, region), region,
+server, none."""
+
+
+def _labelled(name: str, doc: str, labels: list[str], values: Iterable[tuple[tuple[str, ...], float]]
+              ) -> prometheus_client.core.GaugeMetricFamily:
+    fam = prometheus_client.core.GaugeMetricFamily(name, doc, labels=labels)
+    for key, v in sorted(values):
+        fam.add_metric(list(key), v)
+    return fam
+
+
+class _BackupCollector(prometheus_client.registry.Collector):
+    """Yields the backup gauges from one immutable ``BackupFigures`` (none before the
+    first ``set_backup``: a controller without backups exports no backup series)."""
+
+    def __init__(self) -> None:
+        self.figures: BackupFigures | None = None
+
+    def collect(self) -> Iterator[prometheus_client.core.Metric]:
+        f = self.figures
+        if f is None:
+            return
+        gauge = prometheus_client.core.GaugeMetricFamily
+        for (name, doc), pairs in zip(BACKUP_PAIRS, (f.last_success, f.last_duration), strict=True):
+            yield _labelled(name, doc, ["server", "region"], pairs.items())
+        repo_ok = {region: 1.0 if ok else 0.0 for region, ok in f.repo_ok.items()}
+        for (name, doc), values in zip(BACKUP_BY_REGION, (f.stale, repo_ok, f.repo_checked), strict=True):
+            yield _labelled(name, doc, ["region"], (((region,), v) for region, v in values.items()))
+        for (name, doc), values in zip(BACKUP_BY_SERVER, (f.failed, f.added_bytes), strict=True):
+            yield _labelled(name, doc, ["server"], (((server,), v) for server, v in values.items()))
+        (failed, failed_doc), (last, last_doc), (seconds, seconds_doc) = BACKUP_DRILL
+        yield gauge(failed, failed_doc, value=f.drill_failed)
+        yield gauge(last, last_doc, value=0.0 if f.drill_last is None else f.drill_last)
+        duration = gauge(seconds, seconds_doc)
+        if f.drill_seconds is not None:
+            duration.add_metric([], f.drill_seconds)
+        yield duration
+
+
 class _SummaryCollector(prometheus_client.registry.Collector):
     """Yields the summary gauges from one immutable snapshot, so a scrape never sees a
     half-updated set (a gauge cleared and not yet refilled)."""
@@ -291,6 +393,8 @@ class Metrics:
         self.build_info.labels(version).set(1)
         self._tls = _TlsCollector()
         r.register(self._tls)
+        self._backup = _BackupCollector()
+        r.register(self._backup)
         self.dns_zones = prometheus_client.Gauge(
             "tenantctl_dns_zones", "Zones on each DNS server by state (primary, secondary, behind, empty, "
             "foreign).", ["server", "state"], registry=r
@@ -340,6 +444,11 @@ class Metrics:
     def set_tls(self, snapshot: TlsSnapshot) -> None:
         """Certificates and ACME traffic as the tls driver last observed them (no I/O here)."""
         self._tls.snapshot = snapshot
+
+    def set_backup(self, figures: BackupFigures) -> None:
+        """Backups as the caller last computed them from the state store (no I/O here);
+        each call replaces the previous figures whole."""
+        self._backup.figures = figures
 
     def set_dns(self, zones: Mapping[tuple[str, str], int], last_sync: Mapping[str, float]) -> None:
         """DNS health as the dns driver last observed it (no I/O here)."""

@@ -6,6 +6,7 @@ package ``prometheus``; the test fails (it does not skip) when it is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any
 
 import prometheus_client
 import pytest
+from prometheus_client import parser
 
 from controller import clock, metrics
 from controller.reconcile import queue
@@ -34,6 +36,34 @@ def item(
         "conflicts": [{"property": p, "planValue": "x", "availableValue": "y"} for p in conflicts],
         "concerns": concerns or {},
     }
+
+
+def figures(**changes: Any) -> metrics.BackupFigures:
+    """Backups of two source servers (eu-west-1, us-east-1) copied to each other's region."""
+    base = metrics.BackupFigures(
+        last_success={("eu-west-1", "eu-west"): 1_700_000_000.0, ("eu-west-1", "us-east"): 1_700_000_300.0,
+                      ("us-east-1", "us-east"): 1_700_010_000.0, ("us-east-1", "eu-west"): 1_699_900_000.0},
+        last_duration={("eu-west-1", "eu-west"): 120.5, ("eu-west-1", "us-east"): 30.0,
+                       ("us-east-1", "us-east"): 95.0, ("us-east-1", "eu-west"): 12.0},
+        stale={"eu-west": 3, "us-east": 0},
+        failed={"eu-west-1": 0, "us-east-1": 2},
+        added_bytes={"eu-west-1": 1_048_576.0, "us-east-1": 0.0},
+        drill_failed=1, drill_last=1_700_020_000.0, drill_seconds=250.0,
+        repo_ok={"eu-west": True, "us-east": False},
+        repo_checked={"eu-west": 1_700_030_000.0, "us-east": 1_700_030_100.0},
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def backup_series(m: metrics.Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every ``tenantctl_backup_*`` sample of the exposition, parsed back by prometheus_client."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in parser.text_string_to_metric_families(m.exposition().decode())
+            for s in family.samples if s.name.startswith("tenantctl_backup_")}
+
+
+def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
 
 
 def value(m: metrics.Metrics, name: str, **labels: str) -> float | None:
@@ -71,6 +101,7 @@ def populated(m: metrics.Metrics, n: int = 3) -> metrics.Metrics:
         requests={"ok": 40, "error": 2}, request_seconds={"ok": 1.5, "error": 0.2},
         orders={"issued": 4, "failed": 1}, order_seconds={"issued": 4.4, "failed": 0.9},
     ))
+    m.set_backup(figures())
     m.count_interrupted()
     m.set_desired_state(True, 1.7e9)
     m.set_deletions_held(7)
@@ -122,6 +153,9 @@ class TestNames:
             "tenantctl_server_generation_changes_total counter",
             "tenantctl_deferred gauge",
             "tenantctl_backoff_permanent gauge",
+            "tenantctl_backup_last_success_timestamp_seconds gauge",
+            "tenantctl_backup_stale_subscriptions gauge",
+            "tenantctl_backup_repository_check_ok gauge",
         ]:
             assert f"# TYPE {family}\n" in text
 
@@ -222,6 +256,88 @@ class TestControllerHealth:
             assert text.count(f"\n{family} ") == 1
         assert text.count("\ntenantctl_server_reachable{") == 20
         assert text.count("\ntenantctl_server_generation_changes_total{") == 20
+
+
+class TestBackup:
+    """Issue 9 item 8 (BKP-1..3): gauges per (server, region), region or server, never per
+    subscription, replaced whole by each ``set_backup``."""
+
+    def test_exactly_the_expected_series(self, m: metrics.Metrics) -> None:
+        m.set_backup(figures())
+        assert backup_series(m) == {
+            key("tenantctl_backup_last_success_timestamp_seconds", server="eu-west-1", region="eu-west"): 1.7e9,
+            key("tenantctl_backup_last_success_timestamp_seconds", server="eu-west-1", region="us-east"): 1_700_000_300,
+            key("tenantctl_backup_last_success_timestamp_seconds", server="us-east-1", region="us-east"): 1_700_010_000,
+            key("tenantctl_backup_last_success_timestamp_seconds", server="us-east-1", region="eu-west"): 1_699_900_000,
+            key("tenantctl_backup_last_duration_seconds", server="eu-west-1", region="eu-west"): 120.5,
+            key("tenantctl_backup_last_duration_seconds", server="eu-west-1", region="us-east"): 30.0,
+            key("tenantctl_backup_last_duration_seconds", server="us-east-1", region="us-east"): 95.0,
+            key("tenantctl_backup_last_duration_seconds", server="us-east-1", region="eu-west"): 12.0,
+            key("tenantctl_backup_stale_subscriptions", region="eu-west"): 3,
+            key("tenantctl_backup_stale_subscriptions", region="us-east"): 0,
+            key("tenantctl_backup_failed_subscriptions", server="eu-west-1"): 0,
+            key("tenantctl_backup_failed_subscriptions", server="us-east-1"): 2,
+            key("tenantctl_backup_added_bytes", server="eu-west-1"): 1_048_576,
+            key("tenantctl_backup_added_bytes", server="us-east-1"): 0,
+            key("tenantctl_backup_drill_failed_subscriptions"): 1,
+            key("tenantctl_backup_drill_last_timestamp_seconds"): 1_700_020_000,
+            key("tenantctl_backup_drill_duration_seconds"): 250.0,
+            key("tenantctl_backup_repository_check_ok", region="eu-west"): 1,
+            key("tenantctl_backup_repository_check_ok", region="us-east"): 0,
+            key("tenantctl_backup_repository_check_timestamp_seconds", region="eu-west"): 1_700_030_000,
+            key("tenantctl_backup_repository_check_timestamp_seconds", region="us-east"): 1_700_030_100,
+        }
+
+    def test_gauges_with_help(self, m: metrics.Metrics) -> None:
+        m.set_backup(figures())
+        families = {f.name: f for f in parser.text_string_to_metric_families(m.exposition().decode())
+                    if f.name.startswith("tenantctl_backup_")}
+        assert len(families) == 10
+        assert all(f.type == "gauge" and f.documentation.strip() for f in families.values())
+
+    def test_a_removed_server_drops_its_series(self, m: metrics.Metrics) -> None:
+        m.set_backup(figures())
+        m.set_backup(figures(
+            last_success={("eu-west-1", "eu-west"): 1.8e9, ("eu-west-1", "us-east"): 1.8e9},
+            last_duration={("eu-west-1", "eu-west"): 100.0, ("eu-west-1", "us-east"): 20.0},
+            failed={"eu-west-1": 0}, added_bytes={"eu-west-1": 2048.0},
+        ))
+        series = backup_series(m)
+        assert not [k for k in series if ("server", "us-east-1") in k[1]]
+        assert series[key("tenantctl_backup_last_success_timestamp_seconds", server="eu-west-1",
+                          region="eu-west")] == 1.8e9
+        assert series[key("tenantctl_backup_added_bytes", server="eu-west-1")] == 2048
+        assert len(series) == 2 + 2 + 2 + 1 + 1 + 3 + 2 + 2
+
+    def test_a_removed_region_drops_its_series(self, m: metrics.Metrics) -> None:
+        m.set_backup(figures())
+        m.set_backup(figures(stale={"eu-west": 0}, repo_ok={"eu-west": True}, repo_checked={"eu-west": 1.8e9},
+                             last_success={("eu-west-1", "eu-west"): 1.8e9},
+                             last_duration={("eu-west-1", "eu-west"): 1.0}))
+        assert not [k for k in backup_series(m) if ("region", "us-east") in k[1]]
+
+    def test_no_drill_yet(self, m: metrics.Metrics) -> None:
+        """Never drilled: the last drill reads 0 (RestoreDrillNotRun fires), no duration."""
+        m.set_backup(figures(drill_failed=0, drill_last=None, drill_seconds=None))
+        series = backup_series(m)
+        assert series[key("tenantctl_backup_drill_last_timestamp_seconds")] == 0
+        assert series[key("tenantctl_backup_drill_failed_subscriptions")] == 0
+        assert key("tenantctl_backup_drill_duration_seconds") not in series
+
+    def test_nothing_before_the_first_figures(self, m: metrics.Metrics) -> None:
+        assert backup_series(m) == {}
+        assert b"# TYPE tenantctl_backup_" not in m.exposition()
+
+    def test_series_do_not_grow_with_subscriptions(self, m: metrics.Metrics) -> None:
+        """100 servers x 3 regions: series from servers and regions only, whatever the
+        subscriptions counted in them."""
+        servers = [f"web-{i}" for i in range(100)]
+        regions = ["eu-west", "us-east", "ap-southeast"]
+        pairs = {(s, r): 1.7e9 for s in servers for r in regions}
+        m.set_backup(figures(last_success=pairs, last_duration=pairs, stale=dict.fromkeys(regions, 10_000),
+                             failed=dict.fromkeys(servers, 100), added_bytes=dict.fromkeys(servers, 1.0),
+                             repo_ok=dict.fromkeys(regions, True), repo_checked=dict.fromkeys(regions, 1.7e9)))
+        assert len(backup_series(m)) == 2 * 300 + 2 * 100 + 3 * 3 + 3
 
 
 class TestWorkqueueHook:

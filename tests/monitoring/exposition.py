@@ -52,6 +52,15 @@ def sample(m: metrics.Metrics | None = None) -> metrics.Metrics:
         requests={"ok": 10, "error": 1}, request_seconds={"ok": 1.0, "error": 0.1},
         orders={"issued": 2, "failed": 1}, order_seconds={"issued": 2.2, "failed": 0.5},
     ))
+    m.set_backup(metrics.BackupFigures(
+        last_success={("eu-west-1", "eu-west"): 1.7e9, ("eu-west-1", "us-east"): 1.7e9 - 3600,
+                      ("us-east-1", "us-east"): 1.7e9 - 600},
+        last_duration={("eu-west-1", "eu-west"): 42.0, ("eu-west-1", "us-east"): 7.5, ("us-east-1", "us-east"): 30.0},
+        stale={"eu-west": 0, "us-east": 2}, failed={"eu-west-1": 0, "us-east-1": 1},
+        added_bytes={"eu-west-1": 1.5e6, "us-east-1": 0.0},
+        drill_failed=1, drill_last=1.7e9 - 7200, drill_seconds=95.0,
+        repo_ok={"eu-west": True, "us-east": False}, repo_checked={"eu-west": 1.7e9 - 3600, "us-east": 1.7e9 - 1800},
+    ))
     m.set_desired_state(True, 1.7e9)
     m.set_desired_state(False, None)
     m.set_deletions_held(6)

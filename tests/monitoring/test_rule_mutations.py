@@ -49,8 +49,14 @@ def promtool_test(promtool: str, folder: Path, rules: dict[str, Any],
                           text=True, timeout=60)
 
 
+BACKUP_ALERTS = ("BackupTooOld", "BackupCopyMissing", "BackupRunFailed", "RestoreDrillFailed", "RestoreDrillNotRun",
+                 "BackupRepositoryCorrupt")
+"""Issue 9's alerts (BKP-1..3): mutated like every other alert."""
+
+
 def test_there_are_alerts_to_mutate() -> None:
-    assert len(ALERTS) >= 14
+    assert len(ALERTS) >= 20
+    assert set(BACKUP_ALERTS) <= set(ALERTS)
     assert TESTS_DOC["rule_files"] == [RULES.name]
 
 
@@ -103,6 +109,22 @@ def test_every_mutation_of_the_alert_fails_its_tests(promtool: str, tmp_path: Pa
     for name, run in runs.items():
         out = run.result().stdout + run.result().stderr
         assert f"alertname: {alert}" in out or f"alertname:{alert}" in out, f"{alert}/{name}: {out}"
+
+
+BOUNDARIES = {"BackupTooOld": (24, 28), "RestoreDrillNotRun": (34, 38)}
+"""Age alerts (hours: 26, 36) whose cases sit one hour either side of the threshold
+(25 h and 27 h, 35 h and 37 h): a threshold moved by two hours either way must fail them,
+not only one doubled or halved."""
+
+
+@pytest.mark.parametrize(("alert", "hours"), [pytest.param(a, h, id=f"{a}-{h}h")
+                                              for a, hs in BOUNDARIES.items() for h in hs])
+def test_age_alert_is_tested_at_its_boundary(promtool: str, tmp_path: Path, alert: str, hours: int) -> None:
+    rule = ALERTS[alert]
+    moved = {**rule, "expr": mutations.threshold(rule["expr"]).expr(n=hours * 3600)}
+    done = promtool_test(promtool, tmp_path, mutations.replace_alert(RULES_DOC, alert, moved), only(alert))
+    assert done.returncode != 0, f"{alert}: the rule tests still pass with the threshold at {hours} h"
+    assert f"alertname: {alert}" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
