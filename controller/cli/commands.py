@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from controller import errors
+from controller.cli import backup as _backup  # noqa: F401  (registers `restore`)
 from controller.cli import crds as _crds  # noqa: F401  (registers crds, resources, documents)
 from controller.cli import events as _events  # noqa: F401  (registers `events`)
 from controller.cli import infra as _infra  # noqa: F401  (registers `infra`)
+from controller.cli import operator as _operator  # noqa: F401  (registers `operator`)
 from controller.cli import output
+from controller.cli.backup import backup_app
 from controller.cli.common import (
     Customer,
     Files,
@@ -45,6 +48,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(state_app, name="state")
 app.add_typer(db_app, name="db")
 app.add_typer(tls_app, name="tls")
+app.add_typer(backup_app, name="backup")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:

@@ -106,6 +106,14 @@ class Closeable(Protocol):
 
 
 @runtime_checkable
+class UsesStore(Protocol):
+    """A driver that records in the state store beyond its result (the backup ledger):
+    the engine hands it its store."""
+
+    def use_store(self, store: Any) -> None: ...
+
+
+@runtime_checkable
 class ServesDns(Protocol):
     """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
 

@@ -26,9 +26,18 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Region:
+    name: str
+    timezone: str = "UTC"
+    #: ``("all",)`` or the region names backups are copied to (BKP-1)
+    copies_to: tuple[str, ...] = ("all",)
+
+
+@dataclass(frozen=True)
 class Context:
     state_dir: Path
     servers: Mapping[str, Server] = field(default_factory=dict)
+    regions: Mapping[str, Region] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ds: DesiredState, state_dir: Path) -> Context:
@@ -36,6 +45,10 @@ class Context:
             name: Server(name, spec.region, spec.provider, spec.address, tuple(spec.roles),
                          tuple((ip.address, ip.type) for ip in spec.ips))
             for name, spec in ds.servers.items()
+        }, {
+            name: Region(name, str(spec.timezone),
+                         ("all",) if spec.backupCopiesTo == "all" else tuple(spec.backupCopiesTo))
+            for name, spec in ds.regions.items()
         })
 
     def secrets(self, server: str) -> dict[str, str]:

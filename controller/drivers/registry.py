@@ -16,13 +16,15 @@ def build(ctx: Context) -> dict[str, base.Driver]:
     drivers: dict[str, base.Driver] = {c: base.NotProvisioned(c) for c in base.CONCERNS}
     if settings.current().core.drivers_off:
         return drivers
-    from controller.drivers import db, dns, hosting, tls
+    from controller.drivers import backup_settings, db, dns, hosting, tls
+    from controller.drivers.backup import driver as backup
 
     drivers["web"] = hosting.WebDriver(ctx)
     drivers["php"] = hosting.PhpDriver(ctx)
     drivers["db"] = db.DbDriver(ctx)
     drivers["dns"] = dns.DnsDriver(ctx)
     drivers["tls"] = tls.TlsDriver(ctx)
+    drivers["backup"] = backup.BackupDriver(ctx, backup_settings.builder(ctx))
     return drivers
 
 

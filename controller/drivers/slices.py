@@ -68,6 +68,7 @@ class Backup(TypedDict):
     schedule: str
     keepDaily: int
     pitr: bool
+    content: str
 
 
 class Zone(TypedDict):
@@ -212,6 +213,7 @@ def tls(item: spec.Item) -> Tls:
 def backup(item: spec.Item) -> BackupSlice:
     eff = item["effective"]
     b = eff["backup"]
-    return BackupSlice(backup=Backup(schedule=b["schedule"], keepDaily=b["keepDaily"], pitr=b["pitr"]),
+    return BackupSlice(backup=Backup(schedule=b["schedule"], keepDaily=b["keepDaily"], pitr=b["pitr"],
+                                     content=b["content"]),
                        enabled=eff["permissions"]["backups"], databases=[_db(d) for d in eff["databases"]],
                        server=item["server"])

@@ -53,7 +53,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "dns": {"mode": "primary", "primaries": []},
     "performance": {"maxConnections": UNLIMITED, "bandwidthKBps": UNLIMITED},
     "logs": {"retainMonths": 3, "rotate": "daily", "compress": True},
-    "backup": {"schedule": "0 2 * * *", "keepDaily": 15, "pitr": False},
+    "backup": {"schedule": "0 2 * * *", "keepDaily": 15, "pitr": False, "content": "settingsAndData"},
 }
 
 #: Groups whose numeric limits add up across a plan and its add-ons (PLAN-3).

@@ -101,6 +101,7 @@ class Backup(TypedDict):
     schedule: ReadOnly[str]
     keepDaily: ReadOnly[int]
     pitr: ReadOnly[bool]
+    content: ReadOnly[str]
 
 
 class SitePhp(TypedDict):

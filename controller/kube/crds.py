@@ -77,6 +77,25 @@ SUBSCRIPTION_STATUS: Schema = {
             "additionalProperties": {"type": "string", "enum": ["provisioned", "not provisioned", "failed"]},
         },
         "dnsServers": {"type": "array", "x-kubernetes-list-type": "atomic", "items": {"type": "string"}},
+        "backup": {
+            "type": "object",
+            "description": "BKP-1..3: last success, the newest snapshot per region and whether a drill verified it",
+            "properties": {
+                "lastSuccess": {"type": "string", "nullable": True},
+                "lastAttempt": {"type": "string", "nullable": True},
+                "error": {"type": "string", "nullable": True},
+                "lastDrill": {"type": "string", "nullable": True},
+                "drillError": {"type": "string", "nullable": True},
+                "regions": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {"lastSnapshot": {"type": "string", "nullable": True},
+                                       "verified": {"type": "boolean"}},
+                    },
+                },
+            },
+        },
         "effective": {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,

@@ -80,6 +80,7 @@ VALIDATED: dict[Callable[..., Any], Schema] = {
     _func(kinds.OptPolicy): _inheriting(_enum("notAllowed", "allowed")),
     _func(kinds.OptDnsMode): _inheriting(_enum("primary", "secondary")),
     _func(kinds.OptRotate): _inheriting(_enum("daily", "weekly", "monthly")),
+    _func(kinds.OptBackupContent): _inheriting(_enum("settings", "settingsAndData")),
     _func(kinds.PhpSettings): _PHP_SETTINGS,
     _func(kinds.Handler): _enum("fpm", "cgi", "module"),
     _func(kinds.Role): _enum("web", "php", "db-mariadb", "db-postgresql", "dns", "backup"),

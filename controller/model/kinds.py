@@ -87,6 +87,7 @@ OptHandler = Annotated[str | Unset, _opt(_choice("fpm", "cgi", "module"))]
 OptPolicy = Annotated[str | Unset, _opt(_choice("notAllowed", "allowed"))]
 OptDnsMode = Annotated[str | Unset, _opt(_choice("primary", "secondary"))]
 OptRotate = Annotated[str | Unset, _opt(_choice("daily", "weekly", "monthly"))]
+OptBackupContent = Annotated[str | Unset, _opt(_choice("settings", "settingsAndData"))]
 PhpSettings = Annotated[dict[str, Any], PlainValidator(_php_settings)]
 Handler = Annotated[str, PlainValidator(_choice("fpm", "cgi", "module"))]
 Role = Annotated[str, PlainValidator(_choice("web", "php", "db-mariadb", "db-postgresql", "dns", "backup"))]
@@ -195,6 +196,8 @@ class Backup(Strict):
     schedule: OptCron = UNSET
     keepDaily: OptKeepDaily = UNSET
     pitr: OptBool = UNSET
+    #: BKP-6: "settings" (documents, zone, certificate) or "settingsAndData" (also databases and web space)
+    content: OptBackupContent = UNSET
 
 
 class PlanBody(Strict):

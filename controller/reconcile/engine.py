@@ -170,6 +170,8 @@ class Engine:
         for driver in self.drivers.values():
             if isinstance(driver, base.RateLimited):
                 driver.use_limits(self.limits)
+            if isinstance(driver, base.UsesStore):
+                driver.use_store(self.store)
 
     def close(self) -> None:
         """Close every driver holding connections (SSH masters, API sessions)."""

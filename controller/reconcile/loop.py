@@ -20,13 +20,13 @@ from types import FrameType
 from typing import Any
 
 import controller
-from controller import errors, metrics, model
+from controller import errors, metrics, model, settings
 from controller.drivers import base, identity
 from controller.drivers.dns import metrics as dns_metrics
 from controller.drivers.tls import metrics as tls_metrics
 from controller.model import loader
+from controller.reconcile import backups, guard
 from controller.reconcile import engine as engine_mod
-from controller.reconcile import guard
 from controller.reconcile.queue import WorkQueue
 from controller.state import events
 from controller.state import store as state_store
@@ -119,6 +119,8 @@ def run(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     state = _State()
+    if wiring is not None and not settings.current().core.drivers_off:
+        backups.Scheduler(store, m, lambda: state.ds, clock, stop).start()
     _note_interrupted(store, m)
     pause = 1.0
     try:

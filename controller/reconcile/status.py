@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.drivers.backup import view as backup_view
 from controller.state import store as state_store
 
 
@@ -21,4 +22,21 @@ def items(store: state_store.Store) -> list[dict[str, Any]]:
                 "deletedAt": rec.deleted_at.isoformat(),
                 "purgeAfter": rec.purge_after.isoformat() if rec.purge_after else None,
             })
+    _with_backups(store, out)
     return sorted(out, key=lambda i: i["name"])
+
+
+def _with_backups(store: state_store.Store, items: list[dict[str, Any]]) -> None:
+    """Each subscription's ``backup`` object and ``BackupReady`` condition, computed from
+    the backup ledger now (never stored twice: status, conditions and metrics agree)."""
+    facts = backup_view.Facts.read(store)
+    now = store.now()
+    for item in items:
+        obj = backup_view.subscription(facts, item["name"])
+        if obj is not None:
+            item["backup"] = obj
+        if item.get("state") == "deleted" or (item.get("concerns") or {}).get("backup") != "provisioned":
+            continue
+        c = backup_view.condition(facts, item["name"], now)
+        cond = {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+        item["conditions"] = [x for x in item.get("conditions") or [] if x.get("type") != c.type] + [cond]

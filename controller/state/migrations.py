@@ -161,7 +161,64 @@ ALTER TABLE backoff ADD COLUMN fingerprint TEXT;
 ALTER TABLE backoff ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0 CHECK (permanent IN (0, 1));
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF)
+V4_BACKUPS = """
+-- BKP-1..3: every restic snapshot tenantctl made or copied, one row per (region, id):
+-- a copy in another region is its own row whose ``original`` is the local snapshot.
+-- ``sums``: what the backup recorded to compare a restore drill with (JSON: per-table
+-- rows and digest for a database, file count and manifest digest for files).
+CREATE TABLE backup_snapshots (
+    region       TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('db', 'files', 'settings')),
+    name         TEXT NOT NULL,
+    taken_at     TEXT NOT NULL,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    original     TEXT,
+    sums         TEXT,
+    verified     INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+    final        INTEGER NOT NULL DEFAULT 0 CHECK (final IN (0, 1)),
+    PRIMARY KEY (region, id)
+);
+CREATE INDEX backup_snapshots_by_sub ON backup_snapshots (subscription, taken_at);
+
+-- The latest backup attempt and restore drill of each subscription (error NULL: success);
+-- ``regions``: the regions that should hold its backups as of that attempt (JSON list).
+CREATE TABLE backup_subscriptions (
+    subscription TEXT PRIMARY KEY,
+    server       TEXT NOT NULL,
+    attempted_at TEXT NOT NULL,
+    succeeded_at TEXT,
+    error        TEXT,
+    drilled_at   TEXT,
+    drill_error  TEXT,
+    regions      TEXT NOT NULL DEFAULT '[]'
+);
+
+-- Per source server and region: the latest run (the server's own region) or copy.
+CREATE TABLE backup_targets (
+    server       TEXT NOT NULL,
+    region       TEXT NOT NULL,
+    attempted_at TEXT NOT NULL,
+    succeeded_at TEXT,
+    seconds      REAL NOT NULL DEFAULT 0,
+    added        INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    PRIMARY KEY (server, region)
+);
+
+-- The latest ``restic check`` of each region's repositories, and the latest drill run.
+CREATE TABLE backup_checks (
+    scope   TEXT PRIMARY KEY,
+    at      TEXT NOT NULL,
+    ok      INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    seconds REAL NOT NULL DEFAULT 0,
+    detail  TEXT
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 import pytest
 
 from controller import errors
-from controller.agent import bundle
+from controller.agent import bundle, jobs
 from controller.drivers import base, transport
 from controller.drivers.context import Context
 from controller.drivers.hosting import PhpDriver, WebDriver
@@ -259,7 +259,7 @@ def test_the_agent_is_installed_once_per_server_and_sent_again_only_if_the_serve
         assert res.outcome == "provisioned", res
     # checked and installed on first use, not again, and once more when the server lost it
     assert (fake.installs, len(fake.runs), len(fake.jobs)) == (2, 2, 3)
-    assert all(j["version"] == 1 and j["op"] == "apply" for j in fake.jobs)
+    assert all(j["version"] == jobs.VERSION and j["op"] == "apply" for j in fake.jobs)
 
 
 def test_drift_check_answers_are_checked_too() -> None:

@@ -1,0 +1,156 @@
+"""The backup concern in the engine's passes: repositories ready for each subscription,
+and the final backup before a deletion (LIFE-6).
+
+* ``ensure``/``suspend``: the repository servers know every source server's login
+  (``logins`` on each repository server, written only when it changed); the result
+  says when and where the subscription is backed up. A region without a repository
+  server is ``not provisioned`` (honest: nothing backs it up), as is every subscription
+  when the environment has no ``backup`` server at all.
+* ``delete``: a final backup tagged ``final`` into the server's region and copied to the
+  other regions, then restored by a drill from another region; only when the final
+  backup is held by more than one region AND the drill matched does the deletion go on
+  (the engine deletes the backup concern first and stops at its failure). Final
+  snapshots are kept by rotation until the engine purges them after 60 days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from controller import errors, provisioning
+from controller.agent import backupjobs
+from controller.drivers import base, slices, transport
+from controller.drivers.backup import nightly, runner, topology
+from controller.drivers.context import Context
+from controller.effective import spec
+from controller.state import backups as ledger
+from controller.state import store as state_store
+
+SettingsOf = Callable[[Mapping[str, Any]], bytes]
+
+
+def login_hashes(state_dir: Path, servers: Sequence[str]) -> dict[str, str]:
+    """``{server: bcrypt hash}`` of each source server's login, hashed once per password
+    (kept 0600 beside the other secrets: a new salt each run would rewrite every
+    repository server's htpasswd for nothing)."""
+    path = state_dir / "secrets" / "backup-htpasswd.json"
+    cache: dict[str, list[str]] = json.loads(path.read_text()) if path.exists() else {}
+    out: dict[str, str] = {}
+    for server in servers:
+        password = provisioning.backup.login_password(state_dir, server)
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        hit = cache.get(server)
+        if hit is None or hit[0] != digest:
+            cache[server] = hit = [digest, provisioning.backup.htpasswd_hash(password)]
+        out[server] = hit[1]
+    if not path.exists() or json.loads(path.read_text()) != cache:
+        tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        tmp.replace(path)
+    return out
+
+
+class BackupDriver:
+    concern = "backup"
+
+    def __init__(self, ctx: Context, settings_of: SettingsOf) -> None:
+        self.ctx = ctx
+        self.settings_of = settings_of
+        self.topo = topology.Topology.of(ctx)
+        self.pool = transport.Pool(ctx)
+        self.store: state_store.Store | None = None
+        self._logins_done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def sources(self) -> Sequence[Path]:
+        return [Path(__file__).resolve().parent]
+
+    def slice(self, item: spec.Item) -> slices.Slice:
+        return slices.backup(item)
+
+    def use_store(self, store: Any) -> None:
+        self.store = store
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- ensure -------------------------------------------------------------------------
+
+    def ensure_logins(self) -> None:
+        """Every repository server accepts every source server's login (once per process)."""
+        logins = login_hashes(self.ctx.state_dir, self.topo.sources())
+        for region, server in sorted(self.topo.repositories.items()):
+            with self._lock:
+                if server in self._logins_done:
+                    continue
+            runner.run_job(self.pool, server, "logins", backupjobs.BackupJob(logins=logins), timeout=120)
+            with self._lock:
+                self._logins_done.add(server)
+            del region
+
+    def _describe(self, server: str, sl: Mapping[str, Any]) -> tuple[base.Outcome, str]:
+        if server not in self.ctx.servers:
+            return "not provisioned", f"unknown server {server}"
+        regions = self.topo.regions_of(server)
+        if not regions:
+            return "not provisioned", f"region {self.topo.region_of(server)} has no server with the backup role"
+        b = sl["backup"]
+        what = "settings only" if b.get("content") == "settings" else "settings and data"
+        tz = self.topo.timezones.get(self.topo.region_of(server), "UTC")
+        return "provisioned", (f"{what} at '{b['schedule']}' ({tz}), {b['keepDaily']} daily kept, "
+                               f"in {', '.join(regions)}")
+
+    def apply(self, server: str | None, changes: Sequence[base.Change[Any]]) -> list[base.Result]:
+        if not self.topo.repositories:
+            return [base.Result(c.name, "not provisioned", "no server has the backup role") for c in changes]
+        out: list[base.Result] = []
+        ensure = [c for c in changes if c.action != "delete"]
+        if ensure:
+            try:
+                self.ensure_logins()
+            except errors.TenantctlError as exc:
+                return [base.Result(c.name, "failed", f"repository logins: {exc}", retry_after=60.0) for c in changes]
+        for c in changes:
+            if c.action == "delete":
+                out.append(self._final(c.name))
+            elif server is None:
+                out.append(base.Result(c.name, "not provisioned", "not placed on a server"))
+            else:
+                outcome, msg = self._describe(server, c.slice)
+                out.append(base.Result(c.name, outcome, msg))
+        return out
+
+    # -- delete (LIFE-6) ----------------------------------------------------------------
+
+    def _final(self, name: str) -> base.Result:
+        if self.store is None:
+            return base.Result(name, "failed", "no state store to record the final backup in", permanent=True)
+        item = next((d for d in self.store.get_status() if d.get("name") == name), None)
+        if item is None or not item.get("server"):
+            return base.Result(name, "provisioned", "nothing placed, nothing to back up")
+        now = self.store.now()
+        try:
+            self.ensure_logins()
+            report = runner.Runner(self.topo, self.store, self.pool, self.settings_of).run(
+                [item], now, only=[name], tags=["final"])
+        except errors.TenantctlError as exc:
+            return base.Result(name, "failed", f"final backup: {exc}", retry_after=300.0)
+        if report.failed:
+            return base.Result(name, "failed", f"final backup: {report.failed[name]}", retry_after=300.0)
+        held = sorted({s.region for s in ledger.snapshots(self.store, name) if s.final})
+        if len(held) < 2:
+            return base.Result(name, "failed", f"final backup held only in {', '.join(held) or 'no region'}; "
+                               "a deletion needs it in more than one region (LIFE-6, BKP-3)", retry_after=300.0)
+        drill = nightly.Outcome()
+        nightly.Nightly(self.topo, self.store, self.pool).drill([item], now, drill, only=[name])
+        if drill.drills.get(name):
+            return base.Result(name, "failed", f"final backup did not restore: {drill.drills[name]}",
+                               retry_after=300.0)
+        return base.Result(name, "provisioned", f"final backup verified, held in {', '.join(held)}")

@@ -1,0 +1,103 @@
+"""The backup schedule inside ``tenantctl run`` (and the operator): a thread of its own,
+so that a night's backups never hold up reconcile passes.
+
+Every ``TICK`` seconds: the subscriptions whose schedule fired since their last attempt
+are backed up (one run for all of them: servers in parallel, a bounded number of
+tenants at once on each; ``drivers.backup.runner``), then rotated; once a day, after
+that, every region's repositories are checked and tonight's share of subscriptions is
+restore-drilled (``drivers.backup.nightly``). The Prometheus figures are refreshed from
+the ledger after each step. Nothing here raises out of the thread: a failure is an
+event and the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+from controller import errors, metrics
+from controller.drivers import backup_settings, context, transport
+from controller.drivers.backup import nightly, runner, schedule, topology, units, view
+from controller.model.desired import DesiredState
+from controller.reconcile import status as status_mod
+from controller.state import backups as ledger
+from controller.state import events
+from controller.state import store as state_store
+
+log = logging.getLogger("tenantctl")
+
+TICK = 60.0
+#: the nightly care runs at most once in this window
+CARE_EVERY = dt.timedelta(hours=20)
+
+
+class Scheduler:
+    def __init__(self, store: state_store.Store, m: metrics.Metrics, desired: Callable[[], DesiredState | None],
+                 clock: Callable[[], dt.datetime], stop: threading.Event) -> None:
+        self.store = store
+        self.metrics = m
+        self.desired = desired
+        self.clock = clock
+        self.stop = stop
+        self.thread = threading.Thread(target=self._loop, name="tenantctl-backups", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # the thread survives everything
+                log.exception("backup scheduler: %s", exc)
+                events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
+                              message=f"backup scheduler: {type(exc).__name__}: {exc}")
+            self.stop.wait(TICK)
+
+    def tick(self) -> None:
+        ds = self.desired()
+        if ds is None:
+            return
+        ctx = context.Context.of(ds, self.store.path.parent)
+        topo = topology.Topology.of(ctx)
+        if not topo.repositories:
+            return
+        now = self.clock()
+        items = [i for i in status_mod.items(self.store) if i.get("state") != "deleted"]
+        pool = transport.Pool(ctx)
+        try:
+            wanted = units.wanted(items)
+            due = schedule.due(wanted, ledger.attempts(self.store), topo.timezones, now)
+            if due:
+                settings_of = backup_settings.builder(ctx, lambda s: [d.model_dump(mode="json", warnings=False) for n, d in
+                                                                      ds.subscriptions.items() if n == s])
+                report = runner.Runner(topo, self.store, pool, settings_of).run(items, now, only=due)
+                events.record(self.store, actor="run", action="backup", subject="*", concern="backup",
+                              message=(f"{len(due)} subscription(s) backed up" if report.ok else
+                                       f"partially failed: {', '.join(sorted(report.failed))}"),
+                              data={"failed": report.failed})
+                self._figures(topo, items)
+            checks = ledger.checks(self.store)
+            last = min((c.at for k, c in checks.items() if k.startswith("region:")), default=None)
+            if last is None or now - last >= CARE_EVERY:
+                out = nightly.Outcome()
+                care = nightly.Nightly(topo, self.store, pool)
+                care.rotate(items, now, out)
+                care.check(now, out)
+                care.drill(items, now, out)
+                bad = {**{f"check {r}": e for r, e in out.checks.items() if e},
+                       **{f"drill {s}": e for s, e in out.drills.items() if e}}
+                events.record(self.store, actor="run", action="backup-verify" if not bad else "failed", subject="*",
+                              concern="backup", message="repositories checked, drill passed" if not bad else
+                              "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))[:2000])
+        except errors.TenantctlError as exc:
+            events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
+                          message=f"backups: {exc}")
+        finally:
+            pool.close()
+            self._figures(topo, items)
+
+    def _figures(self, topo: topology.Topology, items: list[dict[str, object]]) -> None:
+        self.metrics.set_backup(view.figures(view.Facts.read(self.store), topo, items, self.clock()))
