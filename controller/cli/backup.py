@@ -9,6 +9,7 @@ input or nothing matches (nothing changed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,9 +36,18 @@ backup_app = typer.Typer(help="Nightly backups: run, list, export, verify (BKP-1
 Sub = Annotated[str, typer.Argument(help="subscription (its domain)")]
 
 
+@dataclass(frozen=True)
+class Wired:
+    ds: Any
+    topo: topology.Topology
+    store: state_store.Store
+    pool: transport.Pool
+    items: list[dict[str, Any]]
+    settings_of: Any
+
+
 @contextmanager
-def _wired(files: list[Path]) -> Iterator[tuple[topology.Topology, state_store.Store, transport.Pool,
-                                                list[dict[str, Any]], Any]]:
+def _wired(files: list[Path]) -> Iterator[Wired]:
     from controller.drivers import backup_settings, context, transport
     from controller.drivers.backup import topology
     from controller.reconcile import status as status_mod
@@ -52,7 +63,7 @@ def _wired(files: list[Path]) -> Iterator[tuple[topology.Topology, state_store.S
     try:
         items = [i for i in status_mod.items(store) if i.get("state") != "deleted"]
         docs = {name: [sub.model_dump(mode="json", warnings=False)] for name, sub in ds.subscriptions.items()}
-        yield topo, store, pool, items, backup_settings.builder(ctx, lambda s: docs.get(s, []))
+        yield Wired(ds, topo, store, pool, items, backup_settings.builder(ctx, lambda s: docs.get(s, [])))
     finally:
         pool.close()
         store.close()
@@ -78,7 +89,8 @@ def run(
 
     if sum(bool(x) for x in (subs, server, all_)) != 1:
         common.fail(errors.TenantctlError("name subscriptions, or --server S, or --all (one of them)"), 2)
-    with _wired(files) as (topo, store, pool, items, settings_of):
+    with _wired(files) as w:
+        topo, store, pool, items, settings_of = w.topo, w.store, w.pool, w.items, w.settings_of
         known = {i["name"] for i in items}
         if subs:
             unknown = sorted(set(subs) - known)
@@ -163,7 +175,8 @@ def verify(
     """The nightly care now: rotation, repository check, restore drill (exit 1 on a failure)."""
     from controller.drivers.backup import nightly
 
-    with _wired(files) as (topo, store, pool, items, _settings):
+    with _wired(files) as w:
+        topo, store, pool, items = w.topo, w.store, w.pool, w.items
         now = common.now()
         out = nightly.Outcome()
         job = nightly.Nightly(topo, store, pool)
@@ -190,7 +203,8 @@ def export(files: common.Files, sub: Sub,
     from controller.drivers import naming
     from controller.drivers.backup import exporting
 
-    with _wired(files) as (topo, _store, pool, items, _settings):
+    with _wired(files) as w:
+        pool, items = w.pool, w.items
         item = next((i for i in items if i["name"] == sub), None)
         if item is None:
             common.fail(errors.UnknownObject(f"unknown subscription {sub!r}"), 2)
@@ -208,7 +222,6 @@ def export(files: common.Files, sub: Sub,
                 common.fail(exc, 1)
             with path.open("rb") as fh:
                 shutil.copyfileobj(fh, sys.stdout.buffer)
-    del topo
 
 
 def restore(
@@ -217,6 +230,8 @@ def restore(
     at: Annotated[str, typer.Option("--at", help="ISO-8601 time (UTC if no offset) or 'latest'")] = "latest",
     from_region: Annotated[str | None, typer.Option("--from-region", help="region to restore from")] = None,
     only: Annotated[str | None, typer.Option("--only", help="files, settings or db:NAME")] = None,
+    suspend_during: Annotated[bool, typer.Option("--suspend-during", help="serve the suspended page while "
+                                                                          "restoring")] = False,
     output: common.Output = "table",
 ) -> None:
     """Restore SUB from its backups (BKP-5: what the backup holds is created or replaces
@@ -224,6 +239,7 @@ def restore(
     import time
 
     from controller.drivers.backup import restore as restore_mod
+    from controller.reconcile import backups as backups_mod
     from controller.state import backups as ledger
     from controller.state import events
 
@@ -235,7 +251,8 @@ def restore(
             common.fail(errors.TenantctlError(f"--at {at!r}: expected an ISO-8601 time or 'latest'"), 2)
         assert when is not None
         when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    with _wired(files) as (topo, store, pool, items, _settings):
+    with _wired(files) as w:
+        topo, store, pool, items = w.topo, w.store, w.pool, w.items
         item = next((i for i in items if i["name"] == sub), None)
         if item is None:
             common.fail(errors.UnknownObject(f"unknown subscription {sub!r}"), 2)
@@ -252,7 +269,9 @@ def restore(
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
             bar.add_task(f"restoring {sub} from {choice.region} ({len(choice.snapshots)} snapshot(s))", total=None)
             try:
-                results = restore_mod.restore(topo, pool, sub, choice)
+                with backups_mod.suspended(w.ds, common.state_dir(), item) if suspend_during \
+                        else contextlib.nullcontext():
+                    results = restore_mod.restore(topo, pool, sub, choice)
             except errors.TenantctlError as exc:
                 results = []
                 failure: str | None = str(exc)

@@ -114,6 +114,14 @@ class UsesStore(Protocol):
 
 
 @runtime_checkable
+class Purging(Protocol):
+    """A driver keeping a deleted subscription's data beyond the deletion (LIFE-6): the
+    engine asks it to purge once the retention is over (raises to try again later)."""
+
+    def purge(self, name: str) -> None: ...
+
+
+@runtime_checkable
 class ServesDns(Protocol):
     """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
 

@@ -1,5 +1,6 @@
 """The backup schedule inside ``tenantctl run`` (and the operator): a thread of its own,
-so that a night's backups never hold up reconcile passes.
+so that a night's backups never hold up reconcile passes; and ``suspended``, the
+site's suspension around a restore.
 
 Every ``TICK`` seconds: the subscriptions whose schedule fired since their last attempt
 are backed up (one run for all of them: servers in parallel, a bounded number of
@@ -12,15 +13,20 @@ event and the next tick tries again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 from controller import errors, metrics
-from controller.drivers import backup_settings, context, transport
+from controller.drivers import backup_settings, base, context, hosting, transport
 from controller.drivers.backup import nightly, runner, schedule, topology, units, view
+from controller.effective import spec
 from controller.model.desired import DesiredState
+from controller.reconcile import planner
 from controller.reconcile import status as status_mod
 from controller.state import backups as ledger
 from controller.state import events
@@ -101,3 +107,27 @@ class Scheduler:
 
     def _figures(self, topo: topology.Topology, items: list[dict[str, object]]) -> None:
         self.metrics.set_backup(view.figures(view.Facts.read(self.store), topo, items, self.clock()))
+
+
+@contextlib.contextmanager
+def suspended(ds: DesiredState, state_dir: Path, item: Mapping[str, Any]) -> Iterator[None]:
+    """``restore --suspend-during`` (BKP-5): the site serves the suspended page while its
+    data is restored, and is served again afterwards (a subscription that was suspended
+    already stays so). The web driver's own suspend and ensure, nothing else."""
+    if item.get("state") == "suspended" or not item.get("server"):
+        yield
+        return
+    web = hosting.WebDriver(context.Context.of(ds, state_dir))
+    sl = web.slice(spec.of(planner.recorded_item(item)))
+    try:
+        (res,) = web.apply(item["server"], [base.Change(item["name"], "suspend", sl)])
+        if res.outcome == "failed":
+            raise errors.DriverError(f"{item['name']}: could not suspend the site: {res.message}")
+        try:
+            yield
+        finally:
+            (res,) = web.apply(item["server"], [base.Change(item["name"], "ensure", sl)])
+            if res.outcome == "failed":
+                raise errors.DriverError(f"{item['name']}: restored, but the site is still suspended: {res.message}")
+    finally:
+        web.close()

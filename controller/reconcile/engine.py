@@ -158,6 +158,7 @@ class Engine:
         self.last_replaced: dict[str, int] = {}
         self._backoff: dict[str, records.BackoffRecord] = {}
         self._held_reported: tuple[str, ...] = ()
+        self._purge_failed: dict[str, str] = {}
 
     def set_drivers(self, drivers: Mapping[str, base.Driver], probe: identity.Probe | None = None) -> None:
         """Use these drivers (the engine owns them: the previous ones are closed); those
@@ -601,7 +602,9 @@ class Engine:
 
     def _purge(self, now: dt.datetime) -> None:
         """LIFE-6: once the retention period is over, the final copies of a deleted
-        subscription (``<state>/retained/<domain>/``) are purged, with an event."""
+        subscription (``<state>/retained/<domain>/``, and its snapshots in every region's
+        repository) are purged, with an event; a repository that cannot be reached now
+        is tried again at the next pass."""
         root = (self.store.path.parent / "retained").resolve()
         for rec in self.store.list_subscriptions(include_deleted=True):
             if rec.deleted_at is None or rec.purge_after is None or rec.purge_after > now:
@@ -609,6 +612,20 @@ class Engine:
             target = (root / rec.name).resolve()
             if target.parent != root:  # never outside the retained directory
                 continue
+            failed = None
+            for driver in self.drivers.values():
+                if isinstance(driver, base.Purging):
+                    try:
+                        driver.purge(rec.name)
+                    except errors.TenantctlError as exc:
+                        failed = str(exc)
+            if failed is not None:
+                if self._purge_failed.get(rec.name) != failed:  # one event per distinct failure
+                    events.record(self.store, actor=self.actor, action="failed", subject=rec.name,
+                                  message=f"purge after {RETENTION_DAYS} days: {failed}")
+                    self._purge_failed[rec.name] = failed
+                continue
+            self._purge_failed.pop(rec.name, None)
             shutil.rmtree(target, ignore_errors=True)
             with self.store.transaction():
                 self.store.upsert_subscription(dataclasses.replace(rec, purge_after=None))

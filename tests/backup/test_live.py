@@ -247,3 +247,38 @@ def test_export_is_a_plain_dump_that_loads_anywhere(live: E2E, seeded: tuple[str
     assert done.out.rstrip().splitlines()[-1].startswith("-- Dump completed"), done.out[-300:]
     assert not done.out.startswith("/*M!999999")
     assert "INSERT INTO `orders`" in done.out
+
+
+def test_restore_with_the_site_suspended_serves_it_again_after(live: E2E, seeded: tuple[str, str]) -> None:
+    """BKP-5 ``--suspend-during``: the web driver suspends the site for the restore and
+    serves it again after (the restored page, not the suspended one)."""
+    done = live("restore", *live.files(), ALPHA, "--only", "files", "--suspend-during")
+    assert "restored" in done.out, done.out
+    assert curl(f"http://{ALPHA}/", f"{ALPHA}:80:{A}").strip() == "seeded-page"
+
+
+def test_a_deletion_keeps_a_verified_final_backup_in_two_regions_then_purges_it(live: E2E,
+                                                                               seeded: tuple[str, str]) -> None:
+    """LIFE-6: deleting beta takes a final backup into both regions and drills it before
+    anything is removed; 60 days later the purge forgets it on the repositories."""
+    path = live.desired / "tenants.yaml"
+    text = path.read_text()
+    cut = text.index(f"---\napiVersion: tenantctl.io/v1\nkind: Subscription\nmetadata: {{name: {BETA}}}")
+    path.write_text(text[:cut])  # beta's document removed
+    live("apply", *live.files())
+    status = live.status()
+    assert status[BETA]["state"] == "deleted"
+    finals = [s for s in live("backup", "list", BETA, "-o", "json").json()["snapshots"] if s["final"]]
+    assert {s["region"] for s in finals} == {"eu-west", "us-east"}, finals
+    assert all(s["verified"] for s in finals), finals
+    remote = {s["id"] for s in snapshots(live, B, BETA) if "final" in s["tags"]}
+    assert remote == {s["id"] for s in finals if s["region"] == "us-east"}
+    env = dict(live.env)
+    live.env["TENANTCTL_NOW"] = (dt.datetime.now(dt.UTC) + dt.timedelta(days=61)).isoformat()
+    try:
+        live("apply", *live.files())
+    finally:
+        live.env.clear()
+        live.env.update(env)
+    assert snapshots(live, A, BETA) == [] and snapshots(live, B, BETA) == []
+    assert live("backup", "list", BETA, "-o", "json").json()["snapshots"] == []

@@ -102,6 +102,14 @@ def test_missed_nights_run_once(store: state_store.Store) -> None:
     assert schedule.due(w, ledger.attempts(store), {"eu-west": "Europe/Paris"}, T0 + dt.timedelta(hours=1)) == []
 
 
+def test_a_failed_backup_is_retried_after_a_while(store: state_store.Store) -> None:
+    w = units.wanted([item()])
+    ledger.record_attempt(store, "shop.example", "eu-west-1", T0, "db shop: server unreachable")
+    tz = {"eu-west": "Europe/Paris"}
+    assert schedule.due(w, ledger.attempts(store), tz, T0 + dt.timedelta(minutes=5)) == []
+    assert schedule.due(w, ledger.attempts(store), tz, T0 + schedule.RETRY) == ["shop.example"]
+
+
 def test_schedule_fires_in_the_region_time_zone() -> None:
     fired = schedule.prev_fire("0 2 * * *", "America/New_York", T0)
     assert fired == dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC)

@@ -154,3 +154,33 @@ class BackupDriver:
             return base.Result(name, "failed", f"final backup did not restore: {drill.drills[name]}",
                                retry_after=300.0)
         return base.Result(name, "provisioned", f"final backup verified, held in {', '.join(held)}")
+
+    def purge(self, name: str) -> None:
+        """LIFE-6: the retention is over: every snapshot of ``name`` (its final backup
+        and what rotation kept) is forgotten on each repository's own server, and pruned.
+        Raises ``DriverError`` when a region could not be purged (the engine tries again)."""
+        if self.store is None:
+            raise errors.PermanentError("no state store")
+        snaps = ledger.snapshots(self.store, name)
+        problems = []
+        for region in sorted({s.region for s in snaps}):
+            server = self.topo.repositories.get(region)
+            if server is None:
+                problems.append(f"{region}: no repository server any more")
+                continue
+            sources = sorted({s.server for s in snaps if s.region == region})
+            ids = sorted({s.id for s in snaps if s.region == region})
+            job = backupjobs.BackupJob(targets=[self.topo.owner_repo(src, region) for src in sources],
+                                       forget_ids=ids, prune=True)
+            try:
+                out = runner.run_job(self.pool, server, "forget", job)
+            except errors.TenantctlError as exc:
+                problems.append(f"{region}: {exc}")
+                continue
+            for src, rr in zip(sources, out.repos, strict=False):
+                if rr.ok:
+                    ledger.sync_region(self.store, region, src, [s.id for s in rr.snapshots])
+                else:
+                    problems.append(f"{region}: {rr.error}")
+        if problems:
+            raise errors.TemporaryError(f"purge of {name}'s backups: {'; '.join(problems)}", delay=3600.0)
