@@ -110,11 +110,13 @@ def curl(url: str, resolve: str, cacert: Path | None = None, timeout: float = 10
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout + 5).stdout
 
 
-@pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    root = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def environment(tmp_path_factory: pytest.TempPathFactory, source: Path, name: str) -> Iterator[E2E]:
+    """The servers of the documents in ``source`` (copied: tests edit them), up in an
+    environment of their own for the block, destroyed with their data after it."""
+    root = tmp_path_factory.mktemp(name)
     state, desired = root / "state", root / "desired"
-    shutil.copytree(HERE / "desired", desired)
+    shutil.copytree(source, desired)
     ds = model.load_desired([desired])
     specs = [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")}) for n, s in ds.servers.items()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTCTL_")}
@@ -127,3 +129,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             yield E2E(state, desired, specs, env)
         finally:
             embedded.env_down(state, only=specs, destroy_data=True)
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    with environment(tmp_path_factory, HERE / "desired", "e2e") as env:
+        yield env
