@@ -130,13 +130,15 @@ class Nightly:
             regions = self.topo.target_regions(server) or (self.topo.regions_of(server)[:1])
             if not regions:
                 continue
-            self._drill_server(server, regions[0], us, now, out)
+            self._drill_server(server, regions[0], us, now, out, asked=only is not None)
         ledger.record_check(self.store, "drill", now, ok=not any(out.drills.values()),
                             seconds=time.monotonic() - t0,
                             detail="; ".join(f"{s}: {e}" for s, e in sorted(out.drills.items()) if e) or None)
 
     def _drill_server(self, server: str, region: str, us: list[backupjobs.Unit], now: dt.datetime,
-                      out: Outcome) -> None:
+                      out: Outcome, *, asked: bool) -> None:
+        """Drill ``us`` from ``region``. A subscription with no copy there yet is skipped
+        tonight (BackupCopyMissing already says so) unless it was ``asked`` for."""
         snaps = [s for s in ledger.snapshots(self.store) if s.server == server]
         originals = {s.id: s for s in snaps if s.original is None}
         drilled: list[backupjobs.Unit] = []
@@ -147,7 +149,8 @@ class Nightly:
                 copy = next((s for s in snaps if s.region == region and s.subscription == u.subscription
                              and s.kind == p.kind and s.name == p.name), None)
                 if copy is None:
-                    out.drills[u.subscription] = f"no {p.kind} {p.name} snapshot in {region}"
+                    if asked:
+                        out.drills[u.subscription] = f"no {p.kind} {p.name} snapshot in {region}"
                     break
                 want = originals.get(copy.source_id, copy)
                 expected[(u.subscription, p.kind, p.name)] = want
