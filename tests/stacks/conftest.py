@@ -6,6 +6,7 @@ exports."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 from collections.abc import Iterator
@@ -61,7 +62,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 @pytest.fixture
-def mocks() -> RecordingMocks:
+def mocks() -> Iterator[RecordingMocks]:
+    # Pulumi's runtime uses the main thread's current loop, the one the stack modules'
+    # Outputs were made in at collection; an async test run before (pytest-asyncio: the
+    # operator's tests) leaves none set. That loop is set again before each stack test.
+    asyncio.set_event_loop(_loop())
     m = RecordingMocks()
     pulumi.runtime.set_mocks(m, project="tenantctl-test", stack="test", preview=False)
-    return m
+    yield m
+
+
+def _current() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+
+#: the loop current when the stack modules are collected (their Outputs belong to it)
+_LOOP = _current()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return _LOOP if not _LOOP.is_closed() else _current()
