@@ -149,7 +149,7 @@ class BackupDriver:
             return base.Result(name, "failed", f"final backup held only in {', '.join(held) or 'no region'}; "
                                "a deletion needs it in more than one region (LIFE-6, BKP-3)", retry_after=300.0)
         drill = nightly.Outcome()
-        nightly.Nightly(self.topo, self.store, self.pool).drill([item], now, drill, only=[name])
+        nightly.Nightly(self.topo, self.store, self.pool).drill([item], now, drill, only=[name], final=True)
         if drill.drills.get(name):
             return base.Result(name, "failed", f"final backup did not restore: {drill.drills[name]}",
                                retry_after=300.0)

@@ -121,7 +121,8 @@ class Nightly:
     # -- restore drill ----------------------------------------------------------------
 
     def drill(self, items: Sequence[Mapping[str, Any]], now: dt.datetime, out: Outcome, *,
-              only: Iterable[str] | None = None) -> None:
+              only: Iterable[str] | None = None, final: bool = False) -> None:
+        """Drill tonight's share (or ``only`` these); ``final``: their final backups."""
         t0 = time.monotonic()
         want = units.wanted(items)
         chosen = set(only) if only is not None else {s for s, w in want.items() if drill_today(s, w.keep_daily, now)}
@@ -130,16 +131,16 @@ class Nightly:
             regions = self.topo.target_regions(server) or (self.topo.regions_of(server)[:1])
             if not regions:
                 continue
-            self._drill_server(server, regions[0], us, now, out, asked=only is not None)
+            self._drill_server(server, regions[0], us, now, out, asked=only is not None, final=final)
         ledger.record_check(self.store, "drill", now, ok=not any(out.drills.values()),
                             seconds=time.monotonic() - t0,
                             detail="; ".join(f"{s}: {e}" for s, e in sorted(out.drills.items()) if e) or None)
 
     def _drill_server(self, server: str, region: str, us: list[backupjobs.Unit], now: dt.datetime,
-                      out: Outcome, *, asked: bool) -> None:
+                      out: Outcome, *, asked: bool, final: bool = False) -> None:
         """Drill ``us`` from ``region``. A subscription with no copy there yet is skipped
         tonight (BackupCopyMissing already says so) unless it was ``asked`` for."""
-        snaps = [s for s in ledger.snapshots(self.store) if s.server == server]
+        snaps = [s for s in ledger.snapshots(self.store) if s.server == server and (s.final or not final)]
         originals = {s.id: s for s in snaps if s.original is None}
         drilled: list[backupjobs.Unit] = []
         expected: dict[tuple[str, str, str], ledger.Snapshot] = {}
@@ -147,7 +148,7 @@ class Nightly:
             parts = []
             for p in u.parts:
                 copy = next((s for s in snaps if s.region == region and s.subscription == u.subscription
-                             and s.kind == p.kind and s.name == p.name), None)
+                             and s.kind == p.kind and s.name == p.name and s.final == final), None)
                 if copy is None:
                     if asked:
                         out.drills[u.subscription] = f"no {p.kind} {p.name} snapshot in {region}"
