@@ -9,7 +9,7 @@ export TENANTCTL_STATE_DIR := $(STATE_DIR)
 
 # Debian packages the project and its tests need on the host. They are installed with
 # a policy-rc.d that keeps their services from starting: tenantctl starts its own.
-APT_PACKAGES := prometheus docker.io debootstrap openssh-client curl dnsutils mariadb-client postgresql-client zstd pebble restic rclone
+APT_PACKAGES := prometheus prometheus-alertmanager docker.io debootstrap openssh-client curl dnsutils mariadb-client postgresql-client zstd pebble restic rclone
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup deps venv lint typecheck test unit bench run clean
@@ -69,7 +69,9 @@ run: setup
 	@$(BIN)/tenantctl urls
 	@echo
 	@echo "servers:  $(BIN)/tenantctl env status -f examples/"
-	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics)"
+	@echo "prometheus: $$($(BIN)/python -c 'import os, pathlib; from controller.drivers.embedded import monitoring as m; print(m.prometheus_url(pathlib.Path(os.environ["TENANTCTL_STATE_DIR"])))')  (alerts: /alerts, targets: /targets)"
+	@echo "alertmanager: $$($(BIN)/python -c 'import os, pathlib; from controller.drivers.embedded import monitoring as m; print(m.alertmanager_url(pathlib.Path(os.environ["TENANTCTL_STATE_DIR"])))')"
+	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics; Prometheus scrapes it there)"
 	@echo "stop:     $(BIN)/tenantctl env down   (keeps the tenants; add --destroy-data to remove them)"
 
 clean:

@@ -100,6 +100,9 @@ def env_status(files: Files = [Path("examples")], fmt: Output = "table") -> None
         for srv in doc["servers"]:
             services = ", ".join(f"{k}={v}" for k, v in srv["services"].items())
             typer.echo(f"{srv['name']:<16} {srv['state']:<8} {srv['address']:<15} {services}")
+        for program in ("prometheus", "alertmanager"):
+            mon = doc["monitoring"][program]
+            typer.echo(f"{program:<16} {'running' if mon['running'] else 'stopped':<8} {mon['url']}")
     if not doc["healthy"]:
         for srv in doc["servers"]:
             down = [k for k, v in srv["services"].items() if v != "up"]

@@ -2,8 +2,8 @@
 
 ``ssh_key``: tenantctl's own ed25519 key, the one root's ``authorized_keys`` holds on
 every server. ``credentials``: the admin logins bootstrap creates on a server (MariaDB,
-PostgreSQL, the PowerDNS API key), generated once per server and kept 0600; the drivers
-read them to reach those services.
+PostgreSQL, the PowerDNS API key) and the exporters' read-only monitoring logins,
+generated once per server and kept 0600; the drivers read them to reach those services.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from controller.provisioning import errors
 
 _ALPHABET = string.ascii_letters + string.digits
 #: generated secrets (32 characters of ``[A-Za-z0-9]``) of every server
-GENERATED = ("mariadb_admin_password", "postgresql_admin_password", "pdns_api_key")
+GENERATED = ("mariadb_admin_password", "postgresql_admin_password", "pdns_api_key",
+             "mariadb_exporter_password", "postgresql_exporter_password")
 #: fixed admin login names
 USERS = {"mariadb_admin_user": "tenantctl", "postgresql_admin_user": "tenantctl"}
 

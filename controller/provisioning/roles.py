@@ -49,6 +49,8 @@ def hostvars(state_dir: Path, target: ansible.Target) -> dict[str, Any]:
         "tenantctl_postgresql_admin_user": creds["postgresql_admin_user"],
         "tenantctl_postgresql_admin_password": creds["postgresql_admin_password"],
         "tenantctl_pdns_api_key": creds["pdns_api_key"],
+        "tenantctl_mariadb_exporter_password": creds["mariadb_exporter_password"],
+        "tenantctl_postgresql_exporter_password": creds["postgresql_exporter_password"],
         "tenantctl_backup_ca": backup.ca_pem(state_dir),
         "tenantctl_backup_port": backup.PORT,
     }

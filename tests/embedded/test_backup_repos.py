@@ -137,7 +137,7 @@ class TestService:
     def test_status_probes_the_repository_server(self, benv: BackupEnv) -> None:
         status = embedded.env_status([REPO_SERVER, SOURCE], benv.state_dir)
         by_name = {s["name"]: s["services"] for s in status["servers"]}
-        assert by_name[REPO_SERVER.name] == {"ssh": "up", "restic-rest": "up"}
+        assert by_name[REPO_SERVER.name] == {"ssh": "up", "restic-rest": "up", "node-exporter": "up"}
         assert "restic-rest" not in by_name[SOURCE.name]
         assert status["healthy"] is True
 

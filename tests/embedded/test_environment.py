@@ -142,9 +142,10 @@ class TestLifecycle:
         by_name = {s["name"]: s for s in status["servers"]}
         assert by_name[env.a.name]["state"] == "running"
         assert by_name[env.a.name]["services"] == dict.fromkeys(
-            ["ssh", "nginx", "php-fpm", "mariadb", "postgresql", "pdns", "pdns-api"], "up")
+            ["ssh", "nginx", "php-fpm", "mariadb", "postgresql", "pdns", "pdns-api", "node-exporter",
+             "nginx-exporter", "nginx-status", "mysqld-exporter", "postgres-exporter"], "up")
         assert by_name[env.b.name]["services"] == dict.fromkeys(
-            ["ssh", "nginx", "php-fpm", "pdns", "pdns-api"], "up")
+            ["ssh", "nginx", "php-fpm", "pdns", "pdns-api", "node-exporter", "nginx-exporter", "nginx-status"], "up")
         assert set(by_name[env.b.name]) == {"name", "region", "provider", "address", "state", "roles",
                                                "services"}
         assert status["healthy"] is True

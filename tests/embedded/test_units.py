@@ -66,11 +66,11 @@ class TestServerSpec:
 
     def test_services_follow_roles(self) -> None:
         spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["db-postgresql"]})
-        assert servers.services_of(spec) == ["ssh", "postgresql"]
+        assert servers.services_of(spec) == ["ssh", "postgresql", "node-exporter", "postgres-exporter"]
 
     def test_a_backup_server_runs_the_restic_repository_server(self) -> None:
         spec = embedded.ServerSpec.from_dict({"name": "a", "address": "127.0.30.1", "roles": ["dns", "backup"]})
-        assert servers.services_of(spec) == ["ssh", "pdns", "pdns-api", "restic-rest"]
+        assert servers.services_of(spec) == ["ssh", "pdns", "pdns-api", "restic-rest", "node-exporter"]
         assert servers.SERVICE_PORTS["restic-rest"] == (provisioning.backup.PORT, "backup")
 
 

@@ -18,7 +18,9 @@ is left and nothing else runs on it.
 
 State dir layout (beside ``provisioning``'s): ``bootstrap/<server>`` (fingerprint of the
 last successful bootstrap), ``pebble/`` (the test ACME CA on the host, see ``pebble``;
-its ``ca-bundle.pem`` is status's ``caBundle``).
+its ``ca-bundle.pem`` is status's ``caBundle``), ``prometheus/`` (the environment's
+Prometheus and Alertmanager, see ``monitoring``: started by ``env_up``, stopped with
+Pebble).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import docker
 from rich import console as rich_console
 
 from controller import provisioning
-from controller.drivers.embedded import claims, engine, errors, image, pebble, servers
+from controller.drivers.embedded import claims, engine, errors, image, monitoring, pebble, servers
 from controller.drivers.embedded.servers import ServerSpec
 
 __all__ = [
@@ -98,6 +100,7 @@ def env_up(servers_: list[ServerSpec], state_dir: Path) -> None:
             mark = marks / server.name
             if not mark.exists() or mark.read_text() != fingerprint:
                 pending.append((server, fingerprint))
+    monitoring.up(wanted, state_dir)  # Prometheus and Alertmanager on the host (issue 12)
     if not pending:
         return
     started = time.monotonic()
@@ -168,6 +171,7 @@ def env_down(state_dir: Path, only: Iterable[ServerSpec] | None = None, *, destr
     if not still_running:
         provisioning.ansible.forget(state_dir)
         pebble.down(state_dir)  # one Pebble per environment: its owner is done with it
+        monitoring.down(state_dir)
         provisioning.acme.set_default(state_dir, None)
     marks = state_dir / "bootstrap"
     if marks.is_dir():
@@ -191,13 +195,14 @@ def remove_abandoned(servers_: Iterable[ServerSpec], *, prefix: str) -> list[str
             removed.append(str(container.name))
             if state.is_dir():
                 pebble.down(state)
+                monitoring.down(state)
                 provisioning.ansible.forget(state)
     return sorted(removed)
 
 
 def env_status(servers_: list[ServerSpec], state_dir: Path) -> dict[str, Any]:
     """``{"environment": {...}, "servers": [...], "caBundle": path | None, "acme": {...},
-    "healthy": bool}`` as in ``env status -o json``; never starts an engine. ``caBundle``
+    "monitoring": {...}, "healthy": bool}`` as in ``env status -o json``; never starts an engine. ``caBundle``
     verifies the embedded CA's directory and the certificates it issued (None while Pebble
     is not running); ``healthy`` is False when a server is missing or stopped or one of
     its services is down."""
@@ -208,5 +213,6 @@ def env_status(servers_: list[ServerSpec], state_dir: Path) -> dict[str, Any]:
         "servers": entries,
         "caBundle": acme["caBundle"],
         "acme": acme,
+        "monitoring": monitoring.status(state_dir),
         "healthy": servers.healthy(entries),
     }

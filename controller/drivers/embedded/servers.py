@@ -59,6 +59,12 @@ SERVICE_PORTS: dict[str, tuple[int, str | None]] = {
     "pdns": (53, "dns"),
     "pdns-api": (8081, "dns"),
     "restic-rest": (provisioning.backup.PORT, "backup"),
+    # Prometheus exporters (issue 12; the same ports as monitoring.EXPORTERS)
+    "node-exporter": (9100, None),
+    "nginx-exporter": (9113, "web"),
+    "nginx-status": (9112, "web"),
+    "mysqld-exporter": (9104, "db-mariadb"),
+    "postgres-exporter": (9187, "db-postgresql"),
 }
 
 
