@@ -106,13 +106,17 @@ def snapshots(store: Store, subscription: str | None = None) -> list[Snapshot]:
     return [_snap(r) for r in rows]
 
 
-def sync_region(store: Store, region: str, server: str, present: Iterable[str]) -> int:
+def sync_region(store: Store, region: str, server: str, present: Iterable[str],
+                subscriptions: Iterable[str] | None = None) -> int:
     """Drop the rows of (``region``, source ``server``) whose snapshot the repository no
-    longer lists (rotated or purged on the server); returns how many."""
+    longer lists (rotated or purged on the server); returns how many. ``subscriptions``:
+    the listing covered only these (the rows of others are left alone)."""
     keep = set(present)
+    only = set(subscriptions) if subscriptions is not None else None
     with store.transaction():
-        rows = store._fetchall("SELECT id FROM backup_snapshots WHERE region = ? AND server = ?", (region, server))
-        gone = [(region, i) for (i,) in rows if i not in keep]
+        rows = store._fetchall("SELECT id, subscription FROM backup_snapshots WHERE region = ? AND server = ?",
+                               (region, server))
+        gone = [(region, i) for (i, sub) in rows if i not in keep and (only is None or sub in only)]
         store._executemany("DELETE FROM backup_snapshots WHERE region = ? AND id = ?", gone)
     return len(gone)
 

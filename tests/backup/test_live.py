@@ -205,6 +205,9 @@ def test_an_unreachable_region_is_reported_then_caught_up(live: E2E, seeded: tup
     missed = max(snapshots(live, A, BETA), key=lambda s: s["time"])["id"]
     live("backup", "run", *live.files(), BETA)
     assert missed in {s["original"] for s in snapshots(live, B, BETA)}
+    # a run of beta alone leaves what the ledger knows of alpha's copies as it was
+    listed = live("backup", "list", ALPHA, "-o", "json").json()["snapshots"]
+    assert {s["id"] for s in listed if s["region"] == "us-east"} == {s["id"] for s in snapshots(live, B, ALPHA)}
 
 
 def test_rotation_keeps_keep_daily_on_a_fake_clock(live: E2E, seeded: tuple[str, str]) -> None:

@@ -156,6 +156,15 @@ def test_sync_region_drops_what_the_repository_no_longer_lists(store: state_stor
     assert [s.id for s in ledger.snapshots(store)] == ["a2"]
 
 
+def test_sync_of_a_partial_listing_leaves_other_subscriptions_alone(store: state_store.Store) -> None:
+    """A copy lists only the subscriptions it copied: the other rows of that server stay."""
+    other = ledger.Snapshot(region="eu-west", id="o1", subscription="other.example", server="eu-west-1",
+                            kind="files", name="webspace", taken_at=T0)
+    ledger.add_snapshots(store, [snap("eu-west", "a1", T0), other])
+    assert ledger.sync_region(store, "eu-west", "eu-west-1", [], ["shop.example"]) == 1
+    assert [s.id for s in ledger.snapshots(store)] == ["o1"]
+
+
 def test_restore_chooses_the_newest_before_the_time(topo: topology.Topology) -> None:
     it = item(dbs=[{"name": "shop", "engine": "mariadb", "server": None}])
     db = units.parts(it)["eu-west-1"][2].name

@@ -112,9 +112,13 @@ def produce(argv: list[str], write: Callable[[bytes], None], stats: dumpstats.Du
     return ""
 
 
-def pipe(src: subprocess.Popen[bytes], dst_argv: list[str], prefix: bytes = b"") -> str:
-    """Copy ``src``'s stdout (a ``restic dump``) into ``dst_argv`` (a SQL client) after
-    ``prefix``; "" when both exited 0, else what failed."""
+#: sent before a MariaDB dump is loaded: no commit per row, no per-row key checks
+MARIADB_LOAD_PREFIX = b"SET autocommit=0; SET unique_checks=0; SET foreign_key_checks=0;\n"
+
+
+def pipe(src: subprocess.Popen[bytes], dst_argv: list[str], prefix: bytes = b"", suffix: bytes = b"") -> str:
+    """Copy ``src``'s stdout (a ``restic dump``) into ``dst_argv`` (a SQL client) between
+    ``prefix`` and ``suffix``; "" when both exited 0, else what failed."""
     assert src.stdout is not None and src.stderr is not None
     src_err: list[bytes] = []
     readers = [restic.drain(src.stderr, src_err)]
@@ -135,6 +139,7 @@ def pipe(src: subprocess.Popen[bytes], dst_argv: list[str], prefix: bytes = b"")
             dst.stdin.write(prefix)
             while chunk := os.read(src.stdout.fileno(), CHUNK):
                 dst.stdin.write(chunk)
+            dst.stdin.write(suffix)
     except BrokenPipeError:
         src.kill()
     with contextlib.suppress(BrokenPipeError):
@@ -350,7 +355,9 @@ def _load(r: restic.Restic, part: backupjobs.Part, into: str, role: str = "") ->
     """The part's dump from its snapshot into database ``into``."""
     src = r.dump(part.snapshot, f"/{part.name}.sql")
     if part.engine == "mariadb":
-        problem = pipe(src, ["mariadb", into])  # a validated name: never an option
+        # one transaction per table (LOCK/UNLOCK TABLES commit), not one per row: the dump
+        # has a row per INSERT (--skip-extended-insert, for deduplication)
+        problem = pipe(src, ["mariadb", into], MARIADB_LOAD_PREFIX, b"\nCOMMIT;\n")  # a validated name
     else:
         prefix = f'SET ROLE "{_name(role, "role")}";\n'.encode() if role else b""
         problem = pipe(src, [*PG_AS, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", into], prefix)

@@ -217,4 +217,4 @@ class Runner:
                     region=row.region, id=row.id, subscription=src.subscription, server=server, kind=src.kind,
                     name=src.name, taken_at=src.taken_at, bytes=src.bytes, original=src.id, final=src.final))
             ledger.add_snapshots(self.store, rows)
-            ledger.sync_region(self.store, rr.region, server, [s.id for s in rr.snapshots])
+            ledger.sync_region(self.store, rr.region, server, [s.id for s in rr.snapshots], subs)
