@@ -92,3 +92,24 @@ def tls_bundle(sub: str) -> str:
 def tls_legacy(sub: str) -> list[str]:
     """Where chain and key were kept apart before bundles (removed when found)."""
     return [f"{CERT_DIR}/{system_user(sub)}/fullchain.pem", f"{CERT_DIR}/{system_user(sub)}/privkey.pem"]
+
+
+# --- access (issue 14) ------------------------------------------------------------------
+
+#: the supplementary group of every tenant user: sshd's ``Match Group`` chroots its
+#: members in their web space, SFTP only, keys from ``SSH_KEYS_DIR``
+SFTP_GROUP = "tenantctl-sftp"
+#: root-owned, one file per tenant user (``AuthorizedKeysFile /etc/ssh/tenantctl-keys/%u``)
+SSH_KEYS_DIR = "/etc/ssh/tenantctl-keys"
+SSH_PORT = 22
+
+
+def ssh_keys(sub: str) -> str:
+    """The subscription's authorized_keys file (root-owned, 0644; absent: no login)."""
+    return f"{SSH_KEYS_DIR}/{system_user(sub)}"
+
+
+def sftp_login(sub: str, address: str) -> str:
+    """``USER@HOST:PORT`` of the subscription's SFTP access (the status' ``access.sftp``)."""
+    host = f"[{address}]" if ":" in address else address
+    return f"{system_user(sub)}@{host}:{SSH_PORT}"

@@ -91,6 +91,8 @@ class Web(TypedDict):
     siteTypes: dict[str, str]
     #: sites whose PHP settings differ from the subscription's: a pool of their own (PHP-2)
     ownPools: list[str]
+    #: issue 14: the OpenSSH public keys that may log in (SFTP, chrooted in the web space)
+    sshKeys: list[str]
 
 
 class PhpSlice(TypedDict):
@@ -177,7 +179,8 @@ def web(item: spec.Item) -> Web:
                sites=[s["name"] for s in sites],
                performance=Performance(maxConnections=perf["maxConnections"], bandwidthKBps=perf["bandwidthKBps"]),
                siteTypes={s["name"]: s["type"] for s in sites},
-               ownPools=own_pools(_php(eff["hosting"]["php"]), [_site(s) for s in sites]))
+               ownPools=own_pools(_php(eff["hosting"]["php"]), [_site(s) for s in sites]),
+               sshKeys=list(eff["access"]["sshKeys"]) if "access" in eff else [])
 
 
 def php(item: spec.Item) -> PhpSlice:

@@ -139,6 +139,22 @@ def _customer_groups(
     return sorted(p for p in wanted if not perms.get(groups.permission_of(p) or ""))
 
 
+def _access(spec: kinds.SubscriptionSpec, perms: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Issue 14: the subscription's SSH keys, then the customer's while manageSSH is
+    granted (else they are ignored, SYNC-4), each once. Returns the ignored paths too."""
+    keys = list(spec.access.sshKeys)
+    ignored = []
+    if spec.customerSettings.access.sshKeys:
+        if perms.get("manageSSH"):
+            keys += spec.customerSettings.access.sshKeys
+        else:
+            ignored.append("access.sshKeys")
+    unique: dict[str, str] = {}
+    for k in keys:  # a key once (type and blob), with its first comment
+        unique.setdefault(" ".join(k.split()[:2]), k)
+    return {"sshKeys": list(unique.values())}, ignored
+
+
 def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any]) -> Needs:
     h = eff["hosting"]
     return Needs(
@@ -193,6 +209,8 @@ def compute(
         changes = Changes()
         eff, sync = _base(name, spec, ds, hist, memo, changes)
         ignored = _customer_groups(eff, spec, hist.sticky.get(name, {}), changes)
+        eff["access"], skipped = _access(spec, eff["permissions"])
+        ignored += skipped
         pre[name] = (eff, sync, changes, ignored)
     placements = place_all(
         ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements, unchanged

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, NotRequired, cast
 
 import pydantic
 from typing_extensions import ReadOnly, TypedDict
@@ -120,6 +120,12 @@ class Database(TypedDict):
     server: ReadOnly[str | None]
 
 
+class Access(TypedDict):
+    #: OpenSSH public key lines (checked by the model: no options), the subscription's
+    #: own then the customer's (while manageSSH is granted), without repeats
+    sshKeys: ReadOnly[Sequence[str]]
+
+
 class Effective(TypedDict):
     resources: ReadOnly[Resources]
     overuse: ReadOnly[Overuse]
@@ -132,6 +138,8 @@ class Effective(TypedDict):
     backup: ReadOnly[Backup]
     sites: ReadOnly[Sequence[Site]]
     databases: ReadOnly[Sequence[Database]]
+    #: issue 14; absent from items recorded before it (read with ``.get``)
+    access: ReadOnly[NotRequired[Access]]
 
 
 class Item(TypedDict):

@@ -107,6 +107,8 @@ VALIDATED: dict[Callable[..., Any], Schema] = {
     values._count: _COUNT,
     values._limit: _LIMIT,
     values.cron: _CRON,
+    values.ssh_public_key: {"type": "string", "pattern": r"^(ssh-|ecdsa-|sk-)[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}( [ -~]*)?$",
+                            "description": "an OpenSSH public key line: type, base64 key, optional comment; no options"},
 }
 
 #: (model, field) -> how the API server merges and de-duplicates the list. Every

@@ -285,8 +285,17 @@ class Site(Strict):
     php: SitePhp = Field(default_factory=SitePhp)
 
 
+class Access(Strict):
+    """How the customer reaches the web space (issue 14): SFTP/SSH by public key."""
+
+    sshKeys: list[values.SshPublicKey] = Field(default_factory=list)
+
+
 class CustomerSettings(Strict):
     """What the customer set through a granted permission (SYNC-4)."""
+
+    #: ``sshKeys`` count only while the plan grants manageSSH
+    access: Access = Field(default_factory=Access)
 
     php: PhpSettings = Field(default_factory=dict)
     hosting: Hosting = Field(default_factory=Hosting)
@@ -313,6 +322,7 @@ class SubscriptionSpec(Strict):
     customerSettings: CustomerSettings = Field(default_factory=CustomerSettings)
     databases: list[Database] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
+    access: Access = Field(default_factory=Access)
 
 
 KINDS: dict[str, type[Strict]] = {

@@ -231,3 +231,61 @@ def date(v: Any) -> dt.date:
         except ValueError as exc:
             raise ValueError(f"expected a date like 2027-12-31, got {v!r}: {exc}") from None
     raise ValueError(f"expected a date like 2027-12-31 (ISO-8601), got {v!r}")
+
+
+# --- access (issue 14) -------------------------------------------------------------
+
+#: Key types OpenSSH 9 accepts for user authentication (DSA is off by default: refused).
+SSH_KEY_TYPES: Final = frozenset({
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+})
+_SSH_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+#: A comment: printable ASCII, nothing that could end the line of an authorized_keys file.
+_SSH_COMMENT = re.compile(r"[\x20-\x7e]{0,200}")
+
+
+def _ssh_blob_type(blob: str) -> str | None:
+    """The key type the base64 blob says it holds (its first SSH string), or None."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) < 4:
+        return None
+    n = int.from_bytes(raw[:4], "big")
+    if n == 0 or len(raw) < 4 + n + 4:  # the type, then at least one more field
+        return None
+    try:
+        return raw[4:4 + n].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def ssh_public_key(v: Any) -> str:
+    """One OpenSSH public key line: ``<type> <base64 blob> [comment]``, the blob holding
+    a key of that type. No options (``command=``, ``from=``, ...): a key line that starts
+    with anything but a known type is refused. Returned normalised (single spaces)."""
+    shown = repr(v if not isinstance(v, str) or len(v) <= 60 else v[:57] + "...")
+    if not isinstance(v, str) or "\n" in v or "\r" in v or "\x00" in v:
+        raise ValueError(f"expected one OpenSSH public key line ('ssh-ed25519 AAAA... comment'), got {shown}")
+    parts = v.strip().split(None, 2)
+    if not parts or parts[0] not in SSH_KEY_TYPES:
+        first = parts[0] if parts else ""
+        if "=" in first or "," in first or first.startswith(("no-", "restrict", "cert-authority")):
+            raise ValueError(f"an SSH key may not carry options ({first.split('=', 1)[0]!r}): give the bare "
+                             f"'<type> <key> [comment]' line, got {shown}")
+        raise ValueError(f"expected an OpenSSH public key line starting with one of {', '.join(sorted(SSH_KEY_TYPES))}, "
+                         f"got {shown}")
+    if len(parts) < 2 or not _SSH_BLOB.fullmatch(parts[1]) or _ssh_blob_type(parts[1]) != parts[0]:
+        raise ValueError(f"expected a base64 {parts[0]} key after the type, got {shown}")
+    comment = parts[2].strip() if len(parts) == 3 else ""
+    if not _SSH_COMMENT.fullmatch(comment):
+        raise ValueError(f"an SSH key comment must be printable ASCII (at most 200 characters), got {shown}")
+    return " ".join(p for p in (parts[0], parts[1], comment) if p)
+
+
+SshPublicKey = Annotated[str, BeforeValidator(ssh_public_key)]

@@ -77,7 +77,7 @@ class TestRender:
         assert sorted(files) == sorted(f"/etc/nginx/tenantctl-tls/{user}.{s}.conf"
                                        for s in ("ex.com", "blog.ex.com", "alias.org"))
         text = files[f"/etc/nginx/tenantctl-tls/{user}.ex.com.conf"]
-        assert text is not None and "listen 127.0.40.1:443 ssl;" in text and "return 301" not in text
+        assert text is not None and "listen 127.0.40.1:443 ssl http2;" in text and "return 301" not in text
         # chain and key in one file: replacing it is atomic, never a new chain with an old key
         assert f"ssl_certificate /etc/ssl/tenantctl/{user}/bundle.pem;" in text
         assert f"ssl_certificate_key /etc/ssl/tenantctl/{user}/bundle.pem;" in text

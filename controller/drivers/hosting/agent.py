@@ -8,6 +8,11 @@ agent.transaction``: validate once with ``nginx -t`` / ``php-fpm -t``, reload on
 verified, rolled back on failure, journaled), then remove the users and homes of
 deleted subscriptions whose files are gone. ``op: check``: drift of files, users and
 homes in one pass.
+
+The web space is also the chroot of the tenant's SFTP logins (issue 14): the home is
+root-owned 0751 (group: the tenant), each entry below it the tenant's, group www-data,
+0750; the tenant's user is in the SFTP group and not locked (sshd refuses a locked
+account even by key); its authorized_keys file is one of the transaction's files.
 """
 
 from __future__ import annotations
@@ -20,47 +25,93 @@ import shutil
 from controller.agent import check, files, jobs, phases, transaction
 
 WEB_ROOT = "/srv/www"
+#: = ``naming.SFTP_GROUP``: sshd chroots the members of this group (SFTP only)
+SFTP_GROUP = "tenantctl-sftp"
+#: the entries of the web space below its root-owned top (nginx's group, not others')
+GATED = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp", "sites")
 
 _users: set[str] = set()
+_unlocked: set[str] = set()
+
+
+def _ensure_group() -> None:
+    try:
+        grp.getgrnam(SFTP_GROUP)
+    except KeyError:
+        code, out = files.run(["groupadd", "--system", SFTP_GROUP])
+        if code != 0 and "already exists" not in out:
+            raise RuntimeError(f"groupadd {SFTP_GROUP}: {out}") from None
+
+
+def _shadow_locked() -> set[str]:
+    """Users whose password field is locked (``!``): sshd without PAM refuses them
+    even a key login, so tenants get ``*`` (no password, not locked)."""
+    out = set()
+    with open("/etc/shadow", encoding="utf-8") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if rest.startswith("!"):
+                out.add(name)
+    return out
 
 
 def ensure_user(name: str, home: str) -> bool:
+    """The tenant's user (member of ``SFTP_GROUP``, not locked) and its home: the top of
+    the web space and the chroot of its SFTP logins, so root-owned and not writable by
+    anyone else (OpenSSH's ChrootDirectory rule); its group reads it, others (nginx
+    among them) only traverse it: every entry below is the tenant's, group www-data,
+    0750, so that other tenants' PHP cannot enter (the isolation of before)."""
     changed = False
     if not _users:
         _users.update(p.pw_name for p in pwd.getpwall())
+        _unlocked.update(_users - _shadow_locked())
+    _ensure_group()
     if name not in _users:
         code, out = files.run(["useradd", "--user-group", "--no-create-home", "--home-dir", home,
-                               "--shell", "/usr/sbin/nologin", name])
+                               "--shell", "/usr/sbin/nologin", "--groups", SFTP_GROUP, "--password", "*", name])
         if code != 0:
             raise RuntimeError(f"useradd {name}: {out}")
         _users.add(name)
+        _unlocked.add(name)
+        changed = True
+    if name not in grp.getgrnam(SFTP_GROUP).gr_mem:
+        code, out = files.run(["usermod", "--append", "--groups", SFTP_GROUP, name])
+        if code != 0:
+            raise RuntimeError(f"usermod {name}: {out}")
+        changed = True
+    if name not in _unlocked:
+        code, out = files.run(["usermod", "--password", "*", name])
+        if code != 0:
+            raise RuntimeError(f"usermod {name}: {out}")
+        _unlocked.add(name)
         changed = True
     os.makedirs(WEB_ROOT, mode=0o711, exist_ok=True)
     if os.stat(WEB_ROOT).st_mode & 0o777 != 0o711:
         os.chmod(WEB_ROOT, 0o711)
     pw = pwd.getpwnam(name)
-    www = grp.getgrnam("www-data").gr_gid
-    # home: the tenant's own, traversable by nginx (group www-data) only; other
-    # tenants' PHP runs under other users and cannot enter it.
-    changed |= files.ensure_dir(home, pw.pw_uid, www, 0o750)
+    changed |= files.ensure_dir(home, 0, pw.pw_gid, 0o751)
     changed |= files.ensure_dir(os.path.join(home, "tmp"), pw.pw_uid, pw.pw_gid, 0o700)
     return changed
 
 
 def copy_tree(src: str, dest: str, uid: int, gid: int) -> None:
-    """Copy a skeleton entry once, owned by the tenant (never over existing files)."""
-    shutil.copytree(src, dest, symlinks=False)
+    """Copy a skeleton entry once, owned by the tenant (never over existing files),
+    dated now: the staged skeleton is dated 1970, which would break Last-Modified."""
+    shutil.copytree(src, dest, symlinks=False, copy_function=shutil.copy)
     for root, _dirs, names in os.walk(dest):
         os.chown(root, uid, gid)
         os.chmod(root, 0o755)
+        os.utime(root)
         for f in names:
             p = os.path.join(root, f)
             os.chown(p, uid, gid)
             os.chmod(p, 0o644)
+            os.utime(p)
 
 
 def ensure_webspace(user: str, home: str, entries: list[str], docroots: list[str], skel: str) -> bool:
     pw = pwd.getpwnam(user)
+    www = grp.getgrnam("www-data").gr_gid
     changed = False
     for entry in entries:
         dest = os.path.join(home, entry)
@@ -68,11 +119,15 @@ def ensure_webspace(user: str, home: str, entries: list[str], docroots: list[str
             copy_tree(os.path.join(skel, entry), dest, pw.pw_uid, pw.pw_gid)
             changed = True
     if docroots:
-        changed |= files.ensure_dir(os.path.join(home, "sites"), pw.pw_uid, pw.pw_gid, 0o755)
+        changed |= files.ensure_dir(os.path.join(home, "sites"), pw.pw_uid, www, 0o750)
     for root in docroots:
         if not os.path.lexists(root):
             copy_tree(os.path.join(skel, "httpdocs"), root, pw.pw_uid, pw.pw_gid)
             changed = True
+    for entry in GATED:  # the gate of each entry (the home itself is open to traverse)
+        dest = os.path.join(home, entry)
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            changed |= files.ensure_dir(dest, pw.pw_uid, www, 0o750)
     return changed
 
 

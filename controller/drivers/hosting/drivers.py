@@ -4,7 +4,8 @@ reload once (the agent library's transaction, ``controller.agent``; the entry po
 ``agent``), and map its per-subscription answers to results.
 
 web: system user, home and web space (LIFE-7), one nginx file per subscription with a
-server block per site (PERF-1 limits; LIFE-2 503 page when suspended; HOST-1 none).
+server block per site (PERF-1 limits; LIFE-2 503 page when suspended; HOST-1 none), the
+SSH keys of its chrooted SFTP logins (issue 14; none while suspended).
 php: one PHP-FPM file per subscription holding its pool and the pools of sites whose
 settings differ (PHP-2/PHP-3); none when suspended or hosting is off.
 Deletion (LIFE-6, web): the web space is archived to
@@ -27,6 +28,7 @@ from controller.drivers.context import Context
 from controller.drivers.hosting import render
 from controller.effective import spec
 from controller.model import php as php_model
+from controller.model import values as model_values
 
 #: test-only: ``hook(sub, path, text) -> text`` may rewrite a rendered file (e.g. corrupt
 #: one to exercise the validation path); never set in production
@@ -129,8 +131,9 @@ class WebDriver(_Hosting):
     concern = "web"
 
     def sources(self) -> Sequence[Path]:
-        """nginx vhost, suspended page, web-space skeleton; render, naming, the agent."""
-        return self._sources(["nginx/vhost.conf.j2", "pages", "skel"])
+        """nginx vhost, suspended page, web-space skeleton; render, naming, the agent;
+        the SSH key grammar (authorized_keys are re-checked when rendered)."""
+        return [*self._sources(["nginx/vhost.conf.j2", "pages", "skel"]), Path(model_values.__file__).resolve()]
 
     def slice(self, item: spec.Item) -> slices.Web:
         return slices.web(item)
@@ -144,9 +147,15 @@ class WebDriver(_Hosting):
         if text is not None:
             staged = f"files/{user}.conf"
             files.append(transport.File(staged, text.encode()))
+        keys = self._file(sub, naming.ssh_keys(sub), render.authorized_keys(sub, sl))
+        keys_staged = None
+        if keys is not None:
+            keys_staged = f"files/{user}.keys"
+            files.append(transport.File(keys_staged, keys.encode()))
         enabled = bool(sl["hosting"]["enabled"])
         item = jobs.Item(
-            sub, c.action, files=[jobs.File(render.vhost_path(sub), staged)],
+            sub, c.action,
+            files=[jobs.File(render.vhost_path(sub), staged), jobs.File(naming.ssh_keys(sub), keys_staged, 0o644)],
             user=jobs.User(user, naming.home(sub)),
             webspace=list(render.SKELETON_ENTRIES) if enabled else [],
             docroots=[naming.docroot(sub, s) for s in sl["siteTypes"]] if enabled else [],
@@ -193,7 +202,7 @@ class WebDriver(_Hosting):
             return base.Result(sub, "failed", f"archive of the web space failed, nothing removed: {exc}")
         if code not in (0, 3):
             return base.Result(sub, "failed", f"archive of the web space failed (tar exited {code}), nothing removed")
-        files = [jobs.File(render.vhost_path(sub), None)]
+        files = [jobs.File(render.vhost_path(sub), None), jobs.File(naming.ssh_keys(sub), None)]
         files += [jobs.File(render.pool_path(sub, v), None) for v in _versions(self.ctx, server)]
         reload = [services.NGINX, *(services.php_fpm(v) for v in _versions(self.ctx, server))]
         job = _job("apply", validate=[NGINX_TEST], reload=reload,
@@ -208,8 +217,18 @@ class WebDriver(_Hosting):
 
     def _expect(self, c: WebChange) -> jobs.Expect:
         text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
-        return jobs.Expect(c.name, {render.vhost_path(c.name): _digest(text)},
+        keys = self._file(c.name, naming.ssh_keys(c.name), render.authorized_keys(c.name, c.slice))
+        return jobs.Expect(c.name, {render.vhost_path(c.name): _digest(text), naming.ssh_keys(c.name): _digest(keys)},
                            jobs.User(naming.system_user(c.name), naming.home(c.name)))
+
+    def access(self, item: spec.Item) -> dict[str, str]:
+        """The status' ``access`` object (issue 14): ``{"sftp": "USER@HOST:PORT"}`` for a
+        placed subscription with hosting, HOST the server's own address (where sshd
+        listens); empty otherwise."""
+        server = item["server"]
+        if server is None or not item["effective"]["hosting"]["enabled"] or server not in self.ctx.servers:
+            return {}
+        return {"sftp": naming.sftp_login(item["name"], self.ctx.servers[server].address)}
 
 
 def _versions(ctx: Context, server: str) -> list[str]:

@@ -21,6 +21,7 @@ import jinja2
 
 from controller.drivers import naming, slices
 from controller.model import php as php_model
+from controller.model import values as model_values
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 SKELETON_ENTRIES = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp")
@@ -181,6 +182,22 @@ def sockets(sub: str, sl: slices.PhpSlice) -> list[str]:
     if not sl["enabled"] or sl["state"] == "suspended":
         return []
     return [naming.fpm_socket(sub)] + [pool_socket(site_pool(sub, n)) for n in own_pool_sites(sl["php"], sl["sites"])]
+
+
+def authorized_keys(sub: str, sl: slices.Web) -> str | None:
+    """The subscription's authorized_keys file (issue 14), or None: no key, hosting off
+    (HOST-1) or suspended (LIFE-2: logins refused from this very transaction on). Every
+    key is checked again (the model's grammar: no options) and gets tenantctl's own
+    ``restrict`` (no forwarding, no pty, no ~/.ssh/rc): sshd forces internal-sftp anyway."""
+    if not sl["hosting"]["enabled"] or sl["state"] == "suspended" or not sl["sshKeys"]:
+        return None
+    lines = [f"# Managed by tenantctl: subscription {ng(sub)} (user {naming.system_user(sub)}). "
+             "Do not edit: drift is repaired."]
+    for key in sl["sshKeys"]:
+        if model_values.ssh_public_key(key) != key:
+            raise ValueError(f"refusing to render {key!r} into an authorized_keys file")
+        lines.append(f"restrict {key}")
+    return "\n".join(lines) + "\n"
 
 
 @functools.cache
