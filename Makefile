@@ -58,11 +58,13 @@ bench: setup
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/dns_tls.py
 	$(BIN)/python bench/cli_scale.py
+	$(BIN)/python bench/backup.py
 
 run: setup
 	$(BIN)/tenantctl validate -f examples/
 	$(BIN)/tenantctl env up -f examples/
 	$(BIN)/tenantctl apply -f examples/ || true
+	$(BIN)/tenantctl backup run -f examples/ --all || true
 	$(BIN)/tenantctl status
 	@echo
 	@echo "sites:"
@@ -72,6 +74,7 @@ run: setup
 	@echo "prometheus: $$($(BIN)/python -c 'import os, pathlib; from controller.drivers.embedded import monitoring as m; print(m.prometheus_url(pathlib.Path(os.environ["TENANTCTL_STATE_DIR"])))')  (alerts: /alerts, targets: /targets)"
 	@echo "alertmanager: $$($(BIN)/python -c 'import os, pathlib; from controller.drivers.embedded import monitoring as m; print(m.alertmanager_url(pathlib.Path(os.environ["TENANTCTL_STATE_DIR"])))')"
 	@echo "metrics:  $(BIN)/tenantctl run -f examples/ --metrics-addr 127.0.0.1:9500  (then curl 127.0.0.1:9500/metrics; Prometheus scrapes it there)"
+	@echo "backups:  $(BIN)/tenantctl backup list SUB; $(BIN)/tenantctl restore -f examples/ SUB --from-region us-east"
 	@echo "stop:     $(BIN)/tenantctl env down   (keeps the tenants; add --destroy-data to remove them)"
 
 clean:
