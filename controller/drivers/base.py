@@ -122,6 +122,13 @@ class Purging(Protocol):
 
 
 @runtime_checkable
+class GivesAccess(Protocol):
+    """The web driver: the status' ``access`` object of a subscription (issue 14)."""
+
+    def access(self, item: spec.Item) -> dict[str, str]: ...
+
+
+@runtime_checkable
 class ServesDns(Protocol):
     """The dns driver: ``ip:port`` of every DNS server serving a subscription's zone."""
 

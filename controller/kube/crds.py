@@ -77,6 +77,11 @@ SUBSCRIPTION_STATUS: Schema = {
             "additionalProperties": {"type": "string", "enum": ["provisioned", "not provisioned", "failed"]},
         },
         "dnsServers": {"type": "array", "x-kubernetes-list-type": "atomic", "items": {"type": "string"}},
+        "access": {
+            "type": "object",
+            "description": "how the customer reaches the web space (SFTP by key)",
+            "properties": {"sftp": {"type": "string"}, "ftp": {"type": "string"}},
+        },
         "backup": {
             "type": "object",
             "description": "BKP-1..3: last success, the newest snapshot per region and whether a drill verified it",

@@ -548,8 +548,14 @@ class Engine:
             ],
             "concerns": concerns,
             "dnsServers": self._dns_servers(sub.typed) if concerns["dns"] == "provisioned" else [],
+            "access": self._access(sub.typed) if concerns["web"] == "provisioned" else {},
         }
         self.store.put_status(name, doc)
+
+    def _access(self, item: spec.Item) -> dict[str, str]:
+        """``{"sftp": "USER@HOST:PORT"}`` of a subscription with hosting (issue 14)."""
+        driver = self.drivers["web"]
+        return dict(driver.access(item)) if isinstance(driver, base.GivesAccess) else {}
 
     def _dns_servers(self, item: spec.Item) -> list[str]:
         """``ip:port`` of every DNS server serving the zone, primary first."""

@@ -32,7 +32,7 @@ from controller.state import store as state_store
 WHOLE = state_store.WHOLE_SUBSCRIPTION
 INPUTS = "inputs"
 #: Keys the engine adds to a status document on top of the computed item.
-STATUS_ONLY = ("concerns", "dnsServers")
+STATUS_ONLY = ("concerns", "dnsServers", "access", "backup")
 
 
 def _code_digest() -> str:

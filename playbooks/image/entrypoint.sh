@@ -27,6 +27,10 @@ PidFile /run/sshd.pid
 AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 CONF
+# Tenants' SFTP (the role's Match block, issue 14) survives a container restart; the
+# markers are the role's, so its next run finds the Include in place.
+[ -r /etc/ssh/tenantctl-tenants.conf ] && printf '%s\n' '# BEGIN tenantctl tenants (SFTP)' \
+    'Include /etc/ssh/tenantctl-tenants.conf' '# END tenantctl tenants (SFTP)' >> /etc/ssh/tenantctl_sshd_config
 
 # Services the role enabled (one name a line), after a container restart.
 if [ -r /etc/tenantctl/autostart ]; then

@@ -14,9 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from controller.drivers.tls import ca, dns01
 
 from .test_tls import IP, NOWHERE, Env, _NoDrift, domain, env, s_client, serial, set_a
+
+pytestmark = [pytest.mark.embedded, pytest.mark.timeout(300)]
 
 __all__ = ["domain", "env"]  # the fixtures of test_tls, used here
 
