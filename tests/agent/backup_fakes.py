@@ -84,6 +84,9 @@ if args[:1] == ["-e"]:
         os.unlink(os.path.join(state, m.group(1) + ".sql"))
     sys.exit(0)
 data = sys.stdin.buffer.read()
+# like a database, keep the data, not the session's own statements (autocommit, COMMIT)
+data = re.sub(rb"\\ASET autocommit=0;[^\\n]*\\n", b"", data)
+data = re.sub(rb"\\nCOMMIT;\\n\\Z", b"", data)
 with open(os.path.join(state, args[-1] + ".sql"), "wb") as fh:
     fh.write(data)
 """
