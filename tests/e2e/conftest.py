@@ -124,8 +124,8 @@ def environment(tmp_path_factory: pytest.TempPathFactory, source: Path, name: st
     with contextlib.ExitStack() as stack:
         stack.enter_context(embedded.hold(state))
         embedded.remove_abandoned(specs, prefix=str(tmp_path_factory.getbasetemp().parent) + "/")
-        embedded.env_up(specs, state)
         try:
+            embedded.env_up(specs, state)  # inside: a half-made environment is removed too
             yield E2E(state, desired, specs, env)
         finally:
             embedded.env_down(state, only=specs, destroy_data=True)
