@@ -217,6 +217,6 @@ def backup(item: spec.Item) -> BackupSlice:
     eff = item["effective"]
     b = eff["backup"]
     return BackupSlice(backup=Backup(schedule=b["schedule"], keepDaily=b["keepDaily"], pitr=b["pitr"],
-                                     content=b["content"]),
+                                     content=b.get("content", "settingsAndData")),  # recorded before BKP-6: default
                        enabled=eff["permissions"]["backups"], databases=[_db(d) for d in eff["databases"]],
                        server=item["server"])

@@ -55,6 +55,11 @@ def _sources() -> str:
     return h.hexdigest()
 
 
+#: read when the model is imported, not at the first cache use: a process that imported
+#: the model and then saw its files change must not key old classes with new sources
+_SOURCES_AT_IMPORT = _sources()
+
+
 def version() -> str:
     """What the cached documents depend on besides the file: a change misses every entry."""
     return (f"tenantctl {controller.__version__} model {_sources()} pydantic {pydantic.VERSION} "
