@@ -28,9 +28,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -42,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from controller.drivers.embedded import errors, pebble, servers
+from controller.drivers.embedded import errors, pebble, processes, servers
 from controller.drivers.embedded.servers import ServerSpec
 
 PROMETHEUS_PORT = 9090
@@ -221,16 +219,7 @@ def _wait_ready(d: Path, prog: _Program, pid: int) -> None:
 
 
 def _stop(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    if Path(f"/proc/{pid}").exists():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    processes.stop(pid, timeout)
 
 
 def _ensure(d: Path, prog: _Program, config: str) -> str:

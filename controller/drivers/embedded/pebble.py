@@ -16,14 +16,12 @@ issued certificates and the directory.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -36,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.drivers.embedded import errors
+from controller.drivers.embedded import errors, processes
 
 PORT = 14000
 MANAGEMENT_PORT = 15000
@@ -186,16 +184,7 @@ def up(state_dir: Path, dns_server: str | None) -> Path:
 
 
 def _stop(pid: int, timeout: float = 5.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    if Path(f"/proc/{pid}").exists():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    processes.stop(pid, timeout)
 
 
 def down(state_dir: Path) -> bool:
