@@ -9,7 +9,7 @@ export TENANTCTL_STATE_DIR := $(STATE_DIR)
 
 # Debian packages the project and its tests need on the host. They are installed with
 # a policy-rc.d that keeps their services from starting: tenantctl starts its own.
-APT_PACKAGES := prometheus prometheus-alertmanager docker.io debootstrap openssh-client curl dnsutils mariadb-client postgresql-client zstd pebble restic rclone
+APT_PACKAGES := prometheus prometheus-alertmanager docker.io debootstrap openssh-client curl dnsutils mariadb-client postgresql-client zstd pebble restic rclone lftp
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup deps venv lint typecheck test unit bench run clean

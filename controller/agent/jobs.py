@@ -15,14 +15,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
-from controller.agent import backupjobs
+from controller.agent import backupjobs, binlogjobs, pgpitrjobs
 
 VERSION = 2
 
 #: ``apply``, ``check`` (drift; backup: repository check), ``challenges`` (tls); the
 #: backup entry's ops (``backupjobs``): ``backup``, ``copy``, ``snapshots``, ``forget``,
 #: ``check``, ``restore``, ``drill``, ``logins``
-Op = Literal["apply", "check", "challenges", "backup", "copy", "snapshots", "forget", "restore", "drill", "logins"]
+Op = Literal["apply", "check", "challenges", "backup", "copy", "snapshots", "forget", "restore", "drill", "logins", "pitr"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,10 @@ class Job:
     put: dict[str, dict[str, str]] = field(default_factory=dict)
     #: the backup entry's ops
     backup: backupjobs.BackupJob | None = None
+    #: the pgpitr entry's ops (op ``pitr``)
+    pgpitr: pgpitrjobs.PgPitrJob | None = None
+    #: the binlog entry's ops (op ``pitr``)
+    binlog: binlogjobs.BinlogJob | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ class Outcome:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     backup: backupjobs.BackupOutcome | None = None
+    pgpitr: pgpitrjobs.PgPitrOutcome | None = None
+    binlog: binlogjobs.BinlogOutcome | None = None
 
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.agent import jobs, lock, phases
 
-ENTRIES = ("hosting", "tls", "backup")
+ENTRIES = ("hosting", "tls", "backup", "pgpitr", "binlog")
 
 
 def handler(entry: str) -> Any:
@@ -43,7 +43,7 @@ def main(entry: str, stage: str) -> int:
     except (OSError, TypeError, ValueError) as exc:
         sys.stderr.write(f"tenantctl agent: refusing the job: {exc}\n")
         return 2
-    if job.op == "apply" and entry != "backup":
+    if job.op == "apply" and entry in ("hosting", "tls"):
         lock.hold()
     out: jobs.Outcome = handle(job, stage)
     doc = jobs.encode(out)

@@ -33,11 +33,13 @@ CONF
     'Include /etc/ssh/tenantctl-tenants.conf' '# END tenantctl tenants (SFTP)' >> /etc/ssh/tenantctl_sshd_config
 
 # Services the role enabled (one name a line), after a container restart.
-if [ -r /etc/tenantctl/autostart ]; then
+# /etc/tenantctl/autostart.d/* name services the controller enabled later (PITR archivers).
+for list in /etc/tenantctl/autostart /etc/tenantctl/autostart.d/*; do
+    [ -r "$list" ] || continue
     while read -r svc; do
         [ -n "$svc" ] && service "$svc" start || true
-    done < /etc/tenantctl/autostart
-fi
+    done < "$list"
+done
 
 install -d -m 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f /etc/ssh/tenantctl_sshd_config

@@ -1,0 +1,1 @@
+"""Agent-side entry only: see agent.py (the controller side lives in controller/drivers/backup/)."""
