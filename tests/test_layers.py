@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "controller"
 LINT = Path(sys.executable).parent / "lint-imports"
-#: driver packages that are not a concern: the development environment, shared clients
-SHARED = {"embedded", "powerdns", "nginx"}
+#: driver packages that are not a concern: the development environment, shared clients,
+#: and the agent halves of the backup concern's point-in-time recovery (pgpitr, binlog)
+SHARED = {"embedded", "powerdns", "nginx", "pgpitr", "binlog"}
 
 
 def contracts() -> configparser.ConfigParser:

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
 from controller import errors
 from controller.cli import backup as _backup  # noqa: F401  (registers `restore`)
@@ -22,22 +20,27 @@ from controller.cli.common import (
     Customer,
     Files,
     Output,
+    Selector,
     Server,
     ShowAll,
     app,
     check_output,
+    clock,
     close_drivers,
+    drivers_for,
     fail,
+    labelled,
     load,
     now,
     open_store,
-    plan_now,
+    plan_rows,
     state_dir,
     threshold,
     wiring,
 )
 from controller.cli.db import db_app
 from controller.cli.env import env_app
+from controller.cli.region import region_app
 from controller.cli.state import state_app
 from controller.cli.tls import tls_app
 from controller.reconcile import status as status_mod
@@ -49,6 +52,7 @@ app.add_typer(state_app, name="state")
 app.add_typer(db_app, name="db")
 app.add_typer(tls_app, name="tls")
 app.add_typer(backup_app, name="backup")
+app.add_typer(region_app, name="region")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:
@@ -71,46 +75,58 @@ def apply(
 ) -> None:
     """Reconcile once and report: exit 0 converged, 1 failed, 3 deferred (backing off),
     4 refused (mass deletion without --allow-mass-delete)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     from controller.reconcile import engine, guard
 
     if subs and not retry_now:
         fail(errors.TenantctlError("tenantctl: subscriptions on the command line go with --retry-now"))
     ds = load(files)
     if dry_run:
-        planned = plan_now(ds)
-        items = [{**s.item, "actions": planned.actions[n]} for n, s in planned.subscriptions.items()]
-        output.subscriptions_table(items, title="apply --dry-run (nothing changed)", with_actions=True)
+        ro = open_store(readonly=True)
+        try:
+            planned = engine.plan(ds, now(), ro, drivers_for(ds))
+            rows, ages = plan_rows(planned, ro, {})
+        finally:
+            if ro is not None:
+                ro.close()
+        output.subscriptions_table(rows, title="apply --dry-run (nothing changed)", with_actions=True, ages=ages)
         return
     store = open_store(readonly=False)
     assert store is not None
     with store:
-        live = sum(1 for r in store.list_subscriptions() if r.deleted_at is None)
-        planned = plan_now(ds)
-        decision = guard.decide(planned.deletions, live, threshold(), allowed=allow_mass_delete)
-        if decision.held:
-            sys.stderr.write(f"tenantctl: refused: {decision.message}\n")
-            for name in decision.deletions:
-                sys.stderr.write(f"  would delete {name}\n")
-            raise typer.Exit(EXIT_HELD)
-        if retry_now:
-            _clear_backoff(store, subs or [])
+        live = store.count_live()
         drivers, probe = wiring(ds)
-        eng = engine.Engine(store, drivers, clock=now, actor=f"cli:{_user()}", probe=probe, threshold=threshold())
+        eng = engine.Engine(store, drivers, clock=clock(), actor=f"cli:{_user()}", probe=probe, threshold=threshold())
         try:
+            planned = eng.plan(ds)  # the guard decides on it; the pass reuses it
+            decision = guard.decide(planned.deletions, live, threshold(), allowed=allow_mass_delete)
+            if decision.held:
+                sys.stderr.write(f"tenantctl: refused: {decision.message}\n")
+                for name in decision.deletions:
+                    sys.stderr.write(f"  would delete {name}\n")
+                raise typer.Exit(EXIT_HELD)
+            if retry_now:
+                _clear_backoff(store, subs or [])
             with Progress(transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
                 task = bar.add_task("reconciling", total=None)
 
                 def show(what: str, done: int, total: int) -> None:
                     bar.update(task, description=what, completed=done, total=total)
 
-                report = eng.reconcile(ds, progress=show, allow_mass_delete=allow_mass_delete)
+                report = eng.reconcile(ds, progress=show, allow_mass_delete=allow_mass_delete, planned=planned)
         finally:
             eng.close()
-        items = _status_items(store)
+        rows = status_mod.rows(store)
+    at = now()
+    for row in rows:
+        row["actions"] = report.planned.actions.get(row["name"], [])
     touched = sum(1 for acts in report.planned.actions.values() if acts) + len(report.planned.deletions)
     waiting = sorted(set(report.deferred) | set(report.held))
-    output.subscriptions_table(items, title=f"apply: {touched} changed, {len(report.failed)} failed, "
-                                            f"{len(waiting)} deferred ({report.seconds:.2f} s)")
+    output.subscriptions_table(rows, title=f"apply: {touched} changed, {len(report.failed)} failed, "
+                                          f"{len(waiting)} deferred ({report.seconds:.2f} s)", show_all=False,
+                               ages={r["name"]: output.age(r["createdAt"], at) for r in rows})
     for server, n in sorted(report.replaced.items()):
         sys.stderr.write(f"server {server} was replaced or wiped: re-ensured {n} subscriptions placed there\n")
     for why in sorted(report.unreachable.values()):
@@ -158,30 +174,50 @@ def status(
     show_all: ShowAll = False,
     customer: Customer = None,
     server: Server = None,
+    selector: Selector = None,
     live: Annotated[bool, typer.Option("--live", help="ask the servers (needs -f): identity markers and drift")] = False,
-    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live)")] = None,
+    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live and "
+                                                     "--selector: labels live in the documents)")] = None,
 ) -> None:
     """Live state from the state store; with --live -f PATH, checked against the servers."""
     check_output(fmt)
     if live and not files:
         fail(errors.TenantctlError("tenantctl: status --live needs the desired state (-f PATH)"))
+    if selector is not None and not files:
+        fail(errors.TenantctlError("tenantctl: status --selector needs the desired state (-f PATH): "
+                                   "labels are read from the documents' metadata.labels"))
+    ds = load(files) if files and (live or selector is not None) else None
+    names = labelled(ds, selector) if ds is not None else None
     store = open_store(readonly=True)
     try:
-        items = _status_items(store)
-        probe_doc: dict[str, Any] = {}
-        if live and files:
-            ds = load(files)
+        if live and ds is not None:
+            items = _status_items(store)
             probe_doc = _live(ds, store, items)
+            _show_status(items, fmt, show_all, customer, server, names, probe_doc)
+        elif fmt == "json":
+            docs = status_mod.stream(store) if store is not None else iter(())
+            output.stream_json("subscriptions", (d for d in docs if output.wanted(
+                d, customer=customer, server=server, names=names)))
+        else:
+            rows = status_mod.rows(store) if store is not None else []
+            _show_status(rows, fmt, show_all, customer, server, names, {})
     finally:
         if store is not None:
             store.close()
+
+
+def _show_status(items: list[dict[str, Any]], fmt: str, show_all: bool, customer: str | None,
+                 server: str | None, names: frozenset[str] | None, probe_doc: dict[str, Any]) -> None:
+    chosen = output.select(items, customer=customer, server=server, names=names)
     if fmt == "json":
-        output.print_json({"subscriptions": list(output.select(items, customer=customer, server=server)), **probe_doc})
-    else:
-        output.subscriptions_table(output.select(items, customer=customer, server=server),
-                                   title=f"status ({state_dir() / 'state.db'})", wide=fmt == "wide", show_all=show_all)
-        for line in probe_doc.get("warnings", []):
-            sys.stderr.write(f"warning: {line}\n")
+        output.print_json({"subscriptions": list(chosen), **probe_doc})
+        return
+    at = now()
+    ages = {str(it["name"]): output.age(it.get("createdAt"), at) for it in chosen if "createdAt" in it}
+    output.subscriptions_table(chosen, title=f"status ({state_dir() / 'state.db'})", wide=fmt == "wide",
+                               show_all=show_all, ages=ages)
+    for line in probe_doc.get("warnings", []):
+        sys.stderr.write(f"warning: {line}\n")
 
 
 def _live(ds: Any, store: state_store.Store | None, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -293,7 +329,7 @@ def run(
         if metrics_addr:
             marker.write_text(metrics_addr + "\n")
         try:
-            loop.run(files, store, clock=now, metrics_addr=metrics_addr, resync=resync, once=once,
+            loop.run(files, store, clock=clock(), metrics_addr=metrics_addr, resync=resync, once=once,
                      wiring=wiring, cache_dir=state_dir() / "parse-cache", on_timer=nightly,
                      threshold=threshold())
         finally:

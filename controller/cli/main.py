@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from controller import errors
@@ -12,6 +13,12 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    # A command at 10,000 subscriptions makes about a million objects that live until it
+    # ends: the collector's default (a young collection every 700 allocations, each old
+    # one walking them all again) cost 15 % of a plan. The modules just imported are
+    # frozen out of it; young collections are rarer.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         app()
     except errors.TenantctlError as exc:  # bad settings, an unusable store: one line, no traceback

@@ -45,6 +45,10 @@ class Result:
     #: a permanent failure: retrying will not help until the inputs change (or an
     #: operator's ``apply --retry-now``); the engine does not retry it on a timer
     permanent: bool = False
+    #: a failure that still left what dependent concerns need in place (a zone served by
+    #: its new primary while a lost region's secondary is missing): retried like any
+    #: failure, but the concerns that wait for this one go ahead in the same pass
+    degraded: bool = False
 
 
 class Driver(Protocol):

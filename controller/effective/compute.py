@@ -155,12 +155,13 @@ def _access(spec: kinds.SubscriptionSpec, perms: Mapping[str, Any]) -> tuple[dic
     return {"sshKeys": list(unique.values())}, ignored
 
 
-def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any]) -> Needs:
+def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any], evacuated: Mapping[str, str]) -> Needs:
     h = eff["hosting"]
     return Needs(
         name=name,
         customer=spec.customer,
-        region=spec.region,
+        region=evacuated.get(spec.region, spec.region),
+        evacuated_from=spec.region if spec.region in evacuated else None,
         web=bool(h["enabled"]),
         php_version=h["php"]["version"],
         php_handler=h["php"]["handler"],
@@ -213,7 +214,7 @@ def compute(
         ignored += skipped
         pre[name] = (eff, sync, changes, ignored)
     placements = place_all(
-        ds, (_needs(n, ds.subscriptions[n], p[0]) for n, p in pre.items()), hist.placements, unchanged
+        ds, (_needs(n, ds.subscriptions[n], p[0], hist.evacuated) for n, p in pre.items()), hist.placements, unchanged
     )
     today_cache: dict[str, dt.date] = {}
     server_php = {s: merge.php_settings(spec.phpDefaults) for s, spec in ds.servers.items()}
@@ -264,7 +265,7 @@ def compute(
             "customer": spec.customer,
             "plan": spec.plan,
             "addons": list(spec.addons),
-            "region": spec.region,
+            "region": hist.evacuated.get(spec.region, spec.region),
             "server": pl.server,
             "ip": pl.ip,
             "state": state,

@@ -29,6 +29,8 @@ class History:
     #: subscription -> last effective spec shown (to freeze on transfer)
     last_effective: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: evacuated region -> the region its subscriptions are placed in (DR-1)
+    evacuated: Mapping[str, str] = field(default_factory=dict)
 
 
 EMPTY = History()

@@ -47,6 +47,8 @@ class Needs:
     ip: str | None = None
     server: str | None = None
     databases: tuple[tuple[str, str], ...] = ()  # (name, engine)
+    #: the region its document names, when an evacuation places it in ``region`` instead
+    evacuated_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,23 @@ def _fit_conflicts(n: Needs, server: str, pool: _Pool, *, moving: bool) -> list[
     return out
 
 
+def _evacuated(ds: DesiredState, n: Needs, rec: Recorded | None) -> Recorded | None:
+    """A recorded placement as an evacuation sees it: servers of the evacuated region are
+    forgotten (the subscription is placed anew in its target region), the rest kept."""
+    if rec is None or n.evacuated_from is None:
+        return rec
+
+    def gone(server: str | None) -> bool:
+        return server is not None and server in ds.servers and ds.servers[server].region == n.evacuated_from
+
+    if not gone(rec.server) and not any(gone(s) for s in rec.dbServers.values()):
+        return rec
+    dbs = {db: s for db, s in rec.dbServers.items() if not gone(s)}
+    if gone(rec.server):
+        return Recorded(None, None, dbs) if dbs else None
+    return Recorded(rec.server, rec.ip, dbs)
+
+
 def place_all(
     ds: DesiredState,
     needs: Iterable[Needs],
@@ -218,7 +237,7 @@ def place_all(
             pool.ip_owner.setdefault(n.ip, n.customer)
     out: dict[str, Placement] = {}
     for n in ordered:
-        rec = recorded.get(n.name)
+        rec = _evacuated(ds, n, recorded.get(n.name))
         conflicts: list[Conflict] = []
         server: str | None
         if n.server is not None:

@@ -34,6 +34,8 @@ from controller.state import store as state_store
 log = logging.getLogger("tenantctl")
 
 RETENTION_DAYS = 60  # LIFE-6
+#: Rows written per transaction when a pass records many subscriptions at once
+BATCH = 500
 WHOLE = planner.WHOLE
 #: Deletion order (LIFE-6): every driver keeps a final copy of its data before it removes
 #: anything; the concerns whose final copy is most likely to fail (database dumps) go
@@ -60,8 +62,10 @@ def plan(
     now: dt.datetime,
     store: state_store.Store | None,
     drivers: Mapping[str, base.Driver] | None = None,
+    *,
+    recorded: bool = True,
 ) -> planner.Planned:
-    return planner.plan(ds, now, drivers if drivers is not None else default_drivers(), store)
+    return planner.plan(ds, now, drivers if drivers is not None else default_drivers(), store, recorded=recorded)
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Report:
     replaced: dict[str, int] = field(default_factory=dict)
     #: servers that could not be asked for their identity marker -> why
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: "name/concern" failures that left what dependents need in place (``Result.degraded``)
+    degraded: set[str] = field(default_factory=set)
     run_id: int | None = None
     seconds: float = 0.0
 
@@ -199,18 +205,22 @@ class Engine:
         allow_mass_delete: bool = False,
         check_servers: bool = True,
         command: str = "apply",
+        planned: planner.Planned | None = None,
     ) -> Report:
         """One pass. ``progress(what, done, total)`` is called after each server batch.
 
         ``check_servers``: read every server's identity marker first (one round trip per
-        server) and re-ensure what was placed on a replaced or wiped server."""
+        server) and re-ensure what was placed on a replaced or wiped server.
+        ``planned``: this engine's ``plan(ds)`` made by the caller just before (``apply``
+        decides the deletion guard on it): used unless a server was found replaced, so
+        that a pass with nothing to do costs one plan, not two."""
         started = time.perf_counter()
         now = self.clock()
         run_id = self._begin_run(command)
         report = Report(planner.Planned({}, {}, {}, {}), run_id=run_id)
         try:
             self._pass(ds, only, progress, report, now, allow_mass_delete=allow_mass_delete,
-                       check_servers=check_servers)
+                       check_servers=check_servers, planned=planned)
         finally:
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report)
@@ -219,10 +229,12 @@ class Engine:
     def _pass(
         self, ds: DesiredState, only: Iterable[str] | None, progress: Callable[[str, int, int], None] | None,
         report: Report, now: dt.datetime, *, allow_mass_delete: bool, check_servers: bool,
+        planned: planner.Planned | None = None,
     ) -> None:
         if check_servers and self.probe is not None:
             self.check_servers(ds, report)
-        planned = self.plan(ds)
+        if planned is None or report.replaced:
+            planned = self.plan(ds)
         report.planned = planned
         wanted = set(only) if only is not None else None
         targets = [
@@ -236,11 +248,13 @@ class Engine:
             keys = planner.input_keys(ds, now, planner.observe(self.store), self.drivers)
             for name in targets:
                 planned.fingerprints[name][planner.INPUTS] = keys[name]
-        for name in planned.refresh:
-            if wanted is None or name in wanted:
-                fps = self.store.get_fingerprints(name)
-                fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
-                self.store.set_fingerprints(name, fps)
+        refresh = [n for n in planned.refresh if wanted is None or n in wanted]
+        for start in range(0, len(refresh), BATCH):  # one transaction per batch of rows
+            with self.store.transaction():
+                for name in refresh[start:start + BATCH]:
+                    fps = self.store.get_fingerprints(name)
+                    fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
+                    self.store.set_fingerprints(name, fps)
         before = _Recorded(self.store)  # read on the first change a driver reports
         batches: dict[tuple[str, str | None], list[base.Change[Any]]] = defaultdict(list)
         for name in targets:
@@ -269,12 +283,16 @@ class Engine:
             if progress is not None:
                 progress(f"{concern} on {server or '-'}", done, total)
             with self.store.transaction():  # one commit per server batch
+                self.store.set_conditions(
+                    [(res.name, _ready_condition(concern, res.outcome, res.message)) for res in results])
                 for res in results:
                     report.outcomes.setdefault(res.name, {})[concern] = res.outcome
+                    if res.degraded and res.outcome == "failed":
+                        report.degraded.add(f"{res.name}/{concern}")
                     self._after(res, concern, report, planned, before.get(res.name))
-        with self.store.transaction():
-            for name in targets:
-                self._finish(planned.subscriptions[name], planned, report)
+        for start in range(0, len(targets), BATCH):  # one transaction, a few statements, per batch
+            with self.store.transaction():
+                self._finish([planned.subscriptions[n] for n in targets[start:start + BATCH]], planned, report)
         decision = guard.decide(planned.deletions, self._live_count(), self.threshold, allowed=allow_mass_delete)
         report.deletion = decision if planned.deletions else None
         if decision.held:
@@ -354,6 +372,7 @@ class Engine:
     ) -> None:
         """Placements, sticky values and transfers, before any driver acts."""
         known = {r.name: r for r in self.store.list_subscriptions(include_deleted=True)} if targets else {}
+        placed: list[records.SubscriptionRecord] = []
         with self.store.transaction():
             for name in targets:
                 sub = planned.subscriptions[name]
@@ -368,7 +387,7 @@ class Engine:
                     db_servers={k: v for k, v in pl.dbServers.items() if v is not None},
                 )
                 if old != rec:
-                    self.store.upsert_subscription(rec)
+                    placed.append(rec)
                 for act in planned.actions[name]:
                     if act.startswith(("create", "place:", "move:")):
                         events.record(self.store, actor=self.actor, run_id=run_id, action=act.split(":")[0], subject=name,
@@ -389,6 +408,7 @@ class Engine:
                     events.record(self.store, actor=self.actor, run_id=run_id, action="transfer", subject=name,
                                   message=f"transferred from {old.customer} to {sub.item['customer']}: "
                                           "now custom, keeping its values (PLAN-7)")
+            self.store.upsert_subscriptions(placed)  # one statement for the batch of rows
 
     def _measure(self, planned: planner.Planned) -> None:
         """Usage (RES-2) of every placed subscription, from drivers that measure it."""
@@ -443,7 +463,8 @@ class Engine:
         held, in this pass (DEPENDS): it is deferred, not tried, not counted failed."""
         done = report.outcomes.get(name, {})
         waiting = {*report.held, *report.deferred}
-        return any(done.get(dep) == "failed" or f"{name}/{dep}" in waiting for dep in DEPENDS.get(concern, ()))
+        return any((done.get(dep) == "failed" and f"{name}/{dep}" not in report.degraded) or f"{name}/{dep}" in waiting
+                   for dep in DEPENDS.get(concern, ()))
 
     def _run_driver(self, concern: str, server: str | None, changes: list[base.Change[Any]]) -> list[base.Result]:
         """The driver's results, one per change; every error becomes a failed result
@@ -473,8 +494,7 @@ class Engine:
         self, res: base.Result, concern: str, report: Report, planned: planner.Planned,
         before: Mapping[str, Any] | None,
     ) -> None:
-        key = f"{res.name}/{concern}"
-        self.store.set_condition(res.name, _ready_condition(concern, res.outcome, res.message))
+        key = f"{res.name}/{concern}"  # its condition: written for the batch by the caller
         fingerprint = planned.fingerprints.get(res.name, {}).get(concern)
         if res.outcome == "failed":
             prev = self._backoff.get(key)
@@ -518,39 +538,48 @@ class Engine:
                       run_id=report.run_id, message=f"{concern}: {text}",
                       data={"changed": paths} if paths else None)
 
-    def _finish(self, sub: Subscription, planned: planner.Planned, report: Report) -> None:
-        name = sub.name
-        conds = {c.type: c for c in self.store.get_conditions(name)}
-        concerns: dict[str, str] = {}
-        for c in base.CONCERNS:
-            cond = conds.get(f"{c.capitalize()}Ready")
-            concerns[c] = ("provisioned" if cond and cond.status == "True"
-                           else "failed" if cond and cond.status == "False" else "not provisioned")
-        # Record what was applied: a failed or deferred concern keeps its old
-        # fingerprint (so the next pass retries it), and the whole-subscription one is
-        # only recorded once every concern is through.
-        fps = dict(self.store.get_fingerprints(name))
-        fps.pop(WHOLE, None)
-        held = self._deferred(report, name) | {
-            c for c, outcome in report.outcomes.get(name, {}).items() if outcome == "failed"
-        }
-        fps.update({c: fp for c, fp in planned.fingerprints[name].items() if c != WHOLE and c not in held})
-        if not held:
-            fps[WHOLE] = planned.fingerprints[name][WHOLE]
-        self.store.set_fingerprints(name, fps)
-        item = sub.item
-        doc: dict[str, Any] = {
-            **item,
-            "conditions": item["conditions"] + [
-                {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
-                 "lastTransitionTime": c.last_transition.isoformat() if c.last_transition else None}
-                for c in sorted(conds.values(), key=lambda c: c.type)
-            ],
-            "concerns": concerns,
-            "dnsServers": self._dns_servers(sub.typed) if concerns["dns"] == "provisioned" else [],
-            "access": self._access(sub.typed) if concerns["web"] == "provisioned" else {},
-        }
-        self.store.put_status(name, doc)
+    def _finish(self, subs: list[Subscription], planned: planner.Planned, report: Report) -> None:
+        """Record what was applied to ``subs``: fingerprints and status documents, with a
+        few statements for all of them (a first apply writes 10,000)."""
+        names = [sub.name for sub in subs]
+        conds_of = self.store.conditions_of(names)
+        applied = self.store.fingerprints_of(names)
+        fps_of: dict[str, dict[str, str]] = {}
+        docs: dict[str, dict[str, Any]] = {}
+        for sub in subs:
+            name = sub.name
+            conds = {c.type: c for c in conds_of[name]}
+            concerns: dict[str, str] = {}
+            for c in base.CONCERNS:
+                cond = conds.get(f"{c.capitalize()}Ready")
+                concerns[c] = ("provisioned" if cond and cond.status == "True"
+                               else "failed" if cond and cond.status == "False" else "not provisioned")
+            # Record what was applied: a failed or deferred concern keeps its old
+            # fingerprint (so the next pass retries it), and the whole-subscription one is
+            # only recorded once every concern is through.
+            fps = dict(applied[name])
+            fps.pop(WHOLE, None)
+            held = self._deferred(report, name) | {
+                c for c, outcome in report.outcomes.get(name, {}).items() if outcome == "failed"
+            }
+            fps.update({c: fp for c, fp in planned.fingerprints[name].items() if c != WHOLE and c not in held})
+            if not held:
+                fps[WHOLE] = planned.fingerprints[name][WHOLE]
+            fps_of[name] = fps
+            item = sub.item
+            docs[name] = {
+                **item,
+                "conditions": item["conditions"] + [
+                    {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+                     "lastTransitionTime": c.last_transition.isoformat() if c.last_transition else None}
+                    for c in sorted(conds.values(), key=lambda c: c.type)
+                ],
+                "concerns": concerns,
+                "dnsServers": self._dns_servers(sub.typed) if concerns["dns"] == "provisioned" else [],
+                "access": self._access(sub.typed) if concerns["web"] == "provisioned" else {},
+            }
+        self.store.set_fingerprints_many(fps_of)
+        self.store.put_status_many(docs)
 
     def _access(self, item: spec.Item) -> dict[str, str]:
         """``{"sftp": "USER@HOST:PORT"}`` of a subscription with hosting (issue 14)."""
@@ -591,7 +620,7 @@ class Engine:
             self.store.finish_run(run_id, summary)
 
     def _live_count(self) -> int:
-        return sum(1 for r in self.store.list_subscriptions() if r.deleted_at is None)
+        return self.store.count_live()
 
     def _hold_deletions(self, decision: guard.Decision, planned: planner.Planned) -> None:
         """Keep every subscription of a held mass deletion, say so on each (condition
@@ -612,7 +641,7 @@ class Engine:
         repository) are purged, with an event; a repository that cannot be reached now
         is tried again at the next pass."""
         root = (self.store.path.parent / "retained").resolve()
-        for rec in self.store.list_subscriptions(include_deleted=True):
+        for rec in self.store.list_deleted():
             if rec.deleted_at is None or rec.purge_after is None or rec.purge_after > now:
                 continue
             target = (root / rec.name).resolve()

@@ -27,6 +27,7 @@ from controller.effective import spec as typed_spec
 from controller.effective.history import History
 from controller.model.desired import DesiredState
 from controller.placement import Placement, Recorded
+from controller.state import regions as regions_state
 from controller.state import store as state_store
 
 WHOLE = state_store.WHOLE_SUBSCRIPTION
@@ -72,6 +73,36 @@ class Lazy(Mapping[str, Any]):
         return key in self.raw
 
 
+class _Texts(Mapping[str, str]):
+    """The recorded status documents' texts by name: every name at once, the texts
+    (26 MB at 10,000 subscriptions) as ``plan`` asks for them (``load``), or one by one
+    while the store is open."""
+
+    def __init__(self, store: state_store.Store) -> None:
+        self._store = store
+        self._names = store.status_names()
+        self._texts: dict[str, str] = {}
+
+    def load(self, names: Iterable[str]) -> None:
+        want = [n for n in names if n in self._names and n not in self._texts]
+        if want:
+            self._texts.update(self._store.status_texts(want))
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._texts:
+            self.load([name])
+        return self._texts[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
 @dataclass(frozen=True)
 class Observed:
     """What past runs left in the store: the History for ``effective``, the raw texts
@@ -86,17 +117,18 @@ def observe(store: state_store.Store | None) -> Observed:
     """Everything the computation needs from past runs, one query per table."""
     if store is None:
         return Observed(History(), {}, Lazy({}, json.loads))
-    subs = store.list_subscriptions()
+    subs = store.live_rows()
     sticky_raw = store.all_sticky_raw()
-    status = Lazy(store.get_status_raw(), json.loads)
+    status = Lazy(_Texts(store), json.loads)
     history = History(
-        placements={s.name: Recorded(s.server, s.ip, dict(s.db_servers)) for s in subs},
-        created={s.name: s.created_at.date() for s in subs},
+        placements={s.name: Recorded(s.server, s.ip, s.db_servers) for s in subs},
+        created={s.name: s.created for s in subs},
         customers={s.name: s.customer for s in subs},
         sticky=Lazy(sticky_raw, lambda groups: {g: json.loads(v) for g, v in groups.items()}),
         transfers={t.name: t.frozen for t in store.all_transfers()},
         last_effective=Lazy(status.raw, lambda text: json.loads(text)["effective"]),
         usage=store.all_usage(),
+        evacuated=regions_state.targets(store),
     )
     return Observed(history, sticky_raw, status)
 
@@ -167,6 +199,15 @@ class _Subscriptions(Mapping[str, effective.Subscription]):
     def __len__(self) -> int:
         return len(self._names)
 
+    def peek(self, name: str) -> effective.Subscription:
+        """``self[name]`` without keeping a subscription rebuilt from its record: a
+        caller that walks 10,000 of them holds one at a time."""
+        if name in self._computed:
+            return self._computed[name]
+        if name not in self._status.raw:
+            raise KeyError(name)
+        return _recorded(name, json.loads(self._status.raw[name]), self._hist)
+
 
 @dataclass
 class Planned:
@@ -181,10 +222,18 @@ class Planned:
     refresh: list[str] = field(default_factory=list)
     #: how many subscriptions were recomputed (the rest had unchanged inputs)
     recomputed: int = 0
+    #: subscriptions whose item is their recorded status document without ``STATUS_ONLY``
+    #: (unchanged inputs): a front-end may read them from the store as they are
+    unchanged: frozenset[str] = frozenset()
 
     @property
     def has_changes(self) -> bool:
         return bool(self.deletions) or any(self.actions.values())
+
+    def item(self, name: str) -> dict[str, Any]:
+        """One subscription's item, without keeping it (see ``_Subscriptions.peek``)."""
+        subs = self.subscriptions
+        return (subs.peek(name) if isinstance(subs, _Subscriptions) else subs[name]).item
 
 
 def concern_fingerprints(item: typed_spec.Item, drivers: Mapping[str, base.Driver]) -> dict[str, str]:
@@ -203,7 +252,8 @@ def input_keys(
     for r, region in ds.regions.items():
         today = now.astimezone(zoneinfo.ZoneInfo(region.timezone)).date().isoformat()
         servers = sorted(docs[("Server", s)].digest for s, sp in ds.servers.items() if sp.region == r)
-        regions[r] = digest.of([code, docs[("Region", r)].digest, servers, today])
+        regions[r] = digest.of([code, docs[("Region", r)].digest, servers, today]
+                               + ([hist.evacuated[r]] if r in hist.evacuated else []))
     out: dict[str, str] = {}
     for name, spec in ds.subscriptions.items():
         rec = hist.placements.get(name)
@@ -243,15 +293,28 @@ def plan(
     drivers: Mapping[str, base.Driver],
     store: state_store.Store | None = None,
     observed: Observed | None = None,
+    *,
+    recorded: bool = True,
 ) -> Planned:
+    """``recorded=False``: the unchanged subscriptions' documents are not read now (a
+    front-end that streams them from the store itself, with the store still open, and
+    reads any of them later through ``subscriptions`` or ``item`` while it is)."""
     observed = observed if observed is not None else observe(store)
     hist, status = observed.history, observed.status
-    applied = store.all_fingerprints() if store is not None else {}
+    # the whole and inputs fingerprints decide which subscriptions are unchanged; the
+    # per-concern ones are read only when some are not (a no-op pass reads 2 rows of 8)
+    applied = store.all_fingerprints((INPUTS, WHOLE)) if store is not None else {}
     keys = input_keys(ds, now, observed, drivers)
     same = {
         n for n, k in keys.items()
         if applied.get(n, {}).get(INPUTS) == k and WHOLE in applied[n] and n in status
     }
+    if store is not None and len(same) < len(ds.subscriptions):
+        applied = store.all_fingerprints()
+    if isinstance(status.raw, _Texts):
+        status.raw.load(n for n in ds.subscriptions if n not in same)  # compute reads their last effective
+        if recorded:
+            status.raw.load(same)  # the result is then usable once the store is closed
     computed = effective.compute(ds, now, hist, names=set(ds.subscriptions) - same)
     subs = _Subscriptions(computed, status, hist, sorted(ds.subscriptions))
     known = set(hist.placements)
@@ -295,4 +358,5 @@ def plan(
             acts.append("update:status")
         actions[name] = acts
     deletions = sorted(known - set(subs))
-    return Planned(subs, fps, changed, actions, deletions, refresh, recomputed=len(computed))
+    return Planned(subs, fps, changed, actions, deletions, refresh, recomputed=len(computed),
+                   unchanged=frozenset(same))

@@ -1,42 +1,101 @@
 """What ``status`` shows, for every front-end (the CLI today, the operator next): one
-document per subscription from the state store, deleted ones included (LIFE-6)."""
+document per subscription from the state store, deleted ones included (LIFE-6).
+
+Three reads of the same documents: ``items`` (every document decoded, for apply's
+report and ``urls``), ``stream`` (the same documents one at a time, for ``status -o
+json`` at 10,000 subscriptions) and ``rows`` (only what a table shows, extracted by
+SQLite without decoding the documents).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+import heapq
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from controller.drivers.backup import view as backup_view
+from controller.state import codec, records
 from controller.state import store as state_store
+
+if TYPE_CHECKING:  # imported when used: a status table needs no backup ledger (nor its imports)
+    from controller.drivers.backup import view as backup_view
+
+
+def _deleted(rec: records.SubscriptionRecord) -> dict[str, Any]:
+    assert rec.deleted_at is not None
+    return {
+        "name": rec.name, "customer": rec.customer, "plan": None, "addons": [], "region": None,
+        "server": rec.server, "ip": rec.ip, "state": "deleted", "stateReason": None, "sync": "custom",
+        "conflicts": [], "conditions": [], "effective": {}, "concerns": {},
+        "deletedAt": rec.deleted_at.isoformat(),
+        "purgeAfter": rec.purge_after.isoformat() if rec.purge_after else None,
+    }
+
+
+def _deleted_records(store: state_store.Store) -> list[records.SubscriptionRecord]:
+    return store.list_deleted()
 
 
 def items(store: state_store.Store) -> list[dict[str, Any]]:
     """Every subscription's status document, sorted by name: live ones as the last pass
     recorded them, deleted ones with their deletion and purge dates."""
     out = store.get_status()
-    for rec in store.list_subscriptions(include_deleted=True):
-        if rec.deleted_at is not None:
-            out.append({
-                "name": rec.name, "customer": rec.customer, "plan": None, "addons": [], "region": None,
-                "server": rec.server, "ip": rec.ip, "state": "deleted", "stateReason": None, "sync": "custom",
-                "conflicts": [], "conditions": [], "effective": {}, "concerns": {},
-                "deletedAt": rec.deleted_at.isoformat(),
-                "purgeAfter": rec.purge_after.isoformat() if rec.purge_after else None,
-            })
+    out.extend(_deleted(rec) for rec in _deleted_records(store))
     _with_backups(store, out)
     return sorted(out, key=lambda i: i["name"])
+
+
+def stream(store: state_store.Store) -> Iterator[dict[str, Any]]:
+    """``items``, one document at a time (in name order): never all of them decoded at once."""
+    facts = _facts(store)
+    now = store.now()
+    gone = {rec.name: rec for rec in _deleted_records(store)}
+    texts = ((row[0], row[1]) for row in store.iter_status_raw())
+    for name, text in heapq.merge(texts, ((n, "") for n in sorted(gone)), key=lambda t: t[0]):
+        item = codec.loads(text) if text else _deleted(gone[name])
+        _merge_backup(facts, now, item)
+        yield item
+
+
+def rows(store: state_store.Store) -> list[dict[str, Any]]:
+    """What a status table shows of every subscription (name, customer, plan, server, ip,
+    state, stateReason, sync, concerns, conflicts, and ``createdAt`` for its AGE), in name
+    order; the documents themselves are not decoded."""
+    out: list[dict[str, Any]] = [
+        {"name": r.name, "customer": r.customer, "plan": r.plan, "server": r.server, "ip": r.ip,
+         "state": r.state, "stateReason": r.state_reason, "sync": r.sync, "concerns": r.concerns,
+         "conflicts": r.conflicts, "createdAt": r.created_at}
+        for r in store.status_rows()
+    ]
+    for rec in _deleted_records(store):
+        out.append({**_deleted(rec), "createdAt": rec.created_at})
+    out.sort(key=lambda i: i["name"])
+    return out
 
 
 def _with_backups(store: state_store.Store, items: list[dict[str, Any]]) -> None:
     """Each subscription's ``backup`` object and ``BackupReady`` condition, computed from
     the backup ledger now (never stored twice: status, conditions and metrics agree)."""
-    facts = backup_view.Facts.read(store)
+    facts = _facts(store)
     now = store.now()
     for item in items:
-        obj = backup_view.subscription(facts, item["name"])
-        if obj is not None:
-            item["backup"] = obj
-        if item.get("state") == "deleted" or (item.get("concerns") or {}).get("backup") != "provisioned":
-            continue
-        c = backup_view.condition(facts, item["name"], now)
-        cond = {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
-        item["conditions"] = [x for x in item.get("conditions") or [] if x.get("type") != c.type] + [cond]
+        _merge_backup(facts, now, item)
+
+
+def _facts(store: state_store.Store) -> backup_view.Facts:
+    from controller.drivers.backup import view
+
+    return view.Facts.read(store)
+
+
+def _merge_backup(facts: backup_view.Facts, now: dt.datetime, item: dict[str, Any]) -> None:
+    from controller.drivers.backup import view as backup_view
+
+    obj = backup_view.subscription(facts, item["name"])
+    if obj is not None:
+        item["backup"] = obj
+    if item.get("state") == "deleted" or (item.get("concerns") or {}).get("backup") != "provisioned":
+        return
+    c = backup_view.condition(facts, item["name"], now)
+    cond = {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+    item["conditions"] = [x for x in item.get("conditions") or [] if x.get("type") != c.type] + [cond]

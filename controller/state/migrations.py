@@ -218,7 +218,24 @@ CREATE TABLE backup_checks (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS)
+V5_REGIONS = """
+-- Region evacuations in force (issue 10, DR-1): the subscriptions of ``region`` are
+-- placed in ``target`` until the evacuation is ended.
+CREATE TABLE region_evacuations (
+    region     TEXT PRIMARY KEY,
+    target     TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+
+-- Fencing: a subscription's generation grows each time it moves to other servers; a
+-- write for it carries its generation, and a server that recorded a newer one refuses.
+CREATE TABLE subscription_generations (
+    subscription TEXT PRIMARY KEY,
+    generation   INTEGER NOT NULL CHECK (generation >= 1)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 

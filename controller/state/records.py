@@ -7,8 +7,8 @@ dict fields hold JSON-compatible values.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
-from typing import Any, Literal, get_args
+from datetime import date, datetime
+from typing import Any, Literal, NamedTuple, get_args
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 CONDITION_STATUSES: frozenset[str] = frozenset(get_args(ConditionStatus))
@@ -154,3 +154,34 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.finished_at is not None
+
+
+class LiveRow(NamedTuple):
+    """A live subscription as planning reads it (``Store.live_rows``)."""
+
+    name: str
+    customer: str
+    created: date
+    """The day the controller first saw it."""
+    server: str | None
+    ip: str | None
+    db_servers: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusRow:
+    """What a status or plan table shows of one recorded status document (read by SQLite's
+    JSON functions, without decoding the document): ``Store.status_rows``."""
+
+    name: str
+    customer: str | None
+    plan: str | None
+    server: str | None
+    ip: str | None
+    state: str | None
+    state_reason: str | None
+    sync: str | None
+    concerns: dict[str, str]
+    conflicts: list[dict[str, Any]]
+    created_at: datetime | None
+    """When the controller first saw the subscription (its AGE)."""

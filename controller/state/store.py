@@ -33,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +62,19 @@ def default_path() -> Path:
 
 
 Params = Sequence[Any]
+
+
+#: names per ``IN (...)`` query of the bulk methods (well under SQLite's variable limit)
+CHUNK = 500
+
+
+def _chunks(names: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(names), CHUNK):
+        yield names[start:start + CHUNK]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _set_journal_mode(conn: sqlite3.Connection, mode: str) -> None:
@@ -336,9 +349,22 @@ class Store:
             if self._stale():
                 raise errors.StoreBusy(f"{self.path}: changed by another process while being read; read again")
 
+    @contextlib.contextmanager
+    def _one_write(self) -> Iterator[None]:
+        """For a block whose only write is one statement (after reads): joins an open
+        transaction without a savepoint (SQLite undoes a failed statement by itself, and
+        a pass that writes 10,000 rows in one transaction paid two more statements a
+        row for savepoints), else is a transaction of its own."""
+        with self._lock:
+            if self._depth > 0 and not self._in_snapshot:
+                yield
+                return
+            with self.transaction():
+                yield
+
     def _execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """Run one write statement in a (possibly joined) transaction. For this package."""
-        with self.transaction(), self._damage_is_corruption():
+        with self._one_write(), self._damage_is_corruption():
             return self._connection().execute(sql, params)
 
     def _executemany(self, sql: str, rows: Iterable[Params]) -> None:
@@ -390,7 +416,7 @@ class Store:
             created_at=codec.text_to_dt(created_at),
             server=server,
             ip=ip,
-            db_servers=codec.loads(db_servers),
+            db_servers={} if db_servers == "{}" else codec.loads(db_servers),
             deleted_at=codec.opt_text_to_dt(deleted_at),
             purge_after=codec.opt_text_to_dt(purge_after),
         )
@@ -405,25 +431,43 @@ class Store:
         rows = self._fetchall(f"SELECT {self._SUB_COLUMNS} FROM subscriptions{where} ORDER BY name")
         return [self._sub_from_row(r) for r in rows]
 
+    def live_rows(self) -> list[records.LiveRow]:
+        """What planning needs of every live subscription, ordered by name (plain rows:
+        10,000 records with their datetimes cost the no-op plan 50 ms)."""
+        rows = self._fetchall(
+            "SELECT name, customer, created_at, server, ip, db_servers FROM subscriptions "
+            "WHERE deleted_at IS NULL ORDER BY name")
+        return [records.LiveRow(name, customer, codec.text_to_dt(created).date(), server, ip,
+                                {} if dbs == "{}" else codec.loads(dbs))
+                for name, customer, created, server, ip, dbs in rows]
+
+    def list_deleted(self) -> list[records.SubscriptionRecord]:
+        """The deleted subscriptions still remembered (LIFE-6), ordered by name."""
+        rows = self._fetchall(f"SELECT {self._SUB_COLUMNS} FROM subscriptions WHERE deleted_at IS NOT NULL ORDER BY name")
+        return [self._sub_from_row(r) for r in rows]
+
+    _UPSERT_SUB = (
+        f"INSERT INTO subscriptions ({_SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET customer = excluded.customer, "
+        "created_at = excluded.created_at, server = excluded.server, ip = excluded.ip, "
+        "db_servers = excluded.db_servers, deleted_at = excluded.deleted_at, "
+        "purge_after = excluded.purge_after"
+    )
+
+    @staticmethod
+    def _sub_to_row(rec: records.SubscriptionRecord) -> tuple[Any, ...]:
+        return (rec.name, rec.customer, codec.dt_to_text(rec.created_at), rec.server, rec.ip,
+                codec.dumps(rec.db_servers), codec.opt_dt_to_text(rec.deleted_at),
+                codec.opt_dt_to_text(rec.purge_after))
+
     def upsert_subscription(self, rec: records.SubscriptionRecord) -> None:
         """Insert or replace every field of ``rec.name``'s row."""
-        self._execute(
-            f"INSERT INTO subscriptions ({self._SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET customer = excluded.customer, "
-            "created_at = excluded.created_at, server = excluded.server, ip = excluded.ip, "
-            "db_servers = excluded.db_servers, deleted_at = excluded.deleted_at, "
-            "purge_after = excluded.purge_after",
-            (
-                rec.name,
-                rec.customer,
-                codec.dt_to_text(rec.created_at),
-                rec.server,
-                rec.ip,
-                codec.dumps(rec.db_servers),
-                codec.opt_dt_to_text(rec.deleted_at),
-                codec.opt_dt_to_text(rec.purge_after),
-            ),
-        )
+        self._execute(self._UPSERT_SUB, self._sub_to_row(rec))
+
+    def upsert_subscriptions(self, recs: Sequence[records.SubscriptionRecord]) -> None:
+        """``upsert_subscription`` of many, in one statement."""
+        if recs:
+            self._executemany(self._UPSERT_SUB, [self._sub_to_row(r) for r in recs])
 
     # -- sticky customer values (SYNC-4) ------------------------------------------------
 
@@ -502,16 +546,6 @@ class Store:
         rows = self._fetchall("SELECT resource, fingerprint FROM fingerprints WHERE name = ?", (name,))
         return dict(rows)
 
-    def all_fingerprints(self) -> dict[str, dict[str, str]]:
-        """Every subscription's fingerprints, in one query (the fast no-op pass)."""
-        result: dict[str, dict[str, str]] = {}
-        for name, resource, fingerprint in self._fetchall("SELECT name, resource, fingerprint FROM fingerprints"):
-            per = result.get(name)
-            if per is None:
-                per = result[name] = {}
-            per[resource] = fingerprint
-        return result
-
     def set_fingerprints(self, name: str, fps: dict[str, str]) -> None:
         """Replace the subscription's whole set of fingerprints with ``fps``."""
         with self.transaction():
@@ -519,6 +553,26 @@ class Store:
             self._executemany(
                 "INSERT INTO fingerprints (name, resource, fingerprint) VALUES (?, ?, ?)",
                 [(name, resource, fp) for resource, fp in fps.items()],
+            )
+
+    def fingerprints_of(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``get_fingerprints`` of many subscriptions, one query per ``CHUNK`` names."""
+        out: dict[str, dict[str, str]] = {n: {} for n in names}
+        for chunk in _chunks(names):
+            for n, resource, fp in self._fetchall(
+                    f"SELECT name, resource, fingerprint FROM fingerprints WHERE name IN ({_marks(chunk)})", chunk):
+                out[n][resource] = fp
+        return out
+
+    def set_fingerprints_many(self, fps: Mapping[str, Mapping[str, str]]) -> None:
+        """``set_fingerprints`` of many subscriptions in one transaction."""
+        names = sorted(fps)
+        with self.transaction():
+            for chunk in _chunks(names):
+                self._execute(f"DELETE FROM fingerprints WHERE name IN ({_marks(chunk)})", chunk)
+            self._executemany(
+                "INSERT INTO fingerprints (name, resource, fingerprint) VALUES (?, ?, ?)",
+                [(name, resource, fp) for name in names for resource, fp in fps[name].items()],
             )
 
     def drop_fingerprints(self, name: str, resources: Iterable[str] | None = None) -> None:
@@ -550,7 +604,7 @@ class Store:
         ``cond.last_transition`` if given, else now); nothing is written when status,
         reason and message are unchanged.
         """
-        with self.transaction():
+        with self._one_write():
             row = self._fetchone(
                 "SELECT status, reason, message FROM conditions WHERE name = ? AND type = ?",
                 (name, cond.type),
@@ -572,6 +626,54 @@ class Store:
                 (name, cond.type, cond.status, cond.reason, cond.message, codec.dt_to_text(transition)),
             )
             return True
+
+    def conditions_of(self, names: Sequence[str]) -> dict[str, list[records.Condition]]:
+        """``get_conditions`` of many subscriptions, one query per ``CHUNK`` names."""
+        out: dict[str, list[records.Condition]] = {n: [] for n in names}
+        for chunk in _chunks(names):
+            rows = self._fetchall(
+                "SELECT name, type, status, reason, message, last_transition FROM conditions "
+                f"WHERE name IN ({_marks(chunk)}) ORDER BY name, type", chunk)
+            for n, t, st, r, m, lt in rows:
+                out[n].append(records.Condition(type=t, status=st, reason=r, message=m,
+                                                last_transition=codec.text_to_dt(lt)))
+        return out
+
+    def set_conditions(self, items: Sequence[tuple[str, records.Condition]]) -> int:
+        """``set_condition`` of many (name, condition) pairs in one transaction, with one
+        read per ``CHUNK`` names and one statement per kind of write; returns how many
+        changed. A name given twice with the same type: the last one wins."""
+        last: dict[tuple[str, str], records.Condition] = {(n, c.type): c for n, c in items}
+        names = sorted({n for n, _ in last})
+        types = sorted({t for _, t in last})
+        now = codec.dt_to_text(self._now())
+        updates: list[tuple[str, str, str, str]] = []
+        upserts: list[tuple[str, str, str, str, str, str]] = []
+        with self.transaction():
+            old: dict[tuple[str, str], tuple[str, str, str]] = {}
+            for chunk in _chunks(names):
+                for n, t, st, r, m in self._fetchall(
+                        "SELECT name, type, status, reason, message FROM conditions "
+                        f"WHERE name IN ({_marks(chunk)}) AND type IN ({_marks(types)})", (*chunk, *types)):
+                    old[(n, t)] = (st, r, m)
+            for (name, typ), cond in last.items():
+                row = old.get((name, typ))
+                if row == (cond.status, cond.reason, cond.message):
+                    continue
+                if row is not None and row[0] == cond.status:
+                    updates.append((cond.reason, cond.message, name, typ))
+                else:
+                    when = codec.dt_to_text(cond.last_transition) if cond.last_transition else now
+                    upserts.append((name, typ, cond.status, cond.reason, cond.message, when))
+            if updates:
+                self._executemany("UPDATE conditions SET reason = ?, message = ? WHERE name = ? AND type = ?", updates)
+            if upserts:
+                self._executemany(
+                    "INSERT INTO conditions (name, type, status, reason, message, last_transition) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, type) DO UPDATE SET "
+                    "status = excluded.status, reason = excluded.reason, message = excluded.message, "
+                    "last_transition = excluded.last_transition", upserts)
+        return len(updates) + len(upserts)
 
     def drop_conditions(self, name: str) -> None:
         """Forget every condition of the subscription (after it is purged)."""
@@ -647,7 +749,7 @@ class Store:
     def put_status(self, name: str, doc: dict[str, Any]) -> bool:
         """Store the subscription's status document; write (and return True) only if it changed."""
         text = codec.dumps(doc)
-        with self.transaction():
+        with self._one_write():
             row = self._fetchone("SELECT doc FROM status WHERE name = ?", (name,))
             if row is not None and row[0] == text:
                 return False
@@ -658,13 +760,107 @@ class Store:
             )
             return True
 
+    def put_status_many(self, docs: Mapping[str, dict[str, Any]]) -> list[str]:
+        """``put_status`` of many subscriptions in one transaction; returns the names
+        whose document changed (only those are written)."""
+        texts = {name: codec.dumps(doc) for name, doc in docs.items()}
+        names = sorted(texts)
+        at = codec.dt_to_text(self._now())
+        with self.transaction():
+            old: dict[str, str] = {}
+            for chunk in _chunks(names):
+                old.update(self._fetchall(f"SELECT name, doc FROM status WHERE name IN ({_marks(chunk)})", chunk))
+            changed = [n for n in names if old.get(n) != texts[n]]
+            self._executemany(
+                "INSERT INTO status (name, doc, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                [(n, texts[n], at) for n in changed],
+            )
+        return changed
+
     def get_status(self) -> list[dict[str, Any]]:
         """Every status document, ordered by subscription name."""
         return [codec.loads(doc) for (doc,) in self._fetchall("SELECT doc FROM status ORDER BY name")]
 
+    def get_status_of(self, name: str) -> dict[str, Any] | None:
+        """One subscription's status document (None if it has none)."""
+        row = self._fetchone("SELECT doc FROM status WHERE name = ?", (name,))
+        return None if row is None else dict(codec.loads(row[0]))
+
+    def status_names(self) -> frozenset[str]:
+        """The names that have a status document."""
+        return frozenset(n for (n,) in self._fetchall("SELECT name FROM status"))
+
+    def status_texts(self, names: Sequence[str]) -> dict[str, str]:
+        """The status documents of ``names`` (those that have one) as their JSON text."""
+        if len(names) > len(self.status_names()) // 2:  # most of them: one pass over the table
+            wanted = set(names)
+            return {n: t for n, t in self.get_status_raw().items() if n in wanted}
+        out: dict[str, str] = {}
+        for chunk in _chunks(names):
+            out.update(self._fetchall(f"SELECT name, doc FROM status WHERE name IN ({_marks(chunk)})", chunk))
+        return out
+
     def get_status_raw(self) -> dict[str, str]:
         """Every status document as its stored JSON text, by subscription name."""
         return dict(self._fetchall("SELECT name, doc FROM status ORDER BY name"))
+
+    #: the fields of a status document a table shows, read by SQLite (no JSON decoding)
+    _ROW_FIELDS = ("customer", "plan", "server", "ip", "state", "stateReason", "sync", "concerns", "conflicts")
+
+    def status_rows(self) -> list[records.StatusRow]:
+        """What a table shows of every status document, ordered by name: a few fields
+        extracted by SQLite (one parse of each document, none in Python)."""
+        paths = ", ".join(f"'$.{f}'" for f in self._ROW_FIELDS)
+        rows = self._fetchall(
+            f"SELECT st.name, json_extract(st.doc, {paths}), s.created_at "
+            "FROM status st LEFT JOIN subscriptions s ON s.name = st.name ORDER BY st.name")
+        out: list[records.StatusRow] = []
+        for name, fields, created in rows:
+            customer, plan, server, ip, state, reason, sync, concerns, conflicts = codec.loads(fields)
+            out.append(records.StatusRow(name, customer, plan, server, ip, state, reason, sync, concerns or {},
+                                         conflicts or [], codec.opt_text_to_dt(created)))
+        return out
+
+    def iter_status_raw(self, *, drop: Sequence[str] = (), extract: Sequence[str] = (),
+                        batch: int = 500) -> Iterator[tuple[Any, ...]]:
+        """Every status document as JSON text, in name order, one batch of rows at a time
+        under one snapshot: ``(name, text, *extracted)``. ``drop``: top-level keys removed
+        and ``extract``: top-level values returned beside it, both by SQLite (the text is
+        never decoded in Python)."""
+        for key in [*drop, *extract]:
+            if not key.isidentifier():
+                raise ValueError(f"not a plain JSON key: {key!r}")
+        expr = "doc"
+        if drop:
+            paths = ", ".join("'$." + k + "'" for k in drop)
+            expr = f"json_remove(doc, {paths})"
+        columns = "".join(f", json_extract(doc, '$.{k}')" for k in extract)
+        sql = f"SELECT name, {expr}{columns} FROM status ORDER BY name"
+        with self.snapshot():
+            cursor = self._read(lambda conn: conn.execute(sql))
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+
+    def all_fingerprints(self, resources: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+        """Every subscription's fingerprints (of ``resources`` only, if given), in one
+        query (the fast no-op pass reads the whole and inputs ones first)."""
+        result: dict[str, dict[str, str]] = {}
+        sql = "SELECT name, resource, fingerprint FROM fingerprints"
+        if resources is not None:
+            sql += f" WHERE resource IN ({', '.join('?' for _ in resources)})"
+        for name, resource, fingerprint in self._fetchall(sql, tuple(resources or ())):
+            per = result.get(name)
+            if per is None:
+                per = result[name] = {}
+            per[resource] = fingerprint
+        return result
+
+    def count_live(self) -> int:
+        """How many subscriptions exist (not deleted)."""
+        row = self._fetchone("SELECT count(*) FROM subscriptions WHERE deleted_at IS NULL")
+        assert row is not None
+        return int(row[0])
 
     def drop_status(self, name: str) -> None:
         self._execute("DELETE FROM status WHERE name = ?", (name,))

@@ -121,6 +121,14 @@ def ensure(state_dir: Path, sub: str, db: str, *, engine: str, server: str, host
     return creds
 
 
+def move(state_dir: Path, creds: Credentials, *, server: str, host: str, port: int) -> Credentials:
+    """``creds`` re-pointed at another server (same database, login and password): the
+    database is re-created there (region evacuation, DR-1)."""
+    moved = Credentials(**{**asdict(creds), "server": server, "host": host, "port": port})
+    save(state_dir, moved)
+    return moved
+
+
 def forget(state_dir: Path, sub: str, db: str) -> None:
     """Remove ``db``'s file (after its database and login were dropped)."""
     path(state_dir, sub, db).unlink(missing_ok=True)

@@ -88,6 +88,8 @@ class DbDriver:
         self.last_usage: dict[str, dict[str, float]] = {}
         #: statements that changed something in the last apply (0: a no-op)
         self.last_changes = 0
+        #: regions under evacuation (from the state store): their databases may move out
+        self._evacuated: Callable[[], Mapping[str, str]] = dict
 
     @property
     def state_dir(self) -> Path:
@@ -97,6 +99,18 @@ class DbDriver:
         """What decides what this driver creates: its package and the naming rules of
         databases and logins (base.Versioned)."""
         return [Path(__file__).resolve().parent, Path(naming.__file__).resolve()]
+
+    def use_store(self, store: object) -> None:
+        from controller.state import regions
+
+        self._evacuated = lambda: regions.targets(store)  # type: ignore[arg-type]
+
+    def _evacuating(self, creds: credentials.Credentials, server: str) -> bool:
+        """The database's recorded server is in a region under evacuation and its new
+        one outside it: the database is re-created there (restored from backups, DR-1)."""
+        old, new = self.ctx.servers.get(creds.server), self.ctx.servers.get(server)
+        return (old is not None and new is not None and old.region != new.region
+                and old.region in self._evacuated())
 
     def slice(self, item: spec.Item) -> slices.Db:
         return slices.db(item)
@@ -154,6 +168,10 @@ class DbDriver:
             except errors.DriverError as exc:
                 out.fail(exc)
                 continue
+            if creds.engine == engine and creds.server != server and create and self._evacuating(creds, server):
+                host, port = self._address(server, engine)
+                creds = credentials.move(self.state_dir, creds, server=server, host=host, port=port)
+                out.notes.append(f"{db}: moved out of an evacuated region to {server}")
             if (creds.engine, creds.server) != (engine, server):
                 out.fail(errors.PermanentError(
                     f"{db}: lives on {creds.engine} on {creds.server}; moving it to {engine} on {server} is not "

@@ -35,6 +35,14 @@ from controller.drivers.powerdns import api, records
 from controller.effective import spec
 from controller.model import values as model_values
 
+#: how a change that did everything but reach the secondaries of a lost (evacuated)
+#: region fails: the zone is served from its new primary meanwhile
+LOST_SECONDARIES = "secondaries in an evacuated region do not answer"
+
+
+class LostSecondaries(errors.TemporaryError):
+    """The zones are served by their primary; secondaries of a lost region are missing."""
+
 Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
 
 
@@ -91,6 +99,13 @@ class DnsDriver:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._clients: dict[str, api.Client] = {}
         self._lock = threading.Lock()
+        #: regions under evacuation (DR-1), from the state store once the engine hands it over
+        self._evacuated: Callable[[], Mapping[str, str]] = dict
+
+    def use_store(self, store: object) -> None:
+        from controller.state import regions
+
+        self._evacuated = lambda: regions.targets(store)  # type: ignore[arg-type]
 
     # --- the Driver protocol ------------------------------------------------------
 
@@ -115,6 +130,8 @@ class DnsDriver:
                     message = self._ensure(self._wanted(change.name, change.slice), servers, listing, down)
             except LookupError as exc:
                 return base.Result(change.name, "failed", str(exc))
+            except LostSecondaries as exc:
+                return base.Result(change.name, "failed", str(exc), retry_after=exc.delay, degraded=True)
             except errors.TemporaryError as exc:
                 return base.Result(change.name, "failed", str(exc), retry_after=exc.delay)
             except errors.DriverError as exc:
@@ -210,8 +227,16 @@ class DnsDriver:
     def _ensure(self, want: records.Wanted, servers: Sequence[records.DnsServer], listing: Listing,
                 down: Mapping[str, str]) -> str:
         where = {(p.zone, s.name) for p in want.placements for s in p.servers}
+        # A secondary in an evacuated region that does not answer (the lost region) is
+        # left for later: everything else is done, then the change fails (retried): when
+        # it answers again it is made a secondary of the new primary, which replaces its
+        # stale copy of the zone (DR-1).
+        evacuated = self._evacuated()
+        lost = {s.name for p in want.placements for s in p.secondaries if s.name in down and s.region in evacuated}
         for p in want.placements:
             for s in p.servers:
+                if s.name in lost:
+                    continue
                 if s.name in down:
                     raise errors.TemporaryError(f"dns server {s.name} unreachable: {down[s.name]}", delay=10.0)
                 info = listing[s.name].get(p.zone)
@@ -228,6 +253,8 @@ class DnsDriver:
                 if changed:
                     done.append(f"{p.zone} on {p.primary.name}")
             for s in p.secondaries:
+                if s.name in lost:
+                    continue
                 if self._secondary(want.sub, p, s, listing[s.name].get(p.zone), changed):
                     done.append(f"{p.zone} secondary on {s.name}")
         for s in servers:
@@ -235,6 +262,10 @@ class DnsDriver:
                 if records.parse_account(info.get("account"))[0] == want.sub and (zone, s.name) not in where:
                     self.client(s).delete(zone)
                     done.append(f"{zone} removed from {s.name}")
+        if lost:
+            raise LostSecondaries(f"{LOST_SECONDARIES}: {', '.join(sorted(lost))} (served by "
+                                        f"{', '.join(sorted({p.primary.name for p in want.placements if p.primary}))}"
+                                        f"{'; ' + ', '.join(done) if done else ''})", delay=60.0)
         return "updated " + ", ".join(done) if done else "up to date"
 
     def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None) -> bool:
