@@ -28,7 +28,7 @@ from controller.model.desired import DesiredState
 from controller.ratelimit import RateLimits
 from controller.reconcile import audit, drift, guard, planner
 from controller.reconcile.queue import ExponentialBackoff
-from controller.state import events, records
+from controller.state import events, records, regions
 from controller.state import store as state_store
 
 log = logging.getLogger("tenantctl")
@@ -174,6 +174,8 @@ class Engine:
         self.close()
         self.drivers = dict(drivers)
         self.probe = probe
+        #: servers of evacuated regions -> their region (set at each pass): never written to
+        self._fenced: dict[str, str] = {}
         for driver in self.drivers.values():
             if isinstance(driver, base.RateLimited):
                 driver.use_limits(self.limits)
@@ -231,6 +233,8 @@ class Engine:
         report: Report, now: dt.datetime, *, allow_mass_delete: bool, check_servers: bool,
         planned: planner.Planned | None = None,
     ) -> None:
+        evacuated = regions.targets(self.store)
+        self._fenced = {s: spec.region for s, spec in ds.servers.items() if spec.region in evacuated}
         if check_servers and self.probe is not None:
             self.check_servers(ds, report)
         if planned is None or report.replaced:
@@ -471,6 +475,10 @@ class Engine:
         (temporary with the driver's delay hint, or permanent): nothing a driver raises
         ends a pass."""
         dep = f"{concern}:{server or '-'}"
+        if server in self._fenced:  # DR-1: nothing is written to a server of an evacuated region
+            return [base.Result(c.name, "failed", f"server {server} is fenced: region {self._fenced[server]} is "
+                                                  f"evacuated (`tenantctl region end {self._fenced[server]}` "
+                                                  "lifts it)", retry_after=300.0) for c in changes]
         if not self.limits.acquire(dep, timeout=30.0):
             return [base.Result(c.name, "failed", f"rate limit of {dep} exhausted", retry_after=30.0)
                     for c in changes]
