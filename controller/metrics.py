@@ -395,6 +395,22 @@ class Metrics:
         r.register(self._tls)
         self._backup = _BackupCollector()
         r.register(self._backup)
+        self.leader = prometheus_client.Gauge(
+            "tenantctl_leader",
+            "1 while this operator replica holds the leader Lease and reconciles, 0 while it stands by.",
+            registry=r,
+        )
+        self.pitr_lag = prometheus_client.Gauge(
+            "tenantctl_pitr_archive_lag_seconds",
+            "Seconds since the oldest write of a database server not yet in its PITR archive (0: all archived; "
+            "PostgreSQL WAL through pgBackRest, MariaDB binary logs; BKP-4).", ["server", "engine", "region"],
+            registry=r,
+        )
+        self.pitr_newest = prometheus_client.Gauge(
+            "tenantctl_pitr_newest_archived_timestamp_seconds",
+            "When the newest archived WAL segment or binary-log event of a database server was written.",
+            ["server", "engine", "region"], registry=r,
+        )
         self.dns_zones = prometheus_client.Gauge(
             "tenantctl_dns_zones", "Zones on each DNS server by state (primary, secondary, behind, empty, "
             "foreign).", ["server", "state"], registry=r
@@ -449,6 +465,17 @@ class Metrics:
         """Backups as the caller last computed them from the state store (no I/O here);
         each call replaces the previous figures whole."""
         self._backup.figures = figures
+
+    def set_pitr(self, lags: Mapping[tuple[str, str, str], tuple[float, float | None]]) -> None:
+        """(server, engine, region) -> (lag seconds, newest archived Unix time or None), as
+        the backup scheduler last measured them (no I/O here); a server no longer archived
+        leaves no series."""
+        self.pitr_lag.clear()
+        self.pitr_newest.clear()
+        for key, (lag, newest) in lags.items():
+            self.pitr_lag.labels(*key).set(lag)
+            if newest is not None:
+                self.pitr_newest.labels(*key).set(newest)
 
     def set_dns(self, zones: Mapping[tuple[str, str], int], last_sync: Mapping[str, float]) -> None:
         """DNS health as the dns driver last observed it (no I/O here)."""

@@ -11,6 +11,7 @@ import typer
 from controller import errors
 from controller.cli import backup as _backup  # noqa: F401  (registers `restore`)
 from controller.cli import crds as _crds  # noqa: F401  (registers crds, resources, documents)
+from controller.cli import dashboards as _dashboards
 from controller.cli import events as _events  # noqa: F401  (registers `events`)
 from controller.cli import infra as _infra  # noqa: F401  (registers `infra`)
 from controller.cli import operator as _operator  # noqa: F401  (registers `operator`)
@@ -47,6 +48,7 @@ from controller.reconcile import status as status_mod
 from controller.state import events
 from controller.state import store as state_store
 
+app.command(name="dashboards")(_dashboards.dashboards)
 app.add_typer(env_app, name="env")
 app.add_typer(state_app, name="state")
 app.add_typer(db_app, name="db")

@@ -141,9 +141,11 @@ async def _lead(opts: Options, control: Control, elector: lease.Elector, client:
             settings=handlers.settings(watch_timeout=opts.watch_timeout, exit_timeout=opts.exit_timeout),
             namespaces=[opts.namespace], standalone=True, stop_flag=kopf_stop))
         control.leading.set()
+        m.leader.set(1)
         await asyncio.wait({keeper, work, op}, return_when=asyncio.FIRST_COMPLETED)
         lost = keeper.done() and not stop.is_set()
         control.leading.clear()
+        m.leader.set(0)
         kopf_stop.set()
         if lost:  # another replica may lead already: no waiting for the pass in flight
             log.error("lease lost: stopping (the pass in flight, if any, ends with the process)")
@@ -159,6 +161,7 @@ async def _lead(opts: Options, control: Control, elector: lease.Elector, client:
         return 0
     finally:
         control.leading.clear()
+        m.leader.set(0)
         if work is None or work.done():
             store.close()
 

@@ -1,7 +1,9 @@
 """Fixtures for tests of monitoring/: where the files are and the real promtool.
 
 promtool comes from the Debian package ``prometheus`` (``make deps``); the tests fail,
-they do not skip, when it is missing.
+they do not skip, when it is missing. The dashboards are the generated files checked
+in under ``monitoring/grafana/`` (``tenantctl dashboards``; tests/test_monitoring.py
+checks that they are what the code generates).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 MON = Path(__file__).resolve().parents[2] / "monitoring"
 RULES = MON / "prometheus" / "tenantctl.rules.yml"
 RULE_TESTS = MON / "prometheus" / "tenantctl.rules.test.yml"
-DASHBOARD = MON / "grafana" / "tenantctl-overview.json"
+DASHBOARDS = sorted((MON / "grafana").glob("*.json"))
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ def sample(m: metrics.Metrics | None = None) -> metrics.Metrics:
         drill_failed=1, drill_last=1.7e9 - 7200, drill_seconds=95.0,
         repo_ok={"eu-west": True, "us-east": False}, repo_checked={"eu-west": 1.7e9 - 3600, "us-east": 1.7e9 - 1800},
     ))
+    m.set_pitr({("db-1", "postgresql", "eu-west"): (12.0, 1.7e9), ("db-1", "mariadb", "eu-west"): (0.0, None)})
     m.set_desired_state(True, 1.7e9)
     m.set_desired_state(False, None)
     m.set_deletions_held(6)

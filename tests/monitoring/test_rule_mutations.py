@@ -54,8 +54,15 @@ BACKUP_ALERTS = ("BackupTooOld", "BackupCopyMissing", "BackupRunFailed", "Restor
 """Issue 9's alerts (BKP-1..3): mutated like every other alert."""
 
 
+OPS1_ALERTS = ("ServerDiskFull", "ServerInodesLow", "ServerLoadHigh", "ServerMemoryLow", "MariaDBDown",
+               "PostgreSQLDown", "MariaDBConnectionsNearMax", "PostgreSQLConnectionsNearMax", "CertificateExpiringSoon",
+               "CertificateRenewalFailing", "TenantctlQuotaOveruse", "WALArchiveLagging")
+"""Issue 12's OPS-1 thresholds and issue 10's archive lag: mutated like every other alert."""
+
+
 def test_there_are_alerts_to_mutate() -> None:
     assert len(ALERTS) >= 20
+    assert set(OPS1_ALERTS) <= set(ALERTS)
     assert set(BACKUP_ALERTS) <= set(ALERTS)
     assert TESTS_DOC["rule_files"] == [RULES.name]
 
@@ -111,19 +118,27 @@ def test_every_mutation_of_the_alert_fails_its_tests(promtool: str, tmp_path: Pa
         assert f"alertname: {alert}" in out or f"alertname:{alert}" in out, f"{alert}/{name}: {out}"
 
 
-BOUNDARIES = {"BackupTooOld": (24, 28), "RestoreDrillNotRun": (34, 38)}
-"""Age alerts (hours: 26, 36) whose cases sit one hour either side of the threshold
-(25 h and 27 h, 35 h and 37 h): a threshold moved by two hours either way must fail them,
-not only one doubled or halved."""
+H = 3600
+BOUNDARIES: dict[str, tuple[float, float]] = {
+    "BackupTooOld": (24 * H, 28 * H), "RestoreDrillNotRun": (34 * H, 38 * H),
+    "ServerDiskFull": (83, 87), "ServerInodesLow": (83, 87), "ServerLoadHigh": (1.7, 2.3),
+    "ServerMemoryLow": (88, 93), "MariaDBConnectionsNearMax": (78, 85), "PostgreSQLConnectionsNearMax": (77, 85),
+    "CertificateExpiringSoon": (13, 15), "WALArchiveLagging": (280, 320),
+}
+"""Threshold alerts whose cases sit just either side of the threshold (age alerts of 26 h
+and 36 h at one hour either side; disk 85 % at 84 and 86; load 2 per CPU at 1.8 and 2.2;
+memory 90 % at 89 and 92; connections 80 % at 78 and 84; 14 days at 13.95 and 14.5;
+300 s at 290 and 310): a threshold moved to either value must fail them, not only one
+doubled or halved."""
 
 
-@pytest.mark.parametrize(("alert", "hours"), [pytest.param(a, h, id=f"{a}-{h}h")
-                                              for a, hs in BOUNDARIES.items() for h in hs])
-def test_age_alert_is_tested_at_its_boundary(promtool: str, tmp_path: Path, alert: str, hours: int) -> None:
+@pytest.mark.parametrize(("alert", "n"), [pytest.param(a, n, id=f"{a}-{n:g}")
+                                          for a, ns in BOUNDARIES.items() for n in ns])
+def test_threshold_alert_is_tested_at_its_boundary(promtool: str, tmp_path: Path, alert: str, n: float) -> None:
     rule = ALERTS[alert]
-    moved = {**rule, "expr": mutations.threshold(rule["expr"]).expr(n=hours * 3600)}
+    moved = {**rule, "expr": mutations.threshold(rule["expr"]).expr(n=n)}
     done = promtool_test(promtool, tmp_path, mutations.replace_alert(RULES_DOC, alert, moved), only(alert))
-    assert done.returncode != 0, f"{alert}: the rule tests still pass with the threshold at {hours} h"
+    assert done.returncode != 0, f"{alert}: the rule tests still pass with the threshold at {n:g}"
     assert f"alertname: {alert}" in done.stdout + done.stderr
 
 

@@ -126,8 +126,9 @@ class Replica:
     def _main(self) -> None:
         async def go() -> int:
             self.loop = asyncio.get_running_loop()
-            return await main.run(self.options, state_dir=self.state_dir, control=self.control,
-                                  wiring=self.fakes.wiring, clock=lambda: T0)
+            self.result = await main.run(self.options, state_dir=self.state_dir, control=self.control,
+                                         wiring=self.fakes.wiring, clock=lambda: T0)
+            return self.result
         try:
             self.result = asyncio.run(go())
         except BaseException as exc:  # reported by the test
@@ -147,6 +148,15 @@ class Replica:
     def passes(self) -> list[Any]:
         rec = self.control.reconciler
         return list(rec.passes) if rec is not None else []
+
+    async def returned(self, timeout: float = 20.0) -> int:
+        """``main.run``'s exit code, as soon as it returned (the real process exits then:
+        ``os._exit``; here the loop's teardown may still wait for a pass in flight)."""
+        deadline = time.monotonic() + timeout
+        while self.result is None and self.error is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert self.result is not None, f"main.run did not return ({self.error!r})"
+        return self.result
 
     async def join(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

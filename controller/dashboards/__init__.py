@@ -1,0 +1,8 @@
+"""tenantctl's Grafana dashboards as code (issue 12), built with grafana-foundation-sdk.
+
+``panels`` holds the vocabulary (boards, rows, panels, queries) and turns a board into
+Grafana's JSON; one module per dashboard defines its ``BOARD`` (``overview``, ``servers``,
+``tls``, ``dns``, ``backups``); ``boards`` lists them by file name and writes them.
+Pure: no I/O but ``boards.write``; ``tenantctl dashboards`` (controller/cli/dashboards.py)
+regenerates ``monitoring/grafana/``.
+"""
