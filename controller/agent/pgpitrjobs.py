@@ -1,20 +1,96 @@
 """The PostgreSQL PITR agent's part of the job format (``jobs.Job.pgpitr``,
 ``jobs.Outcome.pgpitr``): what the controller asks of the ``pgpitr`` entry
-(``controller/drivers/pgpitr/agent.py``, pgBackRest) and what it answers.
-Plain frozen dataclasses, decoded by ``jobs.decode``."""
+(``controller/drivers/pgpitr/agent.py``, pgBackRest) and what it answers, and the fixed
+places on a server both sides agree on. Plain frozen dataclasses, decoded by
+``jobs.decode``.
+
+Actions: ``configure`` (any host: pgBackRest's configuration, TLS identity, ``/etc/hosts``
+entries, its TLS server), ``archive`` (db host: archiving in PostgreSQL, stanza-create,
+check), ``backup`` / ``verify`` (repository host, one repository index), ``info`` (db
+host: ``pgbackrest info`` and the archiver's state; ``switch`` forces a WAL switch and
+waits until it is archived first; ``lag``: the archiver's state only), ``recover`` (db host: scratch restore at a time, one
+database dumped into the live one).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+#: the cluster every db-postgresql server runs (the tenantctl_server role's defaults)
+PG_VERSION = "15"
+PG_DATA = f"/var/lib/postgresql/{PG_VERSION}/main"
+PG_BIN = f"/usr/lib/postgresql/{PG_VERSION}/bin"
+PG_SOCKET = "/var/run/postgresql"
+PG_PORT = 5432
+#: where the archiving settings go (included by the cluster's postgresql.conf)
+PG_CONF = f"/etc/postgresql/{PG_VERSION}/main/conf.d/tenantctl-pitr.conf"
+#: pgBackRest's configuration, TLS identity and directories
+CONF = "/etc/pgbackrest/pgbackrest.conf"
+TLS_DIR = "/etc/pgbackrest/tls"
+TLS_CA = f"{TLS_DIR}/ca.crt"
+TLS_CERT = f"{TLS_DIR}/host.crt"
+TLS_KEY = f"{TLS_DIR}/host.key"
+#: every repository on every repository host (one directory; stanzas are subdirectories)
+REPO_PATH = "/var/lib/pgbackrest"
+SPOOL_PATH = "/var/spool/pgbackrest"
+LOG_PATH = "/var/log/pgbackrest"
+#: port of ``pgbackrest server`` on each host's own address
+TLS_PORT = 8432
+#: the files ``configure`` / ``archive`` may write (anything else is refused)
+WRITABLE = {CONF: 0o640, TLS_CA: 0o644, TLS_CERT: 0o644, TLS_KEY: 0o600, PG_CONF: 0o644}
+
+
+@dataclass(frozen=True)
+class ConfFile:
+    """``src`` (staged in the job's directory) becomes ``dest`` (one of ``WRITABLE``)."""
+
+    dest: str
+    src: str
 
 
 @dataclass(frozen=True)
 class PgPitrJob:
-    #: what to do (the entry's own op names)
+    #: configure | archive | backup | verify | info | lag | recover
     action: str
+    #: the stanza (= the db server's name)
+    stanza: str = ""
+    files: list[ConfFile] = field(default_factory=list)
+    #: configure: ``/etc/hosts`` entries (name -> address) of the peers
+    hosts: dict[str, str] = field(default_factory=dict)
+    #: configure: run ``pgbackrest server`` on ``address``
+    serve: bool = False
+    address: str = ""
+    #: backup / verify / recover: the repository index
+    repo: int = 0
+    #: backup: full | diff
+    kind: str = ""
+    #: info: force a WAL switch (after a transaction) and wait until it is archived
+    switch: bool = False
+    #: recover: ``YYYY-MM-DD HH:MM:SS.ffffff+00``, the backup set, the database
+    target: str = ""
+    backup_set: str = ""
+    database: str = ""
 
 
 @dataclass(frozen=True)
 class PgPitrOutcome:
     ok: bool
     message: str = ""
+    changed: bool = False
+    #: archive: PostgreSQL was restarted (archive_mode changed)
+    restarted: bool = False
+    #: info / backup: ``pgbackrest info --output=json`` as printed
+    info: str = ""
+    #: info: the archiver (pg_stat_archiver; times as Unix epoch seconds) and the oldest
+    #: segment waiting (.ready)
+    last_archived_wal: str = ""
+    last_archived_time: str = ""
+    last_failed_time: str = ""
+    #: seconds since the oldest completed segment not archived yet (0: none waiting)
+    waiting_seconds: float = 0.0
+    #: info with switch: the server's time of the switch, epoch seconds (the newest
+    #: recoverable time)
+    switched_at: str = ""
+    #: recover: what the recovery's log said about where it stopped
+    stopped_at: str = ""
+    seconds: float = 0.0

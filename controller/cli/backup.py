@@ -85,7 +85,7 @@ def run(
     all_: Annotated[bool, typer.Option("--all", help="every subscription")] = False,
 ) -> None:
     """Back up now, then copy to the other regions (exit 1 names each failure)."""
-    from controller.drivers.backup import driver, runner, units
+    from controller.drivers.backup import driver, pitr, runner, units
 
     if sum(bool(x) for x in (subs, server, all_)) != 1:
         common.fail(errors.TenantctlError("name subscriptions, or --server S, or --all (one of them)"), 2)
@@ -108,17 +108,22 @@ def run(
         with bar:
             report = runner.Runner(topo, store, pool, settings_of).run(
                 items, common.now(), only=chosen, progress=lambda _s, _n: bar.advance(task))
+            # PostgreSQL's point-in-time base backups of the chosen subscriptions' servers (BKP-4)
+            bases = pitr.base_backups(topo, pool, [i for i in items if i["name"] in set(chosen)], common.now(),
+                                      verify=False)
         _record_event(store, "backup", report)
     for sub in chosen:
         err = report.subscriptions.get(sub)
         typer.echo(f"{sub}: {'ok' if err is None else 'FAILED: ' + err}")
+    for srv, err in sorted(bases.items()):
+        typer.echo(f"{srv}: point-in-time base backup {'ok' if not err else 'FAILED: ' + err}")
     for (srv, region), err in sorted(report.targets.items()):
         if err is not None:
             typer.echo(f"{srv} -> {region}: copy missing ({err}); the next run catches up")
     state = "Succeeded" if report.ok else "PartiallyFailed"
     typer.echo(f"{state}: {len(chosen) - len(report.failed)}/{len(chosen)} subscriptions in "
                f"{report.seconds:.1f} s, {report.added} bytes added")
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if report.ok and not any(bases.values()) else 1)
 
 
 def _record_event(store: Any, action: str, report: Any) -> None:
@@ -238,6 +243,7 @@ def restore(
     what exists; what it does not hold is left untouched)."""
     import time
 
+    from controller.drivers.backup import pitr
     from controller.drivers.backup import restore as restore_mod
     from controller.reconcile import backups as backups_mod
     from controller.state import backups as ledger
@@ -257,23 +263,42 @@ def restore(
         if item is None:
             common.fail(errors.UnknownObject(f"unknown subscription {sub!r}"), 2)
         assert item is not None
+        # With --at and a plan with backup.pitr, databases are recovered to that point
+        # (BKP-4); the rest comes from the newest nightly snapshot at or before it.
+        point = when is not None and pitr.wanted(item) and (only is None or only.startswith("db:"))
+        dbs: list[str] = []
+        choice: restore_mod.Choice | None = None
         try:
-            choice = restore_mod.choose(topo, ledger.snapshots(store, sub), item, at=when, region=from_region,
-                                        only=only)
-        except restore_mod.NothingToRestore as exc:
+            if point:
+                assert when is not None
+                placed = [d["name"] for d in item["effective"]["databases"] if d.get("server")]
+                dbs = [only[3:]] if only else placed
+                pitr.check(topo, pool, store, item, dbs, when, common.now())
+            if not (point and only):
+                choice = restore_mod.choose(topo, ledger.snapshots(store, sub), item, at=when, region=from_region,
+                                            only=only)
+                if point:
+                    choice = restore_mod.without_databases(choice)
+        except (restore_mod.NothingToRestore, pitr.OutOfRange) as exc:
             common.fail(exc, 2)
             raise AssertionError from None
         started = time.monotonic()
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        recovered: list[pitr.Recovered] = []
+        source = choice.region if choice is not None else "the point-in-time archive"
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
-            bar.add_task(f"restoring {sub} from {choice.region} ({len(choice.snapshots)} snapshot(s))", total=None)
+            bar.add_task(f"restoring {sub} from {source}", total=None)
+            results: list[Any] = []
             try:
                 with backups_mod.suspended(w.ds, common.state_dir(), item) if suspend_during \
                         else contextlib.nullcontext():
-                    results = restore_mod.restore(topo, pool, sub, choice)
+                    if choice is not None and choice.parts:
+                        results = restore_mod.restore(topo, pool, sub, choice)
+                    for db in dbs:
+                        assert when is not None
+                        recovered.append(pitr.recover(topo, pool, store, item, db, when, region=from_region))
             except errors.TenantctlError as exc:
-                results = []
                 failure: str | None = str(exc)
             else:
                 failure = "; ".join(f"{r.kind} {r.name}: {r.error}" for r in results if not r.ok) or None
@@ -285,24 +310,30 @@ def restore(
             saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             saved.write_text(settings.content)
             saved.chmod(0o600)
+        points = [{"database": r.database, "engine": r.engine, "base": r.base, "stoppedAt": r.stopped_at,
+                   "region": r.region} for r in recovered]
         events.record(store, actor=_actor(), action="restore" if failure is None else "failed", subject=sub,
-                      concern="backup", message=(f"restored from {choice.region} in {seconds:.1f} s"
+                      concern="backup", message=(f"restored from {source} in {seconds:.1f} s"
                                                  if failure is None else f"restore failed: {failure}"),
-                      data={"region": choice.region, "snapshots": [s.id for s in choice.snapshots],
-                            "only": only, "at": at})
-    doc = {"subscription": sub, "region": choice.region, "ok": failure is None, "error": failure,
+                      data={"region": choice.region if choice else None,
+                            "snapshots": [s.id for s in choice.snapshots] if choice else [],
+                            "pointInTime": points, "only": only, "at": at})
+    doc = {"subscription": sub, "region": choice.region if choice else None, "ok": failure is None, "error": failure,
            "seconds": round(seconds, 2), "parts": [{"kind": r.kind, "name": r.name, "snapshot": r.snapshot,
                                                     "ok": r.ok, "error": r.error or None} for r in results],
-           "settingsFile": str(saved) if saved else None}
+           "pointInTime": points, "settingsFile": str(saved) if saved else None}
     if output == "json":
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for r in results:
             typer.echo(f"{r.kind} {r.name}: {'restored' if r.ok else 'FAILED: ' + r.error} ({r.snapshot[:8]})")
+        for p in points:
+            typer.echo(f"db {p['database']} ({p['engine']}): recovered to {at} from {p['base']}, replay stopped at "
+                       f"{p['stoppedAt']} (archive in {p['region']})")
         if saved:
             typer.echo(f"settings saved to {saved} (review, then apply what you need)")
-        typer.echo(f"{'restored' if failure is None else 'FAILED'}: {sub} from {choice.region} in {seconds:.1f} s")
+        typer.echo(f"{'restored' if failure is None else 'FAILED'}: {sub} from {source} in {seconds:.1f} s")
     raise typer.Exit(0 if failure is None else 1)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from controller import errors, metrics
 from controller.drivers import backup_settings, base, context, hosting, transport
-from controller.drivers.backup import nightly, runner, schedule, topology, units, view
+from controller.drivers.backup import nightly, pitr, runner, schedule, topology, units, view
 from controller.effective import spec
 from controller.model.desired import DesiredState
 from controller.reconcile import planner
@@ -93,17 +93,28 @@ class Scheduler:
                 care.rotate(items, now, out)
                 care.check(now, out)
                 care.drill(items, now, out)
+                bases = pitr.base_backups(topo, pool, items, now)
                 bad = {**{f"check {r}": e for r, e in out.checks.items() if e},
-                       **{f"drill {s}": e for s, e in out.drills.items() if e}}
+                       **{f"drill {s}": e for s, e in out.drills.items() if e},
+                       **{f"base backup {s}": e for s, e in bases.items() if e}}
                 events.record(self.store, actor="run", action="backup-verify" if not bad else "failed", subject="*",
                               concern="backup", message="repositories checked, drill passed" if not bad else
                               "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))[:2000])
         except errors.TenantctlError as exc:
             events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
                           message=f"backups: {exc}")
+            self._pitr(topo, pool, items)
         finally:
             pool.close()
             self._figures(topo, items)
+
+    def _pitr(self, topo: topology.Topology, pool: transport.Pool, items: list[dict[str, Any]]) -> None:
+        """Archive lag of every PITR database server (BKP-4), each tick; archiving that
+        cannot be measured counts as lagging since its newest archived write."""
+        try:
+            self.metrics.set_pitr(pitr.lags(topo, pool, items, self.clock()))
+        except errors.TenantctlError as exc:
+            log.warning("PITR archive lag: %s", exc)
 
     def _figures(self, topo: topology.Topology, items: list[dict[str, object]]) -> None:
         self.metrics.set_backup(view.figures(view.Facts.read(self.store), topo, items, self.clock()))

@@ -184,3 +184,14 @@ def record_check(store: Store, scope: str, at: datetime, *, ok: bool, seconds: f
 def checks(store: Store) -> dict[str, Check]:
     rows = store._fetchall("SELECT scope, at, ok, seconds, detail FROM backup_checks ORDER BY scope")
     return {r[0]: Check(r[0], codec.text_to_dt(r[1]), bool(r[2]), float(r[3]), r[4]) for r in rows}
+
+
+def pitr_items(store: Store) -> list[dict[str, Any]]:
+    """The recorded subscriptions whose plan has ``backup.pitr``, as ``{name, state,
+    effective: {backup: {pitr}, databases}}`` (what ``drivers.backup.pitr.servers`` reads):
+    one query, the rest of each status document left in SQLite."""
+    rows = store._fetchall(
+        "SELECT name, json_extract(doc, '$.state'), json_extract(doc, '$.effective.databases') FROM status "
+        "WHERE json_extract(doc, '$.effective.backup.pitr') = 1 ORDER BY name")
+    return [{"name": n, "state": st, "effective": {"backup": {"pitr": True}, "databases": codec.loads(dbs or "[]")}}
+            for n, st, dbs in rows]

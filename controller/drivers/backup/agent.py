@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import grp
 import hashlib
 import os
@@ -41,7 +42,7 @@ from controller.agent import backupjobs, dumpstats, files, jobs, restic
 #: how PostgreSQL client tools run (peer authentication as the cluster's superuser)
 PG_AS = ["runuser", "-u", "postgres", "--"]
 MARIADB_DUMP = ["mariadb-dump", "--single-transaction", "--routines", "--events", "--triggers", "--hex-blob",
-                "--skip-extended-insert", "--order-by-primary", "--default-character-set=utf8mb4"]
+                "--master-data=2", "--skip-extended-insert", "--order-by-primary", "--default-character-set=utf8mb4"]
 PG_DUMP = ["pg_dump", "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-privileges"]
 #: where drills restore web files (a scratch directory per drill, removed afterwards)
 DRILL_ROOT = "/var/lib/tenantctl-backup-drill"
@@ -71,10 +72,23 @@ def _tail(chunks: list[bytes]) -> str:
     return b"".join(chunks).decode(errors="replace").strip()[-restic.TAIL:]
 
 
+@functools.cache
+def _binlog_on() -> bool:
+    """Whether this MariaDB writes binary logs (``--master-data`` needs them: a server
+    the role has not re-configured yet still gets its nightly dumps, without a position)."""
+    try:
+        done = subprocess.run(["mariadb", "-N", "-B", "-e", "SELECT @@log_bin"], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return True  # let the dump say what is wrong
+    return done.returncode != 0 or done.stdout.strip() != "0"
+
+
 def dump_argv(engine: str, db: str) -> list[str]:
     _name(db, "database")
     if engine == "mariadb":
-        return [*MARIADB_DUMP, "--", db]
+        argv = MARIADB_DUMP if _binlog_on() else [a for a in MARIADB_DUMP if not a.startswith("--master-data")]
+        return [*argv, "--", db]
     if engine == "postgresql":
         return [*PG_AS, *PG_DUMP, "--", db]
     raise Problem(f"unknown database engine {engine!r}")

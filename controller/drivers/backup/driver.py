@@ -25,10 +25,11 @@ from typing import Any
 from controller import errors, provisioning
 from controller.agent import backupjobs
 from controller.drivers import base, slices, transport
-from controller.drivers.backup import nightly, runner, topology
+from controller.drivers.backup import nightly, pitr, runner, topology
 from controller.drivers.context import Context
 from controller.effective import spec
 from controller.state import backups as ledger
+from controller.state import regions
 from controller.state import store as state_store
 
 SettingsOf = Callable[[Mapping[str, Any]], bytes]
@@ -86,14 +87,19 @@ class BackupDriver:
     def ensure_logins(self) -> None:
         """Every repository server accepts every source server's login (once per process)."""
         logins = login_hashes(self.ctx.state_dir, self.topo.sources())
+        evacuated = regions.targets(self.store) if self.store is not None else {}
         for region, server in sorted(self.topo.repositories.items()):
             with self._lock:
                 if server in self._logins_done:
                     continue
-            runner.run_job(self.pool, server, "logins", backupjobs.BackupJob(logins=logins), timeout=120)
+            try:
+                runner.run_job(self.pool, server, "logins", backupjobs.BackupJob(logins=logins), timeout=120)
+            except errors.TenantctlError:
+                if region in evacuated:  # the lost region's repository: its copies are missing, said elsewhere
+                    continue
+                raise
             with self._lock:
                 self._logins_done.add(server)
-            del region
 
     def _describe(self, server: str, sl: Mapping[str, Any]) -> tuple[base.Outcome, str]:
         if server not in self.ctx.servers:
@@ -117,14 +123,43 @@ class BackupDriver:
                 self.ensure_logins()
             except errors.TenantctlError as exc:
                 return [base.Result(c.name, "failed", f"repository logins: {exc}", retry_after=60.0) for c in changes]
+        archiving = self._archiving(ensure)
         for c in changes:
             if c.action == "delete":
                 out.append(self._final(c.name))
             elif server is None:
                 out.append(base.Result(c.name, "not provisioned", "not placed on a server"))
+            elif archiving.get(c.name):
+                out.append(base.Result(c.name, "failed", f"point-in-time archiving: {archiving[c.name]}",
+                                       retry_after=60.0))
             else:
                 outcome, msg = self._describe(server, c.slice)
+                if outcome == "provisioned" and c.slice["backup"]["pitr"] and c.slice["databases"]:
+                    msg += "; databases archived continuously (point-in-time recovery)"
                 out.append(base.Result(c.name, outcome, msg))
+        return out
+
+    def _archiving(self, changes: Sequence[base.Change[Any]]) -> dict[str, str]:
+        """PITR archiving (BKP-4) on the database servers of ``changes`` whose plan has
+        ``backup.pitr``: subscription -> the problem ("" or absent: archiving). The
+        archivers are told every server to archive (the recorded PITR subscriptions' and
+        these changes'): a repository server stops archiving a server it is not told of."""
+        dbs: dict[str, list[Mapping[str, Any]]] = {
+            c.name: list(c.slice["databases"]) for c in changes if c.slice["backup"]["pitr"] and c.slice["databases"]}
+        if not dbs or not self.topo.repositories:
+            return {}
+        items = [i for i in (ledger.pitr_items(self.store) if self.store is not None else []) if i["name"] not in dbs]
+        items += [{"name": n, "effective": {"backup": {"pitr": True}, "databases": ds}} for n, ds in dbs.items()]
+        try:
+            problems = {k: v for k, v in pitr.ensure(self.topo, self.pool, items).items() if v}
+        except errors.TenantctlError as exc:
+            return dict.fromkeys(dbs, str(exc))
+        out: dict[str, str] = {}
+        for name, ds in dbs.items():
+            mine = [f"{d['server']}: {problems[key]}" for d in ds
+                    if (key := f"{d['server']}/{d['engine']}") in problems]
+            if mine:
+                out[name] = "; ".join(mine)
         return out
 
     # -- delete (LIFE-6) ----------------------------------------------------------------

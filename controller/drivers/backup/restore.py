@@ -87,6 +87,13 @@ def choose(topo: topology.Topology, snaps: Sequence[ledger.Snapshot], item: Mapp
     return Choice(region, parts, chosen)
 
 
+def without_databases(choice: Choice) -> Choice:
+    """``choice`` less its databases (they are recovered to a point in time instead)."""
+    parts = {s: [p for p in ps if p.kind != "db"] for s, ps in choice.parts.items()}
+    return Choice(choice.region, {s: ps for s, ps in parts.items() if ps},
+                  [s for s in choice.snapshots if s.kind != "db"])
+
+
 def restore(topo: topology.Topology, pool: transport.Pool, sub: str, choice: Choice
             ) -> list[backupjobs.PartResult]:
     """Run the restore on each server that holds a part (reading the repository of the

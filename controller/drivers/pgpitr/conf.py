@@ -1,0 +1,132 @@
+"""pgBackRest and PostgreSQL configuration for PITR, rendered from validated values.
+
+One stanza per db-postgresql server (named after it), archived into up to two
+repositories: index 1 = its region's repository server, index 2 = the repository of
+the first region it copies to (``drivers.backup.topology``). Each host gets one
+``pgbackrest.conf`` holding a section for every stanza it takes part in: on the db
+host ``pg1-path`` and each repository (a local path when the host is that repository,
+else ``repoN-host`` over TLS); on a repository host ``repoN-path`` with the *same*
+index (pgBackRest refuses another one: ``key '2' is not valid for 'repo' option``) and
+``pg1-host`` over TLS (backups run there). Every host runs ``pgbackrest server`` on its
+own address; ``tls-server-auth`` lets each peer (client CN = its name) reach only the
+stanzas it shares. Nothing unchecked reaches the text: names are DNS labels, addresses
+parse as IP addresses, numbers are ints. Pure functions (no I/O).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.agent import pgpitrjobs as pj
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+#: bytes of WAL the async archiver may queue while a repository is down before it
+#: drops segments (the primary never fills its disk; the PITR chain then has a gap)
+QUEUE_MAX = "4GiB"
+
+
+def name(value: str) -> str:
+    """``value`` when it is a DNS label (server and stanza names), else ValueError."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"not a server name: {value!r}")
+    return value
+
+
+def address(value: str) -> str:
+    return str(ipaddress.ip_address(value))
+
+
+@dataclass(frozen=True)
+class Repo:
+    index: int
+    region: str
+    host: str
+
+
+@dataclass(frozen=True)
+class Stanza:
+    name: str
+    db_host: str
+    repos: tuple[Repo, ...]
+    retention_full: int = 3
+    retention_diff: int = 15
+
+    def __post_init__(self) -> None:
+        name(self.name)
+        name(self.db_host)
+        for r in self.repos:
+            name(r.host)
+            if r.index not in (1, 2):
+                raise ValueError(f"repository index {r.index} is not 1 or 2")
+        if not self.repos or len({r.index for r in self.repos}) != len(self.repos):
+            raise ValueError(f"stanza {self.name}: repositories {self.repos!r}")
+        if not (1 <= self.retention_full <= 100 and 1 <= self.retention_diff <= 1000):
+            raise ValueError(f"stanza {self.name}: retention {self.retention_full}/{self.retention_diff}")
+
+    def hosts(self) -> set[str]:
+        return {self.db_host, *(r.host for r in self.repos)}
+
+    def repo(self, index: int) -> Repo:
+        return next(r for r in self.repos if r.index == index)
+
+
+def involved(host: str, stanzas: Iterable[Stanza]) -> list[Stanza]:
+    return sorted((s for s in stanzas if host in s.hosts()), key=lambda s: s.name)
+
+
+def peers(host: str, stanzas: Iterable[Stanza]) -> dict[str, list[str]]:
+    """Client CN -> the stanzas it may use on ``host``'s TLS server."""
+    out: dict[str, set[str]] = {}
+    for s in involved(host, stanzas):
+        for other in s.hosts() - {host}:
+            if host == s.db_host or other == s.db_host:  # repository hosts never talk to each other
+                out.setdefault(other, set()).add(s.name)
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _tls(prefix: str) -> list[str]:
+    return [f"{prefix}-ca-file={pj.TLS_CA}", f"{prefix}-cert-file={pj.TLS_CERT}", f"{prefix}-key-file={pj.TLS_KEY}"]
+
+
+def render(host: str, addr: str, stanzas: Sequence[Stanza]) -> str:
+    """``host``'s ``pgbackrest.conf`` (its TLS server on ``addr``)."""
+    name(host)
+    lines = ["# tenantctl: pgBackRest for PostgreSQL PITR (issue 10, BKP-4); written by the controller", "[global]",
+             "log-level-console=warn", "log-level-file=info", f"log-path={pj.LOG_PATH}", "compress-type=zst",
+             "start-fast=y", "process-max=2", "archive-async=y", f"spool-path={pj.SPOOL_PATH}",
+             f"archive-push-queue-max={QUEUE_MAX}", f"tls-server-address={address(addr)}",
+             f"tls-server-port={pj.TLS_PORT}", *_tls("tls-server")]
+    for client, names in peers(host, stanzas).items():
+        lines.append(f"tls-server-auth={client}={','.join(names)}")
+    for s in involved(host, stanzas):
+        lines += ["", f"[{s.name}]"]
+        if host == s.db_host:
+            lines += [f"pg1-path={pj.PG_DATA}", f"pg1-port={pj.PG_PORT}", f"pg1-socket-path={pj.PG_SOCKET}"]
+        else:
+            lines += [f"pg1-host={s.db_host}", "pg1-host-type=tls", f"pg1-host-port={pj.TLS_PORT}",
+                      *_tls("pg1-host"), f"pg1-path={pj.PG_DATA}", f"pg1-port={pj.PG_PORT}"]
+        for r in sorted(s.repos, key=lambda r: r.index):
+            n = f"repo{r.index}"
+            if host == r.host:
+                lines += [f"{n}-path={pj.REPO_PATH}", f"{n}-retention-full={s.retention_full}",
+                          f"{n}-retention-diff={s.retention_diff}"]
+            elif host == s.db_host:
+                lines += [f"{n}-host={r.host}", f"{n}-host-type=tls", f"{n}-host-port={pj.TLS_PORT}",
+                          *_tls(f"{n}-host"), f"{n}-path={pj.REPO_PATH}"]
+    return "\n".join(lines) + "\n"
+
+
+def pg_conf(stanza: str) -> str:
+    """The cluster's archiving settings (``archive_mode`` needs a restart)."""
+    return ("# tenantctl: WAL archiving into pgBackRest (issue 10, BKP-4); written by the controller\n"
+            "wal_level = replica\narchive_mode = on\narchive_timeout = 60\n"
+            f"archive_command = 'pgbackrest --stanza={name(stanza)} archive-push %p'\n")
+
+
+def hosts_entries(host: str, stanzas: Sequence[Stanza], addresses: Mapping[str, str]) -> dict[str, str]:
+    """The peers ``host`` must resolve by name (certificates carry names, not addresses)."""
+    wanted = {p for s in involved(host, stanzas) for p in s.hosts()}
+    return {p: address(addresses[p]) for p in sorted(wanted)}

@@ -1,0 +1,104 @@
+"""TLS identities of pgBackRest's TLS servers (PostgreSQL PITR, issue 10, BKP-4).
+
+What belongs here: each server's pgBackRest certificate and key, signed by the
+environment's backup CA (``provisioning.backup``): EC P-256, CN = DNS SAN = the
+server's name (pgBackRest 2.45 ignores IP SANs and checks the peer's *name*; the
+controller writes ``/etc/hosts`` entries so names resolve), extended key usage server
+and client (each host serves its own ``pgbackrest server`` and connects to its peers'
+with the same certificate; ``tls-server-auth`` maps the client CN to its stanzas). Made
+once and kept 0600 under ``<state>/secrets/pitr/``; made again when the CA changed, the
+name does not fit or the end is near. Nothing here touches a server.
+
+What does not: which hosts talk to which (``drivers.backup.pgpitr``), the pgBackRest
+configuration (``drivers.pgpitr.conf``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from controller.provisioning import backup, keys
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CERT_DAYS = 825
+_RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def _checked_name(server: str) -> str:
+    if not isinstance(server, str) or not _NAME.match(server):
+        raise ValueError(f"server name {server!r} is not a DNS label")
+    return server
+
+
+def _folder(state_dir: Path) -> Path:
+    keys.private_dir(state_dir / "secrets")
+    return keys.private_dir(state_dir / "secrets" / "pitr")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _current(cert: x509.Certificate, ca_cert: x509.Certificate, server: str) -> bool:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return (cert.issuer == ca_cert.subject and cns == [server]
+            and sans.get_values_for_type(x509.DNSName) == [server]
+            and cert.not_valid_after_utc - _now() > _RENEW_BEFORE)
+
+
+def identity(state_dir: Path, server: str) -> tuple[str, str]:
+    """``(certificate PEM, key PEM)`` of ``server``'s pgBackRest TLS identity."""
+    _checked_name(server)
+    ca_crt = backup.ca(state_dir)
+    ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
+    folder = _folder(state_dir)
+    crt, key_path = folder / f"{server}.crt", folder / f"{server}.key"
+    if not (crt.exists() and key_path.exists()
+            and _current(x509.load_pem_x509_certificate(crt.read_bytes()), ca_cert, server)):
+        # the CA's key sits next to its certificate (provisioning.backup's layout)
+        ca_key = serialization.load_pem_private_key((ca_crt.parent / "ca.key").read_bytes(), password=None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the backup CA key is not an EC key")
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(server)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+        _write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+    for path in (crt, key_path):
+        path.chmod(0o600)
+    return crt.read_text(), key_path.read_text()
