@@ -141,9 +141,13 @@ def _customer_groups(
 
 def _access(spec: kinds.SubscriptionSpec, perms: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Issue 14: the subscription's SSH keys, then the customer's while manageSSH is
-    granted (else they are ignored, SYNC-4), each once. Returns the ignored paths too."""
+    granted (else they are ignored, SYNC-4), each once; its FTPS accounts (the
+    subscription's own only: an account is a resource of the plan). Returns the ignored
+    paths too."""
     keys = list(spec.access.sshKeys)
     ignored = []
+    if spec.customerSettings.access.ftpUsers:
+        ignored.append("access.ftpUsers")
     if spec.customerSettings.access.sshKeys:
         if perms.get("manageSSH"):
             keys += spec.customerSettings.access.sshKeys
@@ -152,7 +156,10 @@ def _access(spec: kinds.SubscriptionSpec, perms: Mapping[str, Any]) -> tuple[dic
     unique: dict[str, str] = {}
     for k in keys:  # a key once (type and blob), with its first comment
         unique.setdefault(" ".join(k.split()[:2]), k)
-    return {"sshKeys": list(unique.values())}, ignored
+    out: dict[str, Any] = {"sshKeys": list(unique.values())}
+    if spec.access.ftpUsers:  # absent when none: effective specs recorded before issue 14 stay equal
+        out["ftpUsers"] = [{"name": u.name, "passwordRef": u.passwordRef} for u in spec.access.ftpUsers]
+    return out, ignored
 
 
 def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any], evacuated: Mapping[str, str]) -> Needs:

@@ -120,10 +120,18 @@ class Database(TypedDict):
     server: ReadOnly[str | None]
 
 
+class FtpUser(TypedDict):
+    name: str
+    #: a file under ``<state>/secrets/ftp/`` holding the password (None or absent: generated)
+    passwordRef: NotRequired[str | None]
+
+
 class Access(TypedDict):
     #: OpenSSH public key lines (checked by the model: no options), the subscription's
     #: own then the customer's (while manageSSH is granted), without repeats
     sshKeys: ReadOnly[Sequence[str]]
+    #: FTPS accounts (issue 14), present only when the subscription has some
+    ftpUsers: ReadOnly[NotRequired[Sequence[FtpUser]]]
 
 
 class Effective(TypedDict):

@@ -122,6 +122,7 @@ LIST_TYPES: dict[tuple[type[pydantic.BaseModel], str], Schema] = {
     (kinds.SubscriptionSpec, "addons"): {"x-kubernetes-list-type": "set"},
     (kinds.SubscriptionSpec, "databases"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     (kinds.SubscriptionSpec, "sites"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    (kinds.Access, "ftpUsers"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
 }
 
 

@@ -10,9 +10,10 @@ more than one document live in ``controller.model.validate``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
 from controller.model import values
 from controller.model.values import UNSET, Unset
@@ -285,10 +286,49 @@ class Site(Strict):
     php: SitePhp = Field(default_factory=SitePhp)
 
 
+#: an FTP account's name (issue 14): its login on the server is ``<name>@<domain>``, so
+#: names never clash across subscriptions; lower case, no ``:``/``@``/``/`` (PureDB fields)
+FTP_USER_NAME = r"^[a-z][a-z0-9._-]{0,31}$"
+#: a password reference: a file name under ``<state>/secrets/ftp/`` (no path)
+FTP_PASSWORD_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class FtpUser(Strict):
+    """An FTPS account of the web space (issue 14), counted by ``resources.ftpAccounts``.
+
+    ``passwordRef`` names a file under ``<state>/secrets/ftp/`` whose first line is the
+    password; left out, tenantctl generates one and keeps it 0600 under
+    ``<state>/ftp-credentials/`` (``controller.drivers.hosting.ftp``)."""
+
+    name: str
+    passwordRef: str | None = None
+
+    @model_validator(mode="after")
+    def _safe(self) -> FtpUser:  # checked here, not by the CRD's schema (a plain string there)
+        if not re.fullmatch(FTP_USER_NAME, self.name):
+            raise ValueError(f"FTP user name {self.name!r}: expected {FTP_USER_NAME} (lower case letters, digits, "
+                             "'.', '_', '-'; 32 at most)")
+        if self.passwordRef is not None and not re.fullmatch(FTP_PASSWORD_REF, self.passwordRef):
+            raise ValueError(f"passwordRef {self.passwordRef!r}: a file name under the state directory's "
+                             "secrets/ftp/, not a path")
+        return self
+
+
 class Access(Strict):
-    """How the customer reaches the web space (issue 14): SFTP/SSH by public key."""
+    """How the customer reaches the web space (issue 14): SFTP/SSH by public key, FTPS
+    accounts (the subscription's own only: under ``customerSettings`` they are ignored)."""
 
     sshKeys: list[values.SshPublicKey] = Field(default_factory=list)
+    ftpUsers: list[FtpUser] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ftp_users(self) -> Access:
+        seen: set[str] = set()
+        for u in self.ftpUsers:
+            if u.name in seen:
+                raise ValueError(f"FTP user {u.name!r} listed twice")
+            seen.add(u.name)
+        return self
 
 
 class CustomerSettings(Strict):

@@ -224,6 +224,11 @@ def up(
                             ADDRESSES_LABEL: ",".join(server.addresses), "io.tenantctl.region": server.region},
                     environment={"TENANTCTL_ADDRESS": server.address, "TENANTCTL_AUTHORIZED_KEY": public_key},
                     stop_signal="SIGTERM",
+                    # Debian's pure-ftpd (tenants' FTPS, issue 14) exits 252 without these two,
+                    # which Docker does not give by default. DAC_READ_SEARCH also lets root in
+                    # the container call open_by_handle_at: fine for this development
+                    # environment (its root is tenantctl), not a production isolation boundary.
+                    cap_add=FTP_CAPABILITIES,
                 )
             else:
                 container.start()
@@ -237,6 +242,10 @@ def up(
             logs = client.containers.get(container_name(env, server)).logs(tail=20).decode(errors="replace")
             raise errors.ServerError(f"{exc}; container log:\n{logs}") from exc
     return started
+
+
+#: capabilities beyond Docker's default set that an embedded server is created with
+FTP_CAPABILITIES = ["SYS_NICE", "DAC_READ_SEARCH"]
 
 
 def check_addresses_free(client: docker.DockerClient, env: str, wanted: Iterable[ServerSpec]) -> None:

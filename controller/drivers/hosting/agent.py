@@ -13,6 +13,18 @@ The web space is also the chroot of the tenant's SFTP logins (issue 14): the hom
 root-owned 0751 (group: the tenant), each entry below it the tenant's, group www-data,
 0750; the tenant's user is in the SFTP group and not locked (sshd refuses a locked
 account even by key); its authorized_keys file is one of the transaction's files.
+
+Logs (LOG-1): ``<home>/logs`` is root-owned, group the tenant, 0751: nginx (root) opens
+the files there, so the tenant must not be able to swap them for links; nginx's workers
+(www-data) reopen them after a rotation, so they traverse it. ``access.log`` and
+``error.log`` are made before nginx first opens them, www-data's with the tenant's group,
+0640 (as logrotate recreates them): the tenant reads them, other tenants do not.
+
+FTPS (issue 14): each tenant's accounts are one transaction file
+``/etc/pure-ftpd/tenantctl/<user>.passwd`` (``login:hash`` lines); after the
+transaction the agent joins them, with the uid, gid and chroot of each file's user, into
+pure-ftpd's ``tenantctl.passwd`` (0600) and rebuilds ``tenantctl.pdb`` with ``pure-pw
+mkdb`` (atomic; pure-ftpd reads it at each login: a removed file refuses logins at once).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import shutil
 
 from controller.agent import check, files, jobs, phases, transaction
@@ -29,6 +42,17 @@ WEB_ROOT = "/srv/www"
 SFTP_GROUP = "tenantctl-sftp"
 #: the entries of the web space below its root-owned top (nginx's group, not others')
 GATED = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp", "sites")
+
+#: = ``controller.drivers.hosting.ftp``
+FTP_FRAGMENTS = "/etc/pure-ftpd/tenantctl"
+FTP_PASSWD = "/etc/pure-ftpd/tenantctl.passwd"
+FTP_PUREDB = "/etc/pure-ftpd/tenantctl.pdb"
+#: = ``controller.drivers.hosting.webstats``: GoAccess reports (root writes, nginx reads)
+STATS_DIR = "/var/lib/tenantctl/stats"
+STATS_HTPASSWD_DIR = "/etc/nginx/tenantctl-stats"
+LOG_FILES = ("access.log", "error.log")
+_FTP_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}@[a-z0-9.-]{1,253}$")
+_FTP_HASH = re.compile(r"^\$6\$[A-Za-z0-9./]{1,16}\$[A-Za-z0-9./]{86}$")
 
 _users: set[str] = set()
 _unlocked: set[str] = set()
@@ -91,7 +115,79 @@ def ensure_user(name: str, home: str) -> bool:
     pw = pwd.getpwnam(name)
     changed |= files.ensure_dir(home, 0, pw.pw_gid, 0o751)
     changed |= files.ensure_dir(os.path.join(home, "tmp"), pw.pw_uid, pw.pw_gid, 0o700)
+    changed |= files.ensure_dir(os.path.join(home, "logs"), 0, pw.pw_gid, 0o751)
+    for log in LOG_FILES:
+        changed |= ensure_log(os.path.join(home, "logs", log), pw.pw_gid)
+    www = grp.getgrnam("www-data").gr_gid
+    for d in (STATS_DIR, os.path.join(STATS_DIR, name), STATS_HTPASSWD_DIR):
+        changed |= files.ensure_dir(d, 0, www, 0o750)
     return changed
+
+
+def ensure_log(path: str, gid: int) -> bool:
+    """A log file nginx writes and the tenant reads (www-data:<tenant> 0640)."""
+    www = pwd.getpwnam("www-data").pw_uid
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+        try:
+            os.fchown(fd, www, gid)
+            os.fchmod(fd, 0o640)
+        finally:
+            os.close(fd)
+        return True
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    changed = False
+    if (st.st_uid, st.st_gid) != (www, gid):
+        os.chown(path, www, gid, follow_symlinks=False)
+        changed = True
+    if st.st_mode & 0o7777 != 0o640:
+        os.chmod(path, 0o640)
+        changed = True
+    return changed
+
+
+def ftp_passwd() -> bytes:
+    """pure-ftpd's passwd file from every tenant's account file (see the docstring)."""
+    lines = []
+    try:
+        entries = sorted(os.listdir(FTP_FRAGMENTS))
+    except FileNotFoundError:
+        entries = []
+    for entry in entries:
+        if not entry.endswith(".passwd"):
+            continue
+        try:
+            pw = pwd.getpwnam(entry[: -len(".passwd")])
+        except KeyError:
+            continue  # the user goes with its file: a leftover is ignored
+        with open(os.path.join(FTP_FRAGMENTS, entry), encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                login, _, hashed = line.partition(":")
+                if not _FTP_LOGIN.fullmatch(login) or not _FTP_HASH.fullmatch(hashed):
+                    raise RuntimeError(f"{entry}: malformed account line")
+                lines.append(f"{login}:{hashed}:{pw.pw_uid}:{pw.pw_gid}::{pw.pw_dir}/./::::::::::::\n")
+    return "".join(lines).encode()
+
+
+def rebuild_ftp() -> bool:
+    """Rebuild the PureDB when the joined accounts changed; True if it did."""
+    if not os.path.isdir(FTP_FRAGMENTS) and not os.path.exists(FTP_PASSWD):
+        return False  # no FTP on this server
+    data = ftp_passwd()
+    if files.read(FTP_PASSWD) == data and os.path.exists(FTP_PUREDB):
+        return False
+    files.write(FTP_PASSWD, data, 0o600)
+    code, out = files.run(["pure-pw", "mkdb", FTP_PUREDB, "-f", FTP_PASSWD], timeout=60)
+    if code != 0:
+        raise RuntimeError(f"pure-pw mkdb: {out.strip()}")
+    os.chmod(FTP_PUREDB, 0o600)
+    return True
 
 
 def copy_tree(src: str, dest: str, uid: int, gid: int) -> None:
@@ -147,6 +243,9 @@ def remove_user(user: str, home: str) -> None:
         pass
     if home.startswith(WEB_ROOT + "/") and os.path.lexists(home):
         shutil.rmtree(home)
+    stats = os.path.join(STATS_DIR, user)
+    if os.path.lexists(stats):
+        shutil.rmtree(stats)
 
 
 def apply(job: jobs.Job, stage: str) -> jobs.Outcome:
@@ -165,6 +264,14 @@ def apply(job: jobs.Job, stage: str) -> jobs.Outcome:
 
     out = transaction.Transaction(job, stage, prepare).run()
     results = dict(out.results)
+    if any(f.dest.startswith(FTP_FRAGMENTS + "/") for item in job.items for f in item.files):
+        try:
+            with phases.timed("ftp"):
+                rebuild_ftp()
+        except (OSError, RuntimeError) as exc:
+            for item in job.items:
+                if any(f.dest.startswith(FTP_FRAGMENTS + "/") for f in item.files) and results[item.name].ok:
+                    results[item.name] = jobs.ItemResult(False, f"FTP accounts: {exc}", True)
     for item in job.items:  # users and homes go once their files are gone
         if item.action == "delete" and item.user is not None and results[item.name].ok:
             try:

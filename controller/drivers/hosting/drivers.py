@@ -5,7 +5,9 @@ reload once (the agent library's transaction, ``controller.agent``; the entry po
 
 web: system user, home and web space (LIFE-7), one nginx file per subscription with a
 server block per site (PERF-1 limits; LIFE-2 503 page when suspended; HOST-1 none), the
-SSH keys of its chrooted SFTP logins (issue 14; none while suspended).
+SSH keys of its chrooted SFTP logins and its FTPS accounts (issue 14; none while
+suspended; more accounts than ``resources.ftpAccounts``: the subscription's web apply
+fails whole, nothing sent), its logrotate file (LOG-1).
 php: one PHP-FPM file per subscription holding its pool and the pools of sites whose
 settings differ (PHP-2/PHP-3); none when suspended or hosting is off.
 Deletion (LIFE-6, web): the web space is archived to
@@ -19,13 +21,13 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from controller import errors
 from controller.agent import bundle, jobs, services
 from controller.drivers import base, naming, slices, transport
 from controller.drivers.context import Context
-from controller.drivers.hosting import render
+from controller.drivers.hosting import ftp, render, webstats
 from controller.effective import spec
 from controller.model import php as php_model
 from controller.model import values as model_values
@@ -45,7 +47,34 @@ def _job(op: jobs.Op, **fields: Any) -> jobs.Job:
     return jobs.Job(jobs.VERSION, op, **fields)
 
 
-WebChange = base.Change[slices.Web]
+class Logs(TypedDict):
+    retainMonths: int
+    rotate: str
+    compress: bool
+
+
+class WebSlice(slices.Web):
+    """The web concern's slice with what issue 14 adds (built here until
+    ``controller.drivers.slices`` carries it): FTP accounts, their limit, the logs group."""
+
+    ftpUsers: list[ftp.User]
+    ftpAccounts: slices.Limit
+    logs: Logs
+
+
+def ftp_users(item: spec.Item) -> list[ftp.User]:
+    """``effective.access.ftpUsers`` (absent from effective specs made before issue 14)."""
+    access = cast(dict[str, Any], item["effective"].get("access", {}))
+    return [ftp.User(name=str(u["name"]), passwordRef=None if u.get("passwordRef") is None else str(u["passwordRef"]))
+            for u in access.get("ftpUsers", [])]
+
+
+class Refused(Exception):
+    """A subscription's web change that is not sent at all (a resource limit, a password
+    that cannot be read): its message is the result's."""
+
+
+WebChange = base.Change[WebSlice]
 PhpChange = base.Change[slices.PhpSlice]
 
 
@@ -131,12 +160,33 @@ class WebDriver(_Hosting):
     concern = "web"
 
     def sources(self) -> Sequence[Path]:
-        """nginx vhost, suspended page, web-space skeleton; render, naming, the agent;
-        the SSH key grammar (authorized_keys are re-checked when rendered)."""
-        return [*self._sources(["nginx/vhost.conf.j2", "pages", "skel"]), Path(model_values.__file__).resolve()]
+        """nginx vhost, logrotate and statistics files, suspended page, web-space
+        skeleton; render, naming, the agent; the SSH key grammar (authorized_keys are
+        re-checked when rendered); the FTP accounts' and statistics' modules."""
+        return [*self._sources(["nginx/vhost.conf.j2", "logrotate/subscription.j2", "cron/webstats.j2", "pages",
+                                "skel"]),
+                Path(model_values.__file__).resolve(), Path(ftp.__file__).resolve(), Path(webstats.__file__).resolve()]
 
-    def slice(self, item: spec.Item) -> slices.Web:
-        return slices.web(item)
+    def slice(self, item: spec.Item) -> WebSlice:
+        eff = item["effective"]
+        logs = eff["logs"]
+        extra = {"ftpUsers": ftp_users(item), "ftpAccounts": eff["resources"]["ftpAccounts"],
+                 "logs": Logs(retainMonths=int(logs["retainMonths"]), rotate=str(logs["rotate"]),
+                              compress=bool(logs["compress"]))}
+        return cast(WebSlice, {**slices.web(item), **extra})
+
+    def ftp_fragment(self, sub: str, sl: WebSlice) -> str | None:
+        """The tenant's FTP account file, None without accounts, while suspended or with
+        hosting off (LIFE-2, HOST-1); raises ``Refused`` over the limit."""
+        if not sl["hosting"]["enabled"] or sl["state"] == "suspended" or not sl["ftpUsers"]:
+            return None
+        problem = ftp.over_limit(sl["ftpUsers"], sl["ftpAccounts"])
+        if problem:
+            raise Refused(problem)
+        try:
+            return ftp.fragment(sub, ftp.hashes(self.ctx.state_dir, sub, sl["ftpUsers"]))
+        except ftp.CredentialError as exc:
+            raise Refused(str(exc)) from None
 
     def _item(self, c: WebChange) -> tuple[jobs.Item, list[transport.File]]:
         sub, sl = c.name, c.slice
@@ -152,10 +202,19 @@ class WebDriver(_Hosting):
         if keys is not None:
             keys_staged = f"files/{user}.keys"
             files.append(transport.File(keys_staged, keys.encode()))
+        extra = []
+        for path, text, name, mode in self._extra(sub, sl):
+            text = self._file(sub, path, text)
+            src = None
+            if text is not None:
+                src = f"files/{user}.{name}"
+                files.append(transport.File(src, text.encode()))
+            extra.append(jobs.File(path, src, mode))
         enabled = bool(sl["hosting"]["enabled"])
         item = jobs.Item(
             sub, c.action,
-            files=[jobs.File(render.vhost_path(sub), staged), jobs.File(naming.ssh_keys(sub), keys_staged, 0o644)],
+            files=[jobs.File(render.vhost_path(sub), staged), jobs.File(naming.ssh_keys(sub), keys_staged, 0o644),
+                   *extra],
             user=jobs.User(user, naming.home(sub)),
             webspace=list(render.SKELETON_ENTRIES) if enabled else [],
             docroots=[naming.docroot(sub, s) for s in sl["siteTypes"]] if enabled else [],
@@ -171,11 +230,19 @@ class WebDriver(_Hosting):
         if ensure:
             started = time.perf_counter()
             items, files = [], [transport.File(p, d) for p, d in render.static_files()]
+            sent = []
             for c in ensure:
-                item, fs = self._item(c)
+                try:
+                    item, fs = self._item(c)
+                except Refused as exc:
+                    results.append(base.Result(c.name, "failed", str(exc)))
+                    continue
                 items.append(item)
                 files.extend(fs)
+                sent.append(c)
+            ensure = sent
             self._time(server, "render", time.perf_counter() - started)
+        if ensure:
             job = _job("apply", items=items, validate=[NGINX_TEST], reload=[services.NGINX],
                        common=[jobs.File(f"{render.PAGES_DIR}/suspended.html", "pages/suspended.html")])
             out = self._run(server, job, files)
@@ -202,7 +269,9 @@ class WebDriver(_Hosting):
             return base.Result(sub, "failed", f"archive of the web space failed, nothing removed: {exc}")
         if code not in (0, 3):
             return base.Result(sub, "failed", f"archive of the web space failed (tar exited {code}), nothing removed")
-        files = [jobs.File(render.vhost_path(sub), None), jobs.File(naming.ssh_keys(sub), None)]
+        files = [jobs.File(render.vhost_path(sub), None), jobs.File(naming.ssh_keys(sub), None),
+                 jobs.File(ftp.fragment_path(sub), None), jobs.File(render.logrotate_path(sub), None),
+                 jobs.File(webstats.htpasswd_path(sub), None), jobs.File(webstats.cron_path(sub), None)]
         files += [jobs.File(render.pool_path(sub, v), None) for v in _versions(self.ctx, server)]
         reload = [services.NGINX, *(services.php_fpm(v) for v in _versions(self.ctx, server))]
         job = _job("apply", validate=[NGINX_TEST], reload=reload,
@@ -215,20 +284,39 @@ class WebDriver(_Hosting):
         c = base.Change(sub, "delete", {"name": sub})
         return self._results([c], out, lambda _c: f"removed; {kept}")[0]
 
+    def _extra(self, sub: str, sl: WebSlice) -> list[tuple[str, str | None, str, int]]:
+        """Issue 14's files of a subscription besides the vhost and the keys: (path, text
+        or None, staged name, mode); raises ``Refused`` (FTP accounts)."""
+        stats = render.stats_on(sl)
+        return [(ftp.fragment_path(sub), self.ftp_fragment(sub, sl), "ftp", 0o600),
+                (render.logrotate_path(sub), render.logrotate(sub, sl), "logrotate", 0o644),
+                (webstats.htpasswd_path(sub), webstats.htpasswd(self.ctx.state_dir, sub) if stats else None,
+                 "htpasswd", 0o644),
+                (webstats.cron_path(sub), render.webstats_cron(sub, sl), "cron", 0o644)]
+
     def _expect(self, c: WebChange) -> jobs.Expect:
         text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))
         keys = self._file(c.name, naming.ssh_keys(c.name), render.authorized_keys(c.name, c.slice))
-        return jobs.Expect(c.name, {render.vhost_path(c.name): _digest(text), naming.ssh_keys(c.name): _digest(keys)},
-                           jobs.User(naming.system_user(c.name), naming.home(c.name)))
+        expect = {render.vhost_path(c.name): _digest(text), naming.ssh_keys(c.name): _digest(keys)}
+        try:
+            expect.update((path, _digest(self._file(c.name, path, t))) for path, t, _n, _m in self._extra(c.name, c.slice))
+        except Refused:  # never a digest: the next apply says why
+            expect[ftp.fragment_path(c.name)] = "refused"
+        return jobs.Expect(c.name, expect, jobs.User(naming.system_user(c.name), naming.home(c.name)))
 
     def access(self, item: spec.Item) -> dict[str, str]:
         """The status' ``access`` object (issue 14): ``{"sftp": "USER@HOST:PORT"}`` for a
-        placed subscription with hosting, HOST the server's own address (where sshd
-        listens); empty otherwise."""
+        placed subscription with hosting, and ``"ftp": "HOST:PORT"`` when it has FTP
+        users, HOST the server's own address (where sshd and pure-ftpd listen); empty
+        otherwise."""
         server = item["server"]
         if server is None or not item["effective"]["hosting"]["enabled"] or server not in self.ctx.servers:
             return {}
-        return {"sftp": naming.sftp_login(item["name"], self.ctx.servers[server].address)}
+        host = self.ctx.servers[server].address
+        out = {"sftp": naming.sftp_login(item["name"], host)}
+        if ftp_users(item):
+            out["ftp"] = ftp.address(host)
+        return out
 
 
 def _versions(ctx: Context, server: str) -> list[str]:

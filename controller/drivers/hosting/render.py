@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from controller.drivers import naming, slices
+from controller.drivers.hosting import webstats
 from controller.model import php as php_model
 from controller.model import values as model_values
 
@@ -28,6 +29,9 @@ SKELETON_ENTRIES = ("httpdocs", "cgi-bin", "error_docs", "anon_ftp")
 ERROR_CODES = (400, 401, 403, 404, 500, 502, 503)
 PAGES_DIR = "/var/lib/tenantctl/pages"
 NGINX_DIR = naming.NGINX_DIR
+LOGROTATE_DIR = "/etc/logrotate.d"
+#: days a month of logs counts for (retainMonths -> maxage)
+DAYS_PER_MONTH = 31
 
 _NG = re.compile(r"^[A-Za-z0-9._:/-]+$")
 _INI_BARE = re.compile(r"^[A-Za-z0-9_./:@%+,-]+$")
@@ -46,7 +50,7 @@ class Settings:
 def ng(value: object) -> str:
     """An nginx token (address, name, path): refused unless plainly safe."""
     text = str(value)
-    if not _NG.match(text):
+    if not _NG.fullmatch(text):
         raise ValueError(f"refusing to render {text!r} into an nginx file")
     return text
 
@@ -85,6 +89,15 @@ def site_pool(sub: str, site: str) -> str:
 
 def pool_socket(pool: str) -> str:
     return f"/run/php/tenantctl-{pool}.sock"
+
+
+def logs_dir(sub: str) -> str:
+    """LOG-1: the subscription's web logs, in its web space (``~/logs`` over SFTP)."""
+    return f"{naming.home(sub)}/logs"
+
+
+def logrotate_path(sub: str) -> str:
+    return f"{LOGROTATE_DIR}/tenantctl-{naming.system_user(sub)}"
 
 
 def vhost_path(sub: str) -> str:
@@ -132,6 +145,9 @@ def vhost(sub: str, sl: slices.Web) -> str | None:
         max_connections=_limit(perf["maxConnections"]), bandwidth_kbps=_limit(perf["bandwidthKBps"]),
         error_documents=bool(hosting["errorDocuments"]), error_codes=ERROR_CODES,
         acme_root=naming.acme_root(sub) if hosting.get("ssl") else None,  # TLS-1: only where SSL is sold
+        logs_dir=logs_dir(sub),
+        stats=({"location": webstats.LOCATION, "dir": webstats.report_dir(sub) + "/",
+                "htpasswd": webstats.htpasswd_path(sub)} if stats_on(sl) else None),
     )
 
 
@@ -198,6 +214,40 @@ def authorized_keys(sub: str, sl: slices.Web) -> str | None:
             raise ValueError(f"refusing to render {key!r} into an authorized_keys file")
         lines.append(f"restrict {key}")
     return "\n".join(lines) + "\n"
+
+
+def stats_on(sl: Mapping[str, Any]) -> bool:
+    """LOG-1: web statistics are made and served (hosting on, webStats on, active)."""
+    h = sl["hosting"]
+    return bool(h["enabled"] and h["webStats"] and sl["state"] != "suspended")
+
+
+def webstats_cron(sub: str, sl: Mapping[str, Any]) -> str | None:
+    """The hourly GoAccess run of the subscription (``webstats``), or None."""
+    if not stats_on(sl):
+        return None
+    return template("cron/webstats.j2").render(
+        sub=sub, user=naming.system_user(sub), minute=webstats.minute(sub), log=f"{logs_dir(sub)}/access.log",
+        report=f"{webstats.report_dir(sub)}/index.html")
+
+
+def logrotate(sub: str, sl: Mapping[str, Any]) -> str | None:
+    """LOG-1: the subscription's logrotate file (its ``logs`` group: rotate daily or
+    weekly, compress, keep ``retainMonths``), or None when hosting is off. New files
+    are www-data's (as nginx leaves a log it reopens) with the tenant's group, 0640:
+    the tenant reads them in a root-owned directory; nginx reopens its logs after."""
+    if not sl["hosting"]["enabled"]:
+        return None
+    logs = sl["logs"]
+    rotate = str(logs["rotate"])
+    if rotate not in ("daily", "weekly", "monthly"):
+        raise ValueError(f"refusing to render rotation {rotate!r}")
+    months = int(logs["retainMonths"])
+    days = months * DAYS_PER_MONTH
+    per_month = {"daily": DAYS_PER_MONTH, "weekly": 5, "monthly": 1}[rotate]
+    return template("logrotate/subscription.j2").render(
+        sub=sub, user=naming.system_user(sub), logs_dir=logs_dir(sub), rotate=rotate,
+        count=max(1, months * per_month), maxage=max(1, days), compress=bool(logs["compress"]))
 
 
 @functools.cache
