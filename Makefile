@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run    install what is missing, apply the bundled examples, show status"
 	@echo "make test   lint, type-check and run the test suite"
-	@echo "make bench  print measured figures (bench/; fanout and dns_tls bring up servers of their own)"
+	@echo "make bench  print measured figures (bench/; fanout, dns_tls, backup and pitr bring up servers of their own)"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -58,6 +58,8 @@ bench: setup
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/dns_tls.py
 	$(BIN)/python bench/cli_scale.py
+	$(BIN)/python bench/exposition.py
+	$(BIN)/python bench/pitr.py
 	$(BIN)/python bench/backup.py
 
 run: setup

@@ -7,9 +7,11 @@ package ``prometheus``; the test fails (it does not skip) when it is missing.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import shutil
 import subprocess
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
@@ -445,3 +447,26 @@ def test_overuse_is_counted_by_resource_and_level() -> None:
     text = m.exposition().decode()
     assert 'tenantctl_overuse{level="over",resource="databaseQuotaMB"} 1.0' in text
     assert 'tenantctl_overuse{level="notify",resource="diskMB"} 1.0' in text
+
+
+def _bench_exposition() -> Any:
+    path = Path(__file__).resolve().parent.parent / "bench" / "exposition.py"
+    spec = importlib.util.spec_from_file_location("bench_exposition", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_cardinality_budget_holds_at_10000_subscriptions_over_20_servers() -> None:
+    """Issue 12 item 6 (README "Metrics"): 2 series per subscription with a certificate
+    (+1 while its renewal fails), at most 60 per server, 400 others; nothing else grows
+    with the number of subscriptions (bench/exposition.py fills every family)."""
+    bench = _bench_exposition()
+    big = bench.series(bench.populate(metrics.Metrics(version="t"), 10_000, 20).exposition())
+    small = bench.series(bench.populate(metrics.Metrics(version="t"), 100, 20).exposition())
+    assert big <= bench.budget(10_000, 20), big
+    failing = len(range(0, 10_000, 500)) - len(range(0, 100, 500))
+    assert big - small == 2 * (10_000 - 100) + failing
+    fewer_servers = bench.series(bench.populate(metrics.Metrics(version="t"), 100, 2).exposition())
+    assert 0 < (small - fewer_servers) / 18 <= bench.PER_SERVER
