@@ -144,6 +144,8 @@ class DnsDriver:
         for s in servers:
             if s.name in listing and self.client(s).failures == before[s.name]:
                 metrics.synced(s.name, now)
+        if any(r.message != "up to date" for r in results):
+            self._list(servers)  # the zone counts as this pass left them (one GET /zones a server)
         return results
 
     def drifted(self, server: str | None, changes: Sequence[DnsChange]) -> dict[str, str]:
