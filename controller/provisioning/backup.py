@@ -48,7 +48,6 @@ CA_ON_SERVERS = "/etc/tenantctl/backup-ca.pem"
 #: the name of a source server's one repository in each region (``/<server>/main/``)
 REPO_NAME = "main"
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PASSWORD = re.compile(r"^[A-Za-z0-9]{16,}$")
 _ALPHABET = string.ascii_letters + string.digits
 _CA_DAYS = 3650
@@ -61,11 +60,6 @@ _BCRYPT_ROUNDS = 5
 _SECRETS = ("login_password", "repo_password")
 
 
-def _checked_name(server: str) -> str:
-    if not isinstance(server, str) or not _NAME.match(server):
-        raise ValueError(f"server name {server!r} is not a DNS label")
-    return server
-
 
 def _checked_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(address)  # raises ValueError on anything else
@@ -75,15 +69,6 @@ def _secrets_dir(state_dir: Path) -> Path:
     keys.private_dir(state_dir / "secrets")
     return keys.private_dir(state_dir / "secrets" / "backup")
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` atomically, readable by its owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -121,8 +106,8 @@ def ca(state_dir: Path) -> Path:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, _key_pem(key))
-        _write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+        keys.write_private(key_path, _key_pem(key))
+        keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
     for path in (crt, key_path):
         path.chmod(0o600)
     return crt
@@ -151,7 +136,7 @@ def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
     """``(certificate PEM, key PEM)`` of repository server ``server`` on ``address``:
     IP SAN = the address, DNS SAN = the name, signed by ``ca``; made once and kept 0600,
     made again when the address changed (or the CA, or the end is near)."""
-    _checked_name(server)
+    keys.server_name(server)
     ip = _checked_address(address)
     ca_crt = ca(state_dir)
     folder = ca_crt.parent
@@ -177,8 +162,8 @@ def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        _write_private(key_path, _key_pem(key))
-        _write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+        keys.write_private(key_path, _key_pem(key))
+        keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
     for path in (crt, key_path):
         path.chmod(0o600)
     return crt.read_text(), key_path.read_text()
@@ -186,13 +171,13 @@ def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
 
 def _server_secrets(state_dir: Path, server: str) -> dict[str, str]:
     """A source server's login and repository passwords (made once, 0600 JSON)."""
-    _checked_name(server)
+    keys.server_name(server)
     path = _secrets_dir(state_dir) / f"{server}.json"
     found: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if any(k not in found for k in _SECRETS):
         for k in _SECRETS:
             found.setdefault(k, "".join(secrets.choice(_ALPHABET) for _ in range(32)))
-        _write_private(path, (json.dumps(found, indent=2, sort_keys=True) + "\n").encode())
+        keys.write_private(path, (json.dumps(found, indent=2, sort_keys=True) + "\n").encode())
     path.chmod(0o600)
     return found
 
@@ -218,14 +203,14 @@ def htpasswd_hash(password: str) -> str:
 
 def htpasswd_line(server: str, password: str) -> str:
     """``<server>:<hash>``: the htpasswd line of ``server``'s login (no newline)."""
-    return f"{_checked_name(server)}:{htpasswd_hash(password)}"
+    return f"{keys.server_name(server)}:{htpasswd_hash(password)}"
 
 
 def repo_url(server: str, password: str, address: str) -> str:
     """``rest:https://<server>:<password>@<address>:PORT/<server>/main/``: source server
     ``server``'s repository on the repository server at ``address`` (keep it out of
     argv: it holds the password; restic reads it from ``--repository-file``)."""
-    _checked_name(server)
+    keys.server_name(server)
     if not _PASSWORD.match(password):
         raise ValueError("a login password is 16+ characters of [A-Za-z0-9]")
     ip = _checked_address(address)
@@ -236,4 +221,4 @@ def repo_url(server: str, password: str, address: str) -> str:
 def owner_path(server: str) -> str:
     """The path of source server ``server``'s repository on a repository server's disk
     (where owner-side forget/prune/check run, as ``USER``)."""
-    return f"{REPO_ROOT}/{_checked_name(server)}/{REPO_NAME}"
+    return f"{REPO_ROOT}/{keys.server_name(server)}/{REPO_NAME}"

@@ -40,16 +40,10 @@ BASENAME = "mariadb-bin"
 #: days a MariaDB server keeps its binary logs (longer than the nightly interval)
 EXPIRE_DAYS = 7
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PASSWORD = re.compile(r"^[A-Za-z0-9]{24,}$")
 _ALPHABET = string.ascii_letters + string.digits
 _MAX_ID = 2**32 - 1
 
-
-def _checked_name(server: str) -> str:
-    if not isinstance(server, str) or not _NAME.match(server):
-        raise ValueError(f"server name {server!r} is not a DNS label")
-    return server
 
 
 def server_id(address: str) -> int:
@@ -66,7 +60,7 @@ def archiver_id(archiver: str, source: str) -> int:
     """The replica id an archiver on repository server ``archiver`` presents to
     ``source`` (two archivers of one source must differ: MariaDB drops a dump thread
     when another replica registers with the same id)."""
-    digest = hashlib.sha1(f"tenantctl-binlog:{_checked_name(archiver)}:{_checked_name(source)}".encode())
+    digest = hashlib.sha1(f"tenantctl-binlog:{keys.server_name(archiver)}:{keys.server_name(source)}".encode())
     return (int(digest.hexdigest()[:8], 16) % (_MAX_ID - 1)) + 1
 
 
@@ -77,7 +71,7 @@ def _secrets_dir(state_dir: Path) -> Path:
 
 def password(state_dir: Path, source: str) -> str:
     """The archivers' password on ``source`` (made on first use, kept 0600)."""
-    path = _secrets_dir(state_dir) / f"{_checked_name(source)}.json"
+    path = _secrets_dir(state_dir) / f"{keys.server_name(source)}.json"
     if path.exists():
         doc = json.loads(path.read_text())
         value = doc.get("password") if isinstance(doc, dict) else None

@@ -9,6 +9,7 @@ generated once per server and kept 0600; the drivers read them to reach those se
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 import subprocess
@@ -22,6 +23,27 @@ GENERATED = ("mariadb_admin_password", "postgresql_admin_password", "pdns_api_ke
              "mariadb_exporter_password", "postgresql_exporter_password")
 #: fixed admin login names
 USERS = {"mariadb_admin_user": "tenantctl", "postgresql_admin_user": "tenantctl"}
+
+
+#: a server's name as secrets and certificates use it: one DNS label
+SERVER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def server_name(server: str) -> str:
+    """``server``, checked to be a DNS label (it names files and certificates)."""
+    if not isinstance(server, str) or not SERVER_NAME.match(server):
+        raise ValueError(f"server name {server!r} is not a DNS label")
+    return server
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically, readable by its owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def private_dir(path: Path) -> Path:

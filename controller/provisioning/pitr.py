@@ -16,7 +16,6 @@ configuration (``drivers.pgpitr.conf``).
 from __future__ import annotations
 
 import datetime
-import re
 from pathlib import Path
 
 from cryptography import x509
@@ -26,29 +25,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller.provisioning import backup, keys
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CERT_DAYS = 825
 _RENEW_BEFORE = datetime.timedelta(days=30)
 
-
-def _checked_name(server: str) -> str:
-    if not isinstance(server, str) or not _NAME.match(server):
-        raise ValueError(f"server name {server!r} is not a DNS label")
-    return server
 
 
 def _folder(state_dir: Path) -> Path:
     keys.private_dir(state_dir / "secrets")
     return keys.private_dir(state_dir / "secrets" / "pitr")
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _now() -> datetime.datetime:
@@ -68,7 +53,7 @@ def _current(cert: x509.Certificate, ca_cert: x509.Certificate, server: str) -> 
 
 def identity(state_dir: Path, server: str) -> tuple[str, str]:
     """``(certificate PEM, key PEM)`` of ``server``'s pgBackRest TLS identity."""
-    _checked_name(server)
+    keys.server_name(server)
     ca_crt = backup.ca(state_dir)
     ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     folder = _folder(state_dir)
@@ -96,9 +81,9 @@ def identity(state_dir: Path, server: str) -> tuple[str, str]:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        keys.write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                    serialization.NoEncryption()))
-        _write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+        keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
     for path in (crt, key_path):
         path.chmod(0o600)
     return crt.read_text(), key_path.read_text()
