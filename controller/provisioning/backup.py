@@ -132,6 +132,34 @@ def _current(cert_path: Path, ca_cert: x509.Certificate, server: str,
             and cert.not_valid_after_utc - _now() > _RENEW_BEFORE)
 
 
+def issue(state_dir: Path, name: str, sans: list[x509.GeneralName],
+          usages: list[x509.ObjectIdentifier]) -> tuple[bytes, bytes]:
+    """A new key and its certificate for ``name`` (common name), signed by the backup CA
+    for ``_CERT_DAYS``: ``(key PEM, certificate PEM)``. The CA's key never leaves here."""
+    ca_crt = ca(state_dir)
+    ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_crt.parent / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca_crt.parent / 'ca.key'} is not an EC key")
+    key = _new_key()
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
+
+
 def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
     """``(certificate PEM, key PEM)`` of repository server ``server`` on ``address``:
     IP SAN = the address, DNS SAN = the name, signed by ``ca``; made once and kept 0600,
@@ -143,27 +171,10 @@ def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
     ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     crt, key_path = folder / f"{server}.crt", folder / f"{server}.key"
     if not (crt.exists() and key_path.exists() and _current(crt, ca_cert, server, ip)):
-        ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), password=None)
-        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{folder / 'ca.key'} is not an EC key")
-        key = _new_key()
-        now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(server), x509.IPAddress(ip)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        keys.write_private(key_path, _key_pem(key))
-        keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+        key_pem, cert_pem = issue(state_dir, server, [x509.DNSName(server), x509.IPAddress(ip)],
+                                  [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+        keys.write_private(key_path, key_pem)
+        keys.write_private(crt, cert_pem)
     for path in (crt, key_path):
         path.chmod(0o600)
     return crt.read_text(), key_path.read_text()

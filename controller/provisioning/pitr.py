@@ -19,13 +19,10 @@ import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller.provisioning import backup, keys
 
-_CERT_DAYS = 825
 _RENEW_BEFORE = datetime.timedelta(days=30)
 
 
@@ -60,30 +57,10 @@ def identity(state_dir: Path, server: str) -> tuple[str, str]:
     crt, key_path = folder / f"{server}.crt", folder / f"{server}.key"
     if not (crt.exists() and key_path.exists()
             and _current(x509.load_pem_x509_certificate(crt.read_bytes()), ca_cert, server)):
-        # the CA's key sits next to its certificate (provisioning.backup's layout)
-        ca_key = serialization.load_pem_private_key((ca_crt.parent / "ca.key").read_bytes(), password=None)
-        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the backup CA key is not an EC key")
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(server)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        keys.write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-        keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
+        key_pem, cert_pem = backup.issue(state_dir, server, [x509.DNSName(server)],
+                                         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+        keys.write_private(key_path, key_pem)
+        keys.write_private(crt, cert_pem)
     for path in (crt, key_path):
         path.chmod(0o600)
     return crt.read_text(), key_path.read_text()
