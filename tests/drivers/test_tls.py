@@ -298,6 +298,39 @@ class TestFailures:
         assert env.store.get_backoff(f"{domain}/tls") is None
 
 
+class TestReplacedCa:
+    def test_certificates_of_a_ca_restarted_with_a_new_root_are_re_issued_and_verify_again(
+            self, env: Env, domain: str, tmp_path: Path) -> None:
+        """Pebble makes a new root at every start (as after `env down` / `env up`): the
+        certificates it issued before still look valid but no longer verify against its
+        bundle; the next pass re-issues them. A Pebble of this test's own, so that the
+        environment's CA keeps its root for the other tests."""
+        own = tmp_path / "own-ca"
+        own.mkdir()
+        bundle = pebble.up(own, f"{IP}:53")  # drv-a is the zone's primary: Pebble resolves there
+        try:
+            env.settings = Settings(account=f"test-{uuid.uuid4().hex[:8]}", directory=pebble.directory(own),
+                                    ca_bundle=str(bundle), roots=str(bundle))
+            env.tls.settings = env.settings
+            env.tls.ca = ca.CA(env.settings, env.tls.store, env.cluster.state_dir, env.tls.counters)
+            env.sub(domain)
+            assert env.reconcile().ok
+            assert curl(f"https://{domain}/", domain, 443, str(bundle))[0] == 200
+            old = serial(domain, str(bundle))
+            pebble.down(own)
+            bundle = pebble.up(own, f"{IP}:53")  # a new root, same directory URL
+            code, error, _ = curl(f"https://{domain}/", domain, 443, str(bundle))
+            assert code == 0 and "certificate" in error, error  # what users saw before the fix
+            found = env.engine.resync(env.desired())
+            assert "does not chain to the CA's current roots" in found[domain]["tls"], found
+            assert env.reconcile().ok
+            assert curl(f"https://{domain}/", domain, 443, str(bundle))[0] == 200
+            assert serial(domain, str(bundle)) != old
+            assert domain not in env.engine.resync(env.desired()), "re-issued once, then quiet"
+        finally:
+            pebble.down(own)
+
+
 #: on the server: the tls agent dies by SIGKILL right after it wrote the first TLS include
 #: of the batch (its certificate bundle is written before it; the other subscription's not)
 KILL_AT_FIRST_INCLUDE = (

@@ -4,6 +4,7 @@ metrics and the ``tls`` CLI (no servers, no CA)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -59,6 +60,8 @@ class TestDue:
         pytest.param(cert(), T0 + dt.timedelta(days=60), "two thirds", id="two-thirds"),
         pytest.param(cert(), T0 + dt.timedelta(days=91), "expired", id="expired"),
         pytest.param(cert(names=("ex.com",)), T0, "does not cover www.ex.com", id="new-name"),
+        pytest.param(dataclasses.replace(cert(), anchored=False), T0, "does not chain to the CA's current roots",
+                     id="ca-replaced"),
     ])
     def test_due(self, info: decide.CertInfo | None, at: dt.datetime, expect: str | None) -> None:
         why = decide.due(info, self.want, at, 2 / 3)
@@ -129,6 +132,71 @@ class TestStore:
         doc = json.loads(CliRunner().invoke(tls_cli.tls_app, ["status", "ex.com", "-o", "json"]).output)
         assert doc["renewFrom"] == (T0 + dt.timedelta(days=45)).isoformat()
         assert doc["failures"] == 0 and doc["nextAttempt"] is None
+
+
+def _ca(name: str, issuer: tuple[object, str] | None = None) -> tuple[object, bytes]:
+    """A CA certificate named ``name``: self-signed, or signed by ``issuer`` (key, name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer, signer_name = issuer if issuer is not None else (key, name)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject)
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, signer_name)]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(T0).not_valid_after(T0 + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256()))  # type: ignore[arg-type]
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+class TestRoots:
+    """A CA replaced under the same directory URL (Pebble makes a new root at each start):
+    stored certificates that no longer chain to its roots are re-issued."""
+
+    def test_a_chain_is_judged_by_its_top_certificate_against_the_current_roots(self) -> None:
+        root_key, root = _ca("Root A")
+        _, intermediate = _ca("Intermediate A", (root_key, "Root A"))
+        _, other_root = _ca("Root A")  # same name, another key: a restarted CA
+        leaf = _self_signed(T0, T0 + dt.timedelta(days=90))
+        chain = leaf + intermediate
+        assert tls_store.chains_to(chain, root)
+        assert tls_store.chains_to(chain, other_root + root)
+        assert not tls_store.chains_to(chain, other_root)
+        assert tls_store.chains_to(root, root)  # the root itself
+        assert tls_store.chains_to(chain, b"no certificates here")  # nothing to judge by
+
+    def test_the_store_marks_a_certificate_of_a_replaced_root_and_due_re_issues_it(self, tmp_path: Path) -> None:
+        root_key, root = _ca("Root A")
+        _, intermediate = _ca("Intermediate A", (root_key, "Root A"))
+        _, new_root = _ca("Root A")
+        st = tls_store.Store(tmp_path)
+        st.save_certificate("ex.com", _self_signed(T0, T0 + dt.timedelta(days=90)) + intermediate, b"key")
+        want = ["ex.com"]
+        at = T0 + dt.timedelta(days=1)
+        assert decide.due(st.info("ex.com", root), want, at, 2 / 3) is None
+        assert decide.due(st.info("ex.com"), want, at, 2 / 3) is None  # no roots: no check
+        assert "current roots" in str(decide.due(st.info("ex.com", new_root), want, at, 2 / 3))
+
+    def test_roots_come_from_the_embedded_ca_of_the_state_directory_or_the_environment(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        from controller.provisioning import acme
+
+        monkeypatch.delenv("TENANTCTL_ACME_DIRECTORY", raising=False)
+        monkeypatch.delenv("TENANTCTL_ACME_ROOTS", raising=False)
+        assert settings_mod.Settings().resolved(tmp_path).roots is None
+        acme.set_default(tmp_path, acme.Ca("https://127.1.0.9:14000/dir", str(tmp_path / "bundle.pem")))
+        assert settings_mod.Settings().resolved(tmp_path).roots == str(tmp_path / "bundle.pem")
+        explicit = settings_mod.Settings(directory="https://127.1.0.9:14000/dir").resolved(tmp_path)
+        assert explicit.roots == str(tmp_path / "bundle.pem")
+        other = settings_mod.Settings(directory="https://acme.example/dir").resolved(tmp_path)
+        assert other.roots is None  # another CA: its roots are not the embedded one's
+        monkeypatch.setenv("TENANTCTL_ACME_ROOTS", "/etc/roots.pem")
+        assert settings_mod.Settings(directory="https://acme.example/dir").resolved(tmp_path).roots == "/etc/roots.pem"
+        assert tls_store.read_roots(str(tmp_path / "missing.pem")) is None
 
 
 def _self_signed(not_before: dt.datetime, not_after: dt.datetime) -> bytes:

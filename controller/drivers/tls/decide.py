@@ -19,6 +19,8 @@ class CertInfo:
     names: tuple[str, ...]
     not_before: dt.datetime
     not_after: dt.datetime
+    #: False when it no longer chains to the CA's current roots (the CA was replaced)
+    anchored: bool = True
 
 
 def names(sub: str, slice_: slices.Tls) -> list[str]:
@@ -65,6 +67,8 @@ def due(cert: CertInfo | None, want: Sequence[str], now: dt.datetime, fraction: 
         return f"certificate does not cover {', '.join(missing)}"
     if now >= cert.not_after:
         return f"certificate expired at {cert.not_after.isoformat()}"
+    if not cert.anchored:
+        return "certificate does not chain to the CA's current roots (the CA was replaced)"
     if ari_start is not None and now >= ari_start:
         return f"inside the CA's renewal window (from {ari_start.isoformat()})"
     at = renew_at(cert, fraction)

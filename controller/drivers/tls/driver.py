@@ -16,7 +16,7 @@ own: the engine's record in the state store (``<sub>/tls``) is the only one, and
 ``tenantctl tls renew`` clears it. Rate limiting takes a token of the CA's bucket in the
 engine's ``RateLimits`` (``use_limits``; an own ``RateLimits`` with the CA's default
 limits when none is injected). Due-ness (``Settings.renew_fraction`` of the lifetime, a
-forced renewal) is reported by ``drifted`` so that the engine's periodic resync brings
+forced renewal, a chain to roots the CA no longer has: ``Settings.roots``) is reported by ``drifted`` so that the engine's periodic resync brings
 the subscription back; the slice holds no time.
 """
 
@@ -82,6 +82,7 @@ class TlsDriver:
         if server is None:
             return [base.Result(c.name, "failed", "not placed on a server") for c in changes]
         now = self.clock()
+        roots = store_mod.read_roots(self.settings.roots)
         results: dict[str, base.Result] = {}
         due: list[tuple[TlsChange, list[str], str]] = []
         for c in changes:
@@ -89,7 +90,7 @@ class TlsDriver:
                 continue
             names = decide.names(c.name, c.slice)
             why = "renewal requested" if self.store.forced(c.name) else decide.due(
-                self.store.info(c.name), names, now, self.settings.renew_fraction)
+                self.store.info(c.name, roots), names, now, self.settings.renew_fraction)
             if why is None:
                 continue
             due.append((c, names, why))
@@ -110,12 +111,13 @@ class TlsDriver:
         if server is None or not changes:
             return {}
         now = self.clock()
+        roots = store_mod.read_roots(self.settings.roots)
         found: dict[str, str] = {}
         expects = []
         for c in changes:
             expect: dict[str, str | None] = {}
             if decide.wanted(c.slice):
-                info = self.store.info(c.name)
+                info = self.store.info(c.name, roots)
                 if info is not None:
                     metrics.observe(c.name, expiry=info.not_after.timestamp())
                 why = "renewal requested" if self.store.forced(c.name) else decide.due(

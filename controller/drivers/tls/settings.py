@@ -27,6 +27,11 @@ class Settings:
     ca_bundle: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_CA_BUNDLE") or None)
     """File of CAs to verify the directory's HTTPS with (env ``TENANTCTL_ACME_CA_BUNDLE``);
     None: the embedded Pebble's bundle for its directory, the system's trust otherwise."""
+    roots: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_ROOTS") or None)
+    """File of the CA's current root certificates (env ``TENANTCTL_ACME_ROOTS``): a stored
+    certificate that does not chain to one of them is re-issued at the next pass (the CA was
+    replaced, or rotated its roots). None: the embedded Pebble's bundle for its directory
+    (Pebble makes a new root at every start), no check otherwise."""
     account: str = "default"
     """Name of the ACME account (key) to use under the state dir: tests use fresh ones."""
     email: str | None = field(default_factory=lambda: os.environ.get("TENANTCTL_ACME_EMAIL") or None)
@@ -67,12 +72,15 @@ class Settings:
     def resolved(self, state_dir: Path) -> Settings:
         """These settings with the state directory's default CA filled in when none is set
         (``provisioning.acme``: the embedded environment records its Pebble there)."""
-        if self.directory:
-            return self
         ca = acme.default(state_dir)
+        if self.directory:
+            if self.roots is None and ca is not None and ca.directory == self.directory and ca.ca_bundle:
+                return dataclasses.replace(self, roots=ca.ca_bundle)
+            return self
         if ca is None:
             return self
-        return dataclasses.replace(self, directory=ca.directory, ca_bundle=self.ca_bundle or ca.ca_bundle)
+        return dataclasses.replace(self, directory=ca.directory, ca_bundle=self.ca_bundle or ca.ca_bundle,
+                                   roots=self.roots or ca.ca_bundle)
 
     def verify(self, state_dir: Path) -> str | bool:
         """What to give ``requests`` as ``verify`` for the directory's HTTPS."""

@@ -9,12 +9,15 @@ backoff record (``<sub>/tls``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from controller.drivers import naming
 from controller.drivers.tls import decide
@@ -49,6 +52,43 @@ def cert_info(fullchain: bytes) -> decide.CertInfo:
     return decide.CertInfo(names, leaf.not_valid_before_utc, leaf.not_valid_after_utc)
 
 
+def read_roots(path: str | None) -> bytes | None:
+    """The CA's current roots (PEM) or None when there is no file to check against: a
+    missing or unreadable file disables the check rather than re-issuing everything."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def chains_to(fullchain: bytes, roots: bytes) -> bool:
+    """Whether the chain's top certificate is one of ``roots`` or was signed by one of
+    them (cached: every resync asks for every certificate). A roots file without
+    certificates answers True: nothing to judge by."""
+    try:
+        anchors = x509.load_pem_x509_certificates(roots)
+    except ValueError:
+        return True
+    try:
+        top = x509.load_pem_x509_certificates(fullchain)[-1]
+    except ValueError:
+        return False
+    for anchor in anchors:
+        if top == anchor:
+            return True
+        if top.issuer != anchor.subject:
+            continue
+        try:
+            top.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
 class Store:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "tls"
@@ -77,9 +117,16 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def info(self, sub: str) -> decide.CertInfo | None:
+    def info(self, sub: str, roots: bytes | None = None) -> decide.CertInfo | None:
+        """What the stored certificate covers and when; with ``roots``, also whether it
+        still chains to them (``CertInfo.anchored``)."""
         pair = self.certificate(sub)
-        return cert_info(pair[0]) if pair else None
+        if pair is None:
+            return None
+        info = cert_info(pair[0])
+        if roots is not None and not chains_to(pair[0], roots):
+            info = dataclasses.replace(info, anchored=False)
+        return info
 
     def save_certificate(self, sub: str, fullchain: bytes, key: bytes) -> None:
         d = _private(self._cert_dir(sub))
