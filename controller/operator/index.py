@@ -26,6 +26,9 @@ BY_PLAN, BY_ADDON, BY_CUSTOMER = "subs_by_plan", "subs_by_addon", "subs_by_custo
 FAN_OUT: dict[str, str] = {"ServicePlan": BY_PLAN, "AddOnPlan": BY_ADDON, "Customer": BY_CUSTOMER}
 #: the operator's finalizer on Subscriptions (LIFE-6: final backup before the object goes)
 FINALIZER = "tenantctl.io/final-backup"
+#: the annotation that confirms a deleted Subscription's part in a held mass deletion
+#: (what ``apply --allow-mass-delete`` is to the CLI)
+CONFIRM_DELETION = "tenantctl.io/confirm-deletion"
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,6 +64,21 @@ def affected(kind: str, name: str, fan_out: Mapping[str, Mapping[str, Collection
 
 def deleting(body: Mapping[str, Any]) -> bool:
     return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def deletion_confirmed(body: Mapping[str, Any]) -> bool:
+    """Whether a deleted Subscription carries ``CONFIRM_DELETION: "true"``."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return deleting(body) and annotations.get(CONFIRM_DELETION) == "true"
+
+
+def mass_deletion_confirmed(subscriptions: Mapping[str, Mapping[str, Any]], live: Iterable[str]) -> bool:
+    """Whether the deletions a pass would make are all confirmed: every subscription the
+    store holds alive that the cluster no longer wants is a Subscription being deleted
+    with the annotation. One that vanished from the cluster without its finalizer cannot
+    be confirmed here (``tenantctl apply --allow-mass-delete`` on the operator's volume)."""
+    gone = [n for n in live if n not in subscriptions or deleting(subscriptions[n])]
+    return bool(gone) and all(n in subscriptions and deletion_confirmed(subscriptions[n]) for n in gone)
 
 
 def has_finalizer(body: Mapping[str, Any]) -> bool:

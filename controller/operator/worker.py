@@ -7,6 +7,8 @@ After a pass it writes the status of the passed subscriptions (a PATCH only when
 status changed: ``controller.kube.status.status_patch``) and lifts the finalizer of a
 deleted Subscription once the engine recorded its deletion (LIFE-6: final backup
 first); a failed or held deletion keeps the finalizer and is retried after its backoff.
+A held mass deletion goes ahead once every Subscription it deletes carries the
+annotation ``tenantctl.io/confirm-deletion: "true"`` (``index.mass_deletion_confirmed``).
 """
 
 from __future__ import annotations
@@ -169,7 +171,10 @@ class Reconciler:
             self.engine.check_servers(ds)
             if timer:
                 self.engine.resync(ds)
-        report = self.engine.reconcile(ds, only=keys, check_servers=False, command="operator")
+        confirmed = any(index.deletion_confirmed(b) for b in subs.values()) and index.mass_deletion_confirmed(
+            subs, (r.name for r in self.store.list_subscriptions()))
+        report = self.engine.reconcile(ds, only=keys, check_servers=False, command="operator",
+                                       allow_mass_delete=confirmed)
         items = {i["name"]: i for i in status_mod.items(self.store)}
         names = sorted(subs) if keys is None else sorted(k for k in keys if k in subs)
         patches = sum(self._write_status(subs[n], items.get(n)) for n in names if not index.deleting(subs[n]))

@@ -37,7 +37,8 @@ class Decision:
     @property
     def message(self) -> str:
         return (f"{len(self.deletions)} deletions held: more than {self.limit} in one pass "
-                "(confirm with `tenantctl apply --allow-mass-delete`)")
+                "(confirm with `tenantctl apply --allow-mass-delete`; under the operator, annotate each "
+                "deleted Subscription tenantctl.io/confirm-deletion=true)")
 
 
 def decide(deletions: list[str], live: int, threshold: Threshold, *, allowed: bool) -> Decision:

@@ -10,9 +10,7 @@ from typing import Any
 import kmock as kmock_lib
 import pytest
 import pytest_asyncio
-from operator_harness import GROUP_VERSION, Fakes, Replica
-
-from controller.operator import index
+from operator_harness import Fakes, Replica, serve_kinds
 
 
 @pytest.fixture
@@ -23,17 +21,7 @@ def fakes() -> Fakes:
 @pytest_asyncio.fixture
 async def api(kmock: kmock_lib.KubernetesEmulator) -> AsyncIterator[kmock_lib.KubernetesEmulator]:
     """The MOCK API server (kmock) serving the six kinds and Leases."""
-    for kind, plural in index.PLURALS.items():
-        kmock.resources[f"{GROUP_VERSION}/{plural}"] = kmock_lib.ResourceInfo(
-            kind=kind, namespaced=True, subresources={"status"},
-            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
-    # what every cluster serves and kopf's discovery waits for
-    kmock.resources["v1/namespaces"] = kmock_lib.ResourceInfo(kind="Namespace", namespaced=False,
-                                                              verbs={"get", "list", "watch"})
-    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock_lib.ResourceInfo(
-        kind="CustomResourceDefinition", namespaced=False, verbs={"get", "list", "watch"})
-    kmock.resources["coordination.k8s.io/v1/leases"] = kmock_lib.ResourceInfo(
-        kind="Lease", namespaced=True, verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+    serve_kinds(kmock)
     yield kmock
 
 

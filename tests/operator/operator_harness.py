@@ -68,6 +68,22 @@ class Fakes:
         return dict(self.drivers), None  # type: ignore[arg-type]
 
 
+def serve_kinds(api: kmock_lib.KubernetesEmulator) -> kmock_lib.KubernetesEmulator:
+    """Make the MOCK API server (kmock) serve the six kinds, Leases and what kopf's
+    discovery waits for (namespaces, CRDs)."""
+    for kind, plural in index.PLURALS.items():
+        api.resources[f"{GROUP_VERSION}/{plural}"] = kmock_lib.ResourceInfo(
+            kind=kind, namespaced=True, subresources={"status"},
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+    api.resources["v1/namespaces"] = kmock_lib.ResourceInfo(kind="Namespace", namespaced=False,
+                                                            verbs={"get", "list", "watch"})
+    api.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock_lib.ResourceInfo(
+        kind="CustomResourceDefinition", namespaced=False, verbs={"get", "list", "watch"})
+    api.resources["coordination.k8s.io/v1/leases"] = kmock_lib.ResourceInfo(
+        kind="Lease", namespaced=True, verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+    return api
+
+
 def example_resources() -> list[dict[str, Any]]:
     """Every example document as the custom resource the API server would store."""
     out = []

@@ -146,3 +146,34 @@ async def test_a_spec_edit_writes_the_new_observed_generation_once(
     status = obj(api, "Subscription", SUB)["status"]
     assert status["effective"] != before["effective"]  # php-boost's values are gone
     assert all(c["observedGeneration"] == 2 for c in status["conditions"])
+
+
+async def test_a_held_mass_deletion_goes_ahead_once_each_deleted_subscription_is_confirmed(
+        api: kmock_lib.KubernetesEmulator, replicas: Any, fakes: Fakes) -> None:
+    """Twelve examples: more than one deletion in a pass is held (guard: 10 %). Two
+    Subscriptions deleted while no replica runs are held, finalizers kept, nothing
+    removed; annotating one is not enough; annotating both lets them go."""
+    seed(api, example_resources())
+    first = replicas("replica-a")
+    doomed = ["mermoz.example.org", "shop.example.com"]
+    await until(lambda: all(has_finalizer(api, n) for n in doomed), what="the finalizers")
+    await until(lambda: set(doomed) <= set(fakes.drivers["web"].names()), what="the first ensure")
+    first.control.stop()
+    await first.join()
+    for name in doomed:
+        async with api.delete(f"/apis/tenantctl.io/v1/namespaces/{NS}/subscriptions/{name}") as resp:
+            assert resp.status < 300
+    r = replicas("replica-b", retry=0.3)
+    await until(lambda: len(r.passes) >= 2, what="two passes")
+    assert all(has_finalizer(api, n) for n in doomed)  # held: nothing deleted
+    assert not set(doomed) & set(fakes.drivers["web"].names("delete"))
+    await patch(api, "Subscription", doomed[0],
+                {"metadata": {"annotations": {index.CONFIRM_DELETION: "true"}}})
+    passes = len(r.passes)
+    await until(lambda: len(r.passes) >= passes + 2, what="two more passes")
+    assert all(has_finalizer(api, n) for n in doomed), "one confirmation of two is not enough"
+    await patch(api, "Subscription", doomed[1],
+                {"metadata": {"annotations": {index.CONFIRM_DELETION: "true"}}})
+    await until(lambda: all(gone(api, "Subscription", n) for n in doomed), what="both objects gone")
+    assert set(doomed) <= set(fakes.drivers["web"].names("delete"))
+

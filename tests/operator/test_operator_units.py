@@ -167,3 +167,18 @@ def test_an_invalid_object_is_reported_like_validate_reports_a_dump(tmp_path: Pa
         desired.load(objs, tmp_path)
     assert "no-such-plan" in str(exc.value)
     assert str(tmp_path / "desired.yaml") in str(exc.value)
+
+
+def test_only_annotated_deletions_of_every_gone_subscription_confirm() -> None:
+    def sub(deleting: bool, confirmed: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {"annotations": {index.CONFIRM_DELETION: "true"} if confirmed else {}}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+        return {"metadata": meta}
+
+    live = ["a", "b", "c"]
+    assert index.mass_deletion_confirmed({"a": sub(True, True), "b": sub(True, True), "c": sub(False, False)}, live)
+    assert not index.mass_deletion_confirmed({"a": sub(True, True), "b": sub(True, False), "c": sub(False, False)},
+                                             live)
+    assert not index.mass_deletion_confirmed({"a": sub(True, True), "c": sub(False, False)}, live)  # b vanished
+    assert not index.mass_deletion_confirmed({n: sub(False, True) for n in live}, live)  # nothing to delete
