@@ -91,3 +91,50 @@ async def test_the_process_reconciles_probes_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_standby_process_takes_over_within_20_s_of_the_holder_s_sigkill(
+        api: kmock_lib.KubernetesEmulator, tmp_path: Path) -> None:
+    """Two processes with deploy/'s arguments and the real Lease timing (15 s lease, 10 s
+    renew deadline, 2 s retry): the holder is SIGKILLed (no release), the standby holds
+    the Lease and reconciles within 20 s (issue 11)."""
+    seed(api, example_resources())
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for identity in ("operator-0", "operator-1"):
+            env = dict(os.environ, TENANTCTL_STATE_DIR=str(tmp_path / "state"), TENANTCTL_DRIVERS="none",
+                       TENANTCTL_NOW=T0.isoformat(), POD_NAME=identity)
+            logs[identity] = tmp_path / f"{identity}.log"
+            with logs[identity].open("wb") as out:
+                procs[identity] = subprocess.Popen(
+                    [sys.executable, "-m", "controller.operator", *deploy_args(), f"--server={api.url}"],
+                    env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            if identity == "operator-0":
+                await until(lambda: len(patches(api)) > 0, timeout=60.0, what="operator-0 reconciling")
+
+        def holder() -> str:
+            lease: Any = api.objects["coordination.k8s.io/v1/leases", NS, "tenantctl-operator"]
+            return str(lease["spec"]["holderIdentity"])
+
+        assert holder() == "operator-0"
+        procs["operator-0"].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await until(lambda: holder() == "operator-1", timeout=25.0, what="operator-1 holding the Lease")
+        took = time.monotonic() - killed
+        # the new holder reconciles: a Subscription created now gets its status
+        sub = next(o for o in example_resources() if o["kind"] == "Subscription")
+        new = {**sub, "metadata": {"name": "takeover.example.org", "namespace": NS},
+               "spec": {k: sub["spec"][k] for k in ("customer", "plan", "region")}}
+        async with api.post(f"/apis/tenantctl.io/v1/namespaces/{NS}/subscriptions", json=new) as resp:
+            assert resp.status < 300, await resp.text()
+        await until(lambda: patches(api, name="takeover.example.org") or procs["operator-1"].poll() is not None,
+                    timeout=30.0, what="operator-1 writing the new subscription's status")
+        print(f"\ntakeover after SIGKILL: {took:.1f} s (lease 15 s)")
+        assert procs["operator-1"].poll() is None, logs["operator-1"].read_text()
+        assert took < 20.0, f"takeover after {took:.1f} s"
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
