@@ -1,4 +1,5 @@
-"""Cross-document rules: references, PLAN-1/2, PHP-3 settings, addresses.
+"""Cross-document rules: references, PLAN-1/2, PHP-3 settings, addresses, the FTP
+account limit (RES-1, issue 14) where the documents decide it.
 
 ``build(docs)`` indexes the documents into a ``DesiredState`` and returns it with every
 ``Issue`` found. Pure: no I/O.
@@ -26,6 +27,42 @@ def php_issues(doc: Document, loc: Loc, settings: Mapping[str, Any]) -> Iterator
             php.normalise(key, value)
         except ValueError as exc:
             yield doc.issue((*loc, key), str(exc))
+
+
+def ftp_accounts_over(users: int, limit: object) -> str | None:
+    """RES-1 for FTPS accounts (issue 14): the message when ``users`` accounts exceed the
+    effective ``resources.ftpAccounts`` (a number, ``unlimited`` or None: no limit), else
+    None. The one rule: ``validate``/``plan`` (``build``) and the web driver's refusal at
+    apply (``hosting.ftp.over_limit``) both ask it."""
+    if limit is None or limit == values.UNLIMITED or not isinstance(limit, int) or users <= limit:
+        return None
+    return f"{users} FTP users but the plan allows {limit} (resources.ftpAccounts)"
+
+
+def ftp_accounts_limit(ds: DesiredState, spec: kinds.SubscriptionSpec) -> int | str | None:
+    """The subscription's ``resources.ftpAccounts`` as far as its documents decide it
+    (PLAN-3: the plan's value, add-ons adding up, ``unlimited`` winning; SYNC-2: a
+    customised value replaces), None when they do not: a value left out everywhere is
+    the default (unlimited), and a customised subscription without its own value keeps
+    the plan of when it was locked (the state store's: the web driver checks that one
+    with the same rule at apply). A transferred subscription (PLAN-7) is checked
+    against its current plan here."""
+    if spec.customizations is not None:
+        own = spec.customizations.resources.ftpAccounts
+        if own is not UNSET:
+            return own
+        if has_values(spec.customizations):
+            return None
+    if spec.plan is None or spec.plan not in ds.plans:
+        return None
+    limit = ds.plans[spec.plan].resources.ftpAccounts
+    if limit is UNSET:
+        return None
+    for name in spec.addons:
+        addon = ds.addons.get(name)
+        if addon is not None and addon.resources.ftpAccounts is not UNSET:
+            limit = values.add_limits(limit, addon.resources.ftpAccounts)
+    return limit
 
 
 def _removals(doc: Document, loc: Loc, model: kinds.Strict) -> Iterator[Issue]:
@@ -193,6 +230,11 @@ def _subscriptions(ds: DesiredState) -> Iterator[Issue]:
         if spec.customerSettings.hosting.php.settings:
             yield doc.issue(("customerSettings", "hosting", "php", "settings"),
                             "customer PHP settings go under customerSettings.php")
+        if spec.access.ftpUsers:
+            over = ftp_accounts_over(len(spec.access.ftpUsers), ftp_accounts_limit(ds, spec))
+            if over:
+                yield doc.issue(("access", "ftpUsers"), f"{over}: remove an account or raise the limit "
+                                "(an add-on's ftpAccounts add up, PLAN-3)")
         dbs: set[str] = set()
         for i, db in enumerate(spec.databases):
             if db.name in dbs:

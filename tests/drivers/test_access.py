@@ -3,6 +3,8 @@ the real OpenSSH client of the host: a tenant uploads into httpdocs and nginx se
 it, the session is chrooted (``/`` is the web space, other tenants' spaces are out of
 reach, no shell), suspension refuses the login at once and activation brings it back, a
 removed key is refused after the next apply; root's own login by key keeps working.
+``hosting.ssh`` gives an interactive shell (busybox) in the same chroot, lost on the
+pass that turns it off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.drivers import base, naming
+from controller.drivers.hosting import render
 
 from .conftest import Cluster
 from .test_hosting import Env, curl, sub_doc
@@ -47,9 +50,9 @@ class Keys:
         return subprocess.run(["sftp", *self._opts(key), "-b", str(batch), f"{naming.system_user(sub)}@{ADDRESS}"],
                               capture_output=True, text=True, timeout=60, check=False)
 
-    def ssh(self, key: Path, sub: str, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ssh", *self._opts(key), "-T", f"{naming.system_user(sub)}@{ADDRESS}", *argv],
-                              input="", capture_output=True, text=True, timeout=60, check=False)
+    def ssh(self, key: Path, sub: str, *argv: str, tty: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ssh", *self._opts(key), "-tt" if tty else "-T", f"{naming.system_user(sub)}@{ADDRESS}",
+                               *argv], input="", capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture
@@ -149,3 +152,73 @@ def test_a_web_space_of_the_old_layout_becomes_a_chroot_and_a_lost_key_file_is_d
     assert stat == [f"root:{user}", "751", f"{user}:www-data", "750"], stat
     assert keys.sftp(key, s, "ls /httpdocs\n").returncode == 0
     assert env.web.drifted(SERVER, [change]) == {}
+
+
+def test_hosting_ssh_gives_a_shell_in_the_same_chroot_until_turned_off(env: Env, tmp_path: Path) -> None:
+    a, b = "a-shell.access.test", "b-shell.access.test"
+    keys = Keys(tmp_path)
+    key_a, pub_a = keys.make("shelly")
+    key_b, pub_b = keys.make("plain")
+
+    def subs(ssh: bool) -> list[dict[str, object]]:
+        return [sub_doc(a, access={"sshKeys": [pub_a]}, customizations={"hosting": {"ssh": ssh}}),
+                sub_doc(b, access={"sshKeys": [pub_b]})]
+    env.subs = subs(True)
+    report = env.reconcile()
+    assert report.ok, report.failed
+    home = naming.home(a)
+    out = keys.ssh(key_a, a, f"echo hi; id -u; ls /; cat /../{b}/httpdocs/index.html; ls /srv /etc/passwd")
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["hi", env.ssh(SERVER, "id", "-u", naming.system_user(a)).text.strip()], out
+    listing = set(lines[2:])
+    assert {"bin", "dev", "httpdocs", "logs", "tmp"} <= listing, out
+    assert not {"etc", "srv", "usr", "root", "proc"} & listing, out  # the web space only
+    assert out.returncode != 0 and "No such file" in out.stderr  # other tenants, the host: out of reach
+    # a terminal when asked for one; SFTP still works (in-process: no sftp-server in the chroot)
+    tty = keys.ssh(key_a, a, "[ -t 0 ] && echo terminal", tty=True)
+    assert "terminal" in tty.stdout, tty
+    upload = tmp_path / "up.txt"
+    upload.write_text("by sftp\n")
+    assert keys.sftp(key_a, a, f"put {upload} /httpdocs/up.txt\n").returncode == 0
+    assert keys.ssh(key_a, a, "cat /httpdocs/up.txt").stdout == "by sftp\n"
+    # the shell is root's, unwritable and without privileges
+    st = env.ssh(SERVER, "stat", "-c", "%U:%G %a", home, f"{home}/bin", f"{home}/bin/busybox").text.split()
+    assert st == [f"root:{naming.system_user(a)}", "751", "root:root", "755", "root:root", "755"], st
+    assert "Read-only" in keys.ssh(key_a, a, "touch /bin/x || echo Read-only").stdout
+    # the other tenant has no shell: SFTP only
+    plain = keys.ssh(key_b, b, "echo hi")
+    assert "hi" not in plain.stdout.splitlines() and keys.sftp(key_b, b, "ls /\n").returncode == 0
+    # a restarted container's sshd configuration lacks the Include: drift, repaired by an apply
+    ds = env.desired()
+    change = base.Change(a, "ensure", env.web.slice(env.engine.plan(ds).subscriptions[a].typed))
+    main = "/etc/ssh/tenantctl_sshd_config"
+    assert env.ssh(SERVER, "sed", "-i", "/tenantctl tenants (shell)/d;/tenantctl-shell.d/d", main).returncode == 0
+    assert "sshd does not include" in env.web.drifted(SERVER, [change]).get(a, "")
+    [result] = env.web.apply(SERVER, [change])
+    assert result.outcome == "provisioned", result
+    assert keys.ssh(key_a, a, "echo back").stdout.splitlines() == ["back"]
+    # turned off: SFTP only on this very pass, the shell's files gone
+    env.subs = subs(False)
+    assert env.reconcile().ok
+    off = keys.ssh(key_a, a, "echo hi")
+    assert "hi" not in off.stdout.splitlines(), off
+    assert keys.sftp(key_a, a, "ls /httpdocs\n").returncode == 0
+    assert env.ssh(SERVER, "sh", "-c", f'test -e {home}/bin || test -e {home}/dev').returncode != 0
+    assert env.ssh(SERVER, "getent", "passwd", naming.system_user(a)).text.strip().endswith(":/usr/sbin/nologin")
+
+
+def test_without_quota_support_the_role_says_why_and_the_conflict_stands(env: Env) -> None:
+    """RES-3 on the embedded servers (no quota on their file system): the role records
+    why, a subscription asking for a hard quota stays Unsynced with the conflict, and
+    no quota file reaches the server."""
+    fact = env.ssh(SERVER, "cat", "/etc/tenantctl/facts/hard-quota").text.strip()
+    assert fact.startswith("false: ") and "no quota enabled" in fact, fact
+    s = "q-none.access.test"
+    env.subs = [sub_doc(s, customizations={"hosting": {"hardQuota": True}})]
+    report = env.reconcile()
+    assert report.ok, report.failed
+    item = env.engine.plan(env.desired()).subscriptions[s].item
+    assert item["sync"] == "unsynced" and item["effective"]["hosting"]["hardQuota"] is False
+    assert [(c["property"], c["planValue"], c["availableValue"]) for c in item["conflicts"]] == [
+        ("hosting.hardQuota", True, False)]
+    assert env.ssh(SERVER, "test", "-e", render.quota_path(s)).returncode != 0

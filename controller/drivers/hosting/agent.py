@@ -20,6 +20,28 @@ the files there, so the tenant must not be able to swap them for links; nginx's 
 ``error.log`` are made before nginx first opens them, www-data's with the tenant's group,
 0640 (as logrotate recreates them): the tenant reads them, other tenants do not.
 
+Interactive shell (issue 14, ``hosting.ssh``): the grant is the item's file
+``/etc/ssh/tenantctl-shell.d/<user>.conf`` (a ``Match User`` block that lifts the SFTP
+group's ``ForceCommand internal-sftp``, first value wins in sshd). With it, the tenant's
+login shell is ``/bin/sh`` and its chroot (the web space's root-owned top) holds a
+root-owned ``bin/`` with a copy (or hard link) of the static busybox (no setuid bit) and
+its applets, and ``dev/`` with null, zero, tty and urandom; without it, the login shell
+is nologin and those entries are removed (before the file goes: a login in between gets
+no shell). sshd reads the blocks through one ``Include`` of that directory, placed
+before the role's SFTP block, and serves SFTP in-process (``Subsystem sftp
+internal-sftp``: the chroot has no sftp-server); until the role carries both, the agent
+puts them in the main configuration (a marked block; a container restart regenerates
+that file, which the drift check reports); ``sshd -t`` checks the whole configuration before
+sshd is sent HUP, else the batch's shell files are removed (SFTP only) and their items
+fail with sshd's message.
+
+Hard disk quota (RES-3): the item's file ``/etc/tenantctl/quota/<user>`` holds the
+tenant's block limit in KiB; after the transaction ``setquota -u`` sets it on the file
+system of ``/srv/www`` (no soft limit, no inode limit), or lifts it (0) when the file
+went away; a file system without quotas fails the item with setquota's message (the
+role records the server's support in ``/etc/tenantctl/facts/hard-quota``; placement keeps
+hard quotas off servers that do not offer them).
+
 FTPS (issue 14): each tenant's accounts are one transaction file
 ``/etc/pure-ftpd/tenantctl/<user>.passwd`` (``login:hash`` lines); after the
 transaction the agent joins them, with the uid, gid and chroot of each file's user, into
@@ -34,6 +56,7 @@ import os
 import pwd
 import re
 import shutil
+import stat
 
 from controller.agent import check, files, jobs, phases, transaction
 
@@ -51,11 +74,41 @@ FTP_PUREDB = "/etc/pure-ftpd/tenantctl.pdb"
 STATS_DIR = "/var/lib/tenantctl/stats"
 STATS_HTPASSWD_DIR = "/etc/nginx/tenantctl-stats"
 LOG_FILES = ("access.log", "error.log")
+#: = ``controller.drivers.hosting.render.SHELL_DIR``: one sshd ``Match User`` block per
+#: tenant granted a shell
+SHELL_DIR = "/etc/ssh/tenantctl-shell.d"
+SHELL_INCLUDE = f"Include {SHELL_DIR}/*.conf"
+SHELL_MARKS = ("# BEGIN tenantctl tenants (shell)", "# END tenantctl tenants (shell)")
+SFTP_MARK = "# BEGIN tenantctl tenants (SFTP)"
+SUBSYSTEM = "Subsystem sftp internal-sftp"
+#: the role's file (``Match Group`` of the SFTP group) and the main configurations
+SSHD_TENANTS = "/etc/ssh/tenantctl-tenants.conf"
+SSHD_EMBEDDED = "/etc/ssh/tenantctl_sshd_config"
+SSHD_DEBIAN = "/etc/ssh/sshd_config"
+SSHD_PID = "/run/sshd.pid"
+BUSYBOX = "/bin/busybox"
+LOGIN_SHELL = "/bin/sh"
+NOLOGIN = "/usr/sbin/nologin"
+#: = ``controller.drivers.hosting.render.QUOTA_DIR``
+QUOTA_DIR = "/etc/tenantctl/quota"
+#: what the tenant's chroot gets for a shell (root-owned, removed when revoked)
+SHELL_ENTRIES = ("bin", "dev")
+#: applets linked in the chroot's bin (any other runs as ``busybox NAME``: nothing in
+#: busybox gains privileges without a setuid bit)
+APPLETS = ("sh", "ash", "ls", "cat", "cp", "mv", "rm", "mkdir", "rmdir", "ln", "chmod", "touch", "echo", "printf",
+           "pwd", "head", "tail", "grep", "egrep", "fgrep", "sed", "awk", "find", "xargs", "sort", "uniq", "wc",
+           "du", "tar", "gzip", "gunzip", "zcat", "unzip", "vi", "less", "more", "diff", "date", "env", "id",
+           "test", "[", "true", "false", "sleep", "basename", "dirname", "readlink", "realpath", "stat",
+           "md5sum", "sha256sum", "cut", "tr", "tee", "clear", "which", "whoami", "expr", "seq", "patch")
+#: (name, major, minor) character devices of the shell's /dev
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9), ("tty", 5, 0))
 _FTP_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}@[a-z0-9.-]{1,253}$")
 _FTP_HASH = re.compile(r"^\$6\$[A-Za-z0-9./]{1,16}\$[A-Za-z0-9./]{86}$")
 
 _users: set[str] = set()
 _unlocked: set[str] = set()
+#: busybox's applets (``busybox --list``, asked once per run)
+_applets: set[str] = set()
 
 
 def _ensure_group() -> None:
@@ -190,6 +243,228 @@ def rebuild_ftp() -> bool:
     return True
 
 
+def shell_file(user: str) -> str:
+    return f"{SHELL_DIR}/{user}.conf"
+
+
+def shell_granted(item: jobs.Item) -> bool:
+    """The item grants its tenant a shell: it installs the tenant's sshd block."""
+    assert item.user is not None
+    return any(f.dest == shell_file(item.user.name) and f.src for f in item.files)
+
+
+def _login_shell(user: str, shell: str) -> bool:
+    if pwd.getpwnam(user).pw_shell == shell:
+        return False
+    code, out = files.run(["usermod", "--shell", shell, user])
+    if code != 0:
+        raise RuntimeError(f"usermod --shell {shell} {user}: {out}")
+    return True
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    """``dest`` the same bytes as ``src``, root-owned 0755 without setuid: a hard link
+    on the same file system (the tenant cannot write either), else a copy."""
+    st = os.stat(src)
+    if os.path.lexists(dest):
+        cur = os.lstat(dest)
+        if (cur.st_ino, cur.st_dev) == (st.st_ino, st.st_dev) or (
+                os.path.isfile(dest) and not os.path.islink(dest) and cur.st_size == st.st_size
+                and files.read(dest) == files.read(src)):
+            if cur.st_mode & 0o7777 != 0o755 or cur.st_uid != 0:
+                os.chown(dest, 0, 0, follow_symlinks=False)
+                os.chmod(dest, 0o755)
+            return
+        os.unlink(dest)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+    os.chown(dest, 0, 0)
+    os.chmod(dest, 0o755)
+
+
+def ensure_shell(user: str, home: str, granted: bool) -> bool:
+    """The tenant's login shell and the chroot's ``bin``/``dev`` (see the docstring)."""
+    if not granted:
+        changed = _login_shell(user, NOLOGIN)
+        for entry in SHELL_ENTRIES:
+            path = os.path.join(home, entry)
+            if os.path.lexists(path):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+                changed = True
+        return changed
+    if not os.path.isfile(BUSYBOX):
+        raise RuntimeError(f"{BUSYBOX} is missing (package busybox-static): no shell")
+    changed = False
+    bindir = os.path.join(home, "bin")
+    if not os.path.isdir(bindir) or os.path.islink(bindir):
+        changed = True
+    changed |= files.ensure_dir(bindir, 0, 0, 0o755)
+    _link_or_copy(BUSYBOX, os.path.join(bindir, "busybox"))
+    if not _applets:
+        code, out = files.run([BUSYBOX, "--list"])
+        _applets.update(out.split() if code == 0 else [])
+    for applet in APPLETS:
+        link = os.path.join(bindir, applet)
+        if applet in _applets and not os.path.lexists(link):
+            os.symlink("busybox", link)
+            changed = True
+    devdir = os.path.join(home, "dev")
+    changed |= files.ensure_dir(devdir, 0, 0, 0o755)
+    for name, major, minor in DEVICES:
+        path = os.path.join(devdir, name)
+        if not os.path.lexists(path):
+            try:
+                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+                os.chmod(path, 0o666)
+            except OSError:
+                continue  # a file system mounted nodev: the shell works without them
+            changed = True
+    changed |= _login_shell(user, LOGIN_SHELL)  # last: the tree is in place first
+    return changed
+
+
+def sshd_config() -> str:
+    return SSHD_EMBEDDED if os.path.exists(SSHD_EMBEDDED) else SSHD_DEBIAN
+
+
+def _subsystem_line(line: str) -> bool:
+    return line.split()[:2] == ["Subsystem", "sftp"]
+
+
+def shell_ready() -> bool:
+    """sshd reads the shell blocks (the ``Include`` is in the role's tenants file or in
+    the main configuration) and serves SFTP in-process (``Subsystem sftp
+    internal-sftp``: a shell's chroot has no sftp-server, and sshd 9.2 takes no
+    Subsystem inside a Match block)."""
+    main = files.read(sshd_config())
+    lines = [] if main is None else main.decode(errors="replace").splitlines()
+    tenants = files.read(SSHD_TENANTS)
+    included = SHELL_INCLUDE in lines or (tenants is not None and SHELL_INCLUDE in tenants.decode(
+        errors="replace").splitlines())
+    internal = [ln.split()[2:3] for ln in lines if _subsystem_line(ln)] == [["internal-sftp"]]
+    return included and internal
+
+
+def prepare_sshd() -> bool:
+    """Make ``shell_ready`` true in the main configuration: the ``Include`` in a marked
+    block before the role's SFTP block, the sftp subsystem in-process (the same protocol
+    for root and every tenant). True if it changed the file."""
+    if shell_ready():
+        return False
+    path = sshd_config()
+    data = files.read(path)
+    lines = [] if data is None else data.decode().splitlines()
+    if SFTP_MARK not in lines:
+        raise RuntimeError(f"{path} has no tenants' block ({SFTP_MARK!r}): the role was not applied")
+    lines = [SUBSYSTEM if _subsystem_line(ln) else ln for ln in lines]
+    if SUBSYSTEM not in lines:
+        lines.insert(lines.index(SFTP_MARK), SUBSYSTEM)
+    tenants = files.read(SSHD_TENANTS)
+    if SHELL_INCLUDE not in lines and not (tenants is not None and SHELL_INCLUDE in tenants.decode(
+            errors="replace").splitlines()):
+        at = lines.index(SFTP_MARK)
+        lines[at:at] = [SHELL_MARKS[0], SHELL_INCLUDE, SHELL_MARKS[1]]
+    files.write(path, ("\n".join(lines) + "\n").encode(), os.stat(path).st_mode & 0o777)
+    return True
+
+
+def shell_state() -> dict[str, bytes | None]:
+    try:
+        names = sorted(os.listdir(SHELL_DIR))
+    except FileNotFoundError:
+        return {}
+    return {n: files.read(os.path.join(SHELL_DIR, n)) for n in names}
+
+
+def reload_sshd(job: jobs.Job, before: dict[str, bytes | None], results: dict[str, jobs.ItemResult]) -> None:
+    """After the transaction: when the shell blocks changed, or a granted one is not
+    read, check sshd's whole configuration and send it HUP (existing sessions stay);
+    a configuration sshd refuses loses this batch's shell blocks (SFTP only)."""
+    granted = [i for i in job.items if i.user is not None and i.action != "delete" and results[i.name].ok
+               and shell_granted(i)]
+    if shell_state() == before and (not granted or shell_ready()):
+        return
+    if granted:
+        prepare_sshd()
+    code, out = files.run(["/usr/sbin/sshd", "-t", "-f", sshd_config()], timeout=60)
+    if code != 0:
+        for i in granted:
+            assert i.user is not None
+            files.write(shell_file(i.user.name), None)
+            results[i.name] = jobs.ItemResult(False, f"sshd refused the shell block, SFTP only: {out.strip()}", True)
+        code, out = files.run(["/usr/sbin/sshd", "-t", "-f", sshd_config()], timeout=60)
+        if code != 0:
+            raise RuntimeError(f"sshd -t: {out.strip()}")
+    code, out = files.run(["pkill", "--signal", "HUP", "--pidfile", SSHD_PID])
+    if code not in (0, 1):
+        raise RuntimeError(f"reloading sshd: {out.strip()}")
+
+
+def shell_drift(expect: list[jobs.Expect]) -> dict[str, str]:
+    """Subscriptions granted a shell whose block sshd does not read (a restarted
+    container regenerates the main configuration without the ``Include``)."""
+    if shell_ready():
+        return {}
+    out = {}
+    for e in expect:
+        if e.user is not None and e.expect.get(shell_file(e.user.name)) is not None:
+            out[e.name] = f"sshd does not include {SHELL_DIR} (no shell)"
+    return out
+
+
+def quota_file(user: str) -> str:
+    return f"{QUOTA_DIR}/{user}"
+
+
+def quota_limit(data: bytes | None) -> int:
+    """The KiB limit of a quota file (0: none)."""
+    if data is None:
+        return 0
+    lines = [ln.strip() for ln in data.decode().splitlines() if ln.strip() and not ln.startswith("#")]
+    if len(lines) != 1 or not lines[0].isdigit():
+        raise RuntimeError("malformed quota file")
+    return int(lines[0])
+
+
+def set_quotas(job: jobs.Job, before: set[str], results: dict[str, jobs.ItemResult]) -> None:
+    """``setquota`` for every item that has a quota file, or had one before this
+    transaction (its limit lifted: also before a deleted tenant's user goes, so that a
+    later user with its uid does not inherit it); a failure fails that item only."""
+    mount = ""
+    for item in job.items:
+        if item.user is None or not results[item.name].ok:
+            continue
+        path = quota_file(item.user.name)
+        granted = any(f.dest == path and f.src for f in item.files)
+        if not granted and path not in before:
+            continue
+        try:
+            limit = quota_limit(files.read(path) if granted else None)
+            if not mount:
+                code, out = files.run(["findmnt", "--noheadings", "--first-only", "--output", "TARGET",
+                                       "--target", WEB_ROOT])
+                if code != 0 or not out.strip():
+                    raise RuntimeError(f"findmnt {WEB_ROOT}: {out.strip()}")
+                mount = out.strip()
+            code, out = files.run(["setquota", "-u", item.user.name, "0", str(limit), "0", "0", mount], timeout=60)
+            if code != 0:
+                raise RuntimeError(f"setquota: {out.strip()}")
+        except (OSError, RuntimeError) as exc:
+            results[item.name] = jobs.ItemResult(False, f"hard quota: {exc}", True)
+
+
+def quota_files() -> set[str]:
+    try:
+        return {os.path.join(QUOTA_DIR, n) for n in os.listdir(QUOTA_DIR)}
+    except FileNotFoundError:
+        return set()
+
+
 def copy_tree(src: str, dest: str, uid: int, gid: int) -> None:
     """Copy a skeleton entry once, owned by the tenant (never over existing files),
     dated now: the staged skeleton is dated 1970, which would break Last-Modified."""
@@ -258,12 +533,25 @@ def apply(job: jobs.Job, stage: str) -> jobs.Outcome:
             with phases.timed("users"):
                 changed = ensure_user(item.user.name, item.user.home)
                 changed |= ensure_webspace(item.user.name, item.user.home, item.webspace, item.docroots, skel)
+                changed |= ensure_shell(item.user.name, item.user.home, shell_granted(item))
         except (OSError, RuntimeError) as exc:
             return jobs.ItemResult(False, f"web space: {exc}")
         return jobs.ItemResult(True, "", changed)
 
+    shells = shell_state()
+    quotas = quota_files()
     out = transaction.Transaction(job, stage, prepare).run()
     results = dict(out.results)
+    with phases.timed("quota"):
+        set_quotas(job, quotas, results)
+    try:
+        with phases.timed("sshd"):
+            reload_sshd(job, shells, results)
+    except (OSError, RuntimeError) as exc:
+        for item in job.items:
+            if item.user is not None and results[item.name].ok and any(f.dest.startswith(SHELL_DIR + "/")
+                                                                        for f in item.files):
+                results[item.name] = jobs.ItemResult(False, f"sshd: {exc}", True)
     if any(f.dest.startswith(FTP_FRAGMENTS + "/") for item in job.items for f in item.files):
         try:
             with phases.timed("ftp"):
@@ -286,5 +574,8 @@ def handle(job: jobs.Job, stage: str) -> jobs.Outcome:
     if job.op == "apply":
         return apply(job, stage)
     if job.op == "check":
-        return jobs.Outcome(jobs.VERSION, drift=check.drift(job.expect))
+        drift = check.drift(job.expect)
+        for name, what in shell_drift(job.expect).items():
+            drift[name] = f"{drift[name]}; {what}" if name in drift else what
+        return jobs.Outcome(jobs.VERSION, drift=drift)
     raise ValueError(f"the hosting agent does not do {job.op!r}")

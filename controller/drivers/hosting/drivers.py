@@ -5,7 +5,9 @@ reload once (the agent library's transaction, ``controller.agent``; the entry po
 
 web: system user, home and web space (LIFE-7), one nginx file per subscription with a
 server block per site (PERF-1 limits; LIFE-2 503 page when suspended; HOST-1 none), the
-SSH keys of its chrooted SFTP logins and its FTPS accounts (issue 14; none while
+SSH keys of its chrooted SFTP logins, its sshd block when ``hosting.ssh`` grants an
+interactive shell in the same chroot, its hard disk quota (RES-3: the agent's setquota
+from ``resources.diskMB`` when ``hosting.hardQuota``), its FTPS accounts (issue 14; none while
 suspended; more accounts than ``resources.ftpAccounts``: the subscription's web apply
 fails whole, nothing sent), its logrotate file (LOG-1).
 php: one PHP-FPM file per subscription holding its pool and the pools of sites whose
@@ -60,6 +62,8 @@ class WebSlice(slices.Web):
     ftpUsers: list[ftp.User]
     ftpAccounts: slices.Limit
     logs: Logs
+    #: RES-3: the hard quota's size when ``hosting.hardQuota``
+    diskMB: slices.Limit
 
 
 def ftp_users(item: spec.Item) -> list[ftp.User]:
@@ -164,7 +168,7 @@ class WebDriver(_Hosting):
         skeleton; render, naming, the agent; the SSH key grammar (authorized_keys are
         re-checked when rendered); the FTP accounts' and statistics' modules."""
         return [*self._sources(["nginx/vhost.conf.j2", "logrotate/subscription.j2", "cron/webstats.j2", "pages",
-                                "skel"]),
+                                "skel", "sshd/shell.conf.j2"]),
                 Path(model_values.__file__).resolve(), Path(ftp.__file__).resolve(), Path(webstats.__file__).resolve()]
 
     def slice(self, item: spec.Item) -> WebSlice:
@@ -172,7 +176,8 @@ class WebDriver(_Hosting):
         logs = eff["logs"]
         extra = {"ftpUsers": ftp_users(item), "ftpAccounts": eff["resources"]["ftpAccounts"],
                  "logs": Logs(retainMonths=int(logs["retainMonths"]), rotate=str(logs["rotate"]),
-                              compress=bool(logs["compress"]))}
+                              compress=bool(logs["compress"])),
+                 "diskMB": eff["resources"]["diskMB"]}
         return cast(WebSlice, {**slices.web(item), **extra})
 
     def ftp_fragment(self, sub: str, sl: WebSlice) -> str | None:
@@ -271,7 +276,8 @@ class WebDriver(_Hosting):
             return base.Result(sub, "failed", f"archive of the web space failed (tar exited {code}), nothing removed")
         files = [jobs.File(render.vhost_path(sub), None), jobs.File(naming.ssh_keys(sub), None),
                  jobs.File(ftp.fragment_path(sub), None), jobs.File(render.logrotate_path(sub), None),
-                 jobs.File(webstats.htpasswd_path(sub), None), jobs.File(webstats.cron_path(sub), None)]
+                 jobs.File(webstats.htpasswd_path(sub), None), jobs.File(webstats.cron_path(sub), None),
+                 jobs.File(render.shell_path(sub), None), jobs.File(render.quota_path(sub), None)]
         files += [jobs.File(render.pool_path(sub, v), None) for v in _versions(self.ctx, server)]
         reload = [services.NGINX, *(services.php_fpm(v) for v in _versions(self.ctx, server))]
         job = _job("apply", validate=[NGINX_TEST], reload=reload,
@@ -292,7 +298,9 @@ class WebDriver(_Hosting):
                 (render.logrotate_path(sub), render.logrotate(sub, sl), "logrotate", 0o644),
                 (webstats.htpasswd_path(sub), webstats.htpasswd(self.ctx.state_dir, sub) if stats else None,
                  "htpasswd", 0o644),
-                (webstats.cron_path(sub), render.webstats_cron(sub, sl), "cron", 0o644)]
+                (webstats.cron_path(sub), render.webstats_cron(sub, sl), "cron", 0o644),
+                (render.shell_path(sub), render.shell_sshd(sub, sl), "sshd", 0o644),
+                (render.quota_path(sub), render.quota(sub, sl), "quota", 0o644)]
 
     def _expect(self, c: WebChange) -> jobs.Expect:
         text = self._file(c.name, render.vhost_path(c.name), render.vhost(c.name, c.slice))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from controller.drivers import naming
+from controller.model import validate as model_validate
 
 #: the hosting agent builds ``PASSWD``/``PUREDB`` from these per-tenant files
 FRAGMENT_DIR = "/etc/pure-ftpd/tenantctl"
@@ -67,11 +68,14 @@ def address(host: str) -> str:
 
 
 def over_limit(users: Sequence[User], limit: Any) -> str | None:
-    """The resource-limit message when there are more accounts than ``ftpAccounts``."""
-    if limit == "unlimited" or limit is None or len(users) <= int(limit):
+    """The resource-limit message when there are more accounts than the effective
+    ``ftpAccounts`` (the model's rule, ``validate.ftp_accounts_over``: ``validate`` and
+    ``plan`` refuse what the documents decide; this catches what only the effective spec
+    knows, e.g. a locked subscription's recorded plan)."""
+    problem = model_validate.ftp_accounts_over(len(users), limit)
+    if problem is None:
         return None
-    return (f"{len(users)} FTP users but the plan allows {int(limit)} (resources.ftpAccounts); "
-            "nothing of this subscription's web configuration was applied")
+    return f"{problem}; nothing of this subscription's web configuration was applied"
 
 
 def fragment(sub: str, hashes: Mapping[str, str]) -> str | None:

@@ -30,10 +30,15 @@ ERROR_CODES = (400, 401, 403, 404, 500, 502, 503)
 PAGES_DIR = "/var/lib/tenantctl/pages"
 NGINX_DIR = naming.NGINX_DIR
 LOGROTATE_DIR = "/etc/logrotate.d"
+#: one file per tenant with a hard disk quota (RES-3): its block limit in KiB
+QUOTA_DIR = "/etc/tenantctl/quota"
+#: one sshd ``Match User`` block per tenant granted a shell (issue 14)
+SHELL_DIR = "/etc/ssh/tenantctl-shell.d"
 #: days a month of logs counts for (retainMonths -> maxage)
 DAYS_PER_MONTH = 31
 
 _NG = re.compile(r"^[A-Za-z0-9._:/-]+$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _INI_BARE = re.compile(r"^[A-Za-z0-9_./:@%+,-]+$")
 _INI_EXPR = re.compile(r"^[A-Za-z0-9_ &|~^!()]+$")  # error_reporting-style constant expressions
 _INI_BAD = re.compile(r"[\x00-\x1f\x7f\"$\\;=\[\]{}]")
@@ -204,16 +209,59 @@ def authorized_keys(sub: str, sl: slices.Web) -> str | None:
     """The subscription's authorized_keys file (issue 14), or None: no key, hosting off
     (HOST-1) or suspended (LIFE-2: logins refused from this very transaction on). Every
     key is checked again (the model's grammar: no options) and gets tenantctl's own
-    ``restrict`` (no forwarding, no pty, no ~/.ssh/rc): sshd forces internal-sftp anyway."""
+    ``restrict`` (no forwarding, no pty, no ~/.ssh/rc): sshd forces internal-sftp anyway;
+    with a shell (``shell_on``) ``restrict,pty``: a terminal, nothing more."""
     if not sl["hosting"]["enabled"] or sl["state"] == "suspended" or not sl["sshKeys"]:
         return None
+    options = "restrict,pty" if shell_on(sl) else "restrict"
     lines = [f"# Managed by tenantctl: subscription {ng(sub)} (user {naming.system_user(sub)}). "
              "Do not edit: drift is repaired."]
     for key in sl["sshKeys"]:
         if model_values.ssh_public_key(key) != key:
             raise ValueError(f"refusing to render {key!r} into an authorized_keys file")
-        lines.append(f"restrict {key}")
+        lines.append(f"{options} {key}")
     return "\n".join(lines) + "\n"
+
+
+def shell_on(sl: Mapping[str, Any]) -> bool:
+    """Issue 14: an interactive shell in the SFTP chroot (``hosting.ssh``, what manageSSH
+    lets the customer switch), for an active subscription with hosting and a key."""
+    h = sl["hosting"]
+    return bool(h["enabled"] and h["ssh"] and sl["state"] != "suspended" and sl["sshKeys"])
+
+
+def shell_path(sub: str) -> str:
+    """sshd's block that lifts ForceCommand for the tenant (= the hosting agent's)."""
+    return f"{SHELL_DIR}/{naming.system_user(sub)}.conf"
+
+
+def shell_sshd(sub: str, sl: Mapping[str, Any]) -> str | None:
+    """The tenant's sshd ``Match User`` block when ``shell_on``, else None (SFTP only)."""
+    if not shell_on(sl):
+        return None
+    user = naming.system_user(sub)
+    if not _USER.fullmatch(user):
+        raise ValueError(f"refusing to render user {user!r} into an sshd file")
+    return template("sshd/shell.conf.j2").render(sub=ng(sub), user=user)
+
+
+def quota_path(sub: str) -> str:
+    """The tenant's hard quota file (= the hosting agent's ``QUOTA_DIR``)."""
+    return f"{QUOTA_DIR}/{naming.system_user(sub)}"
+
+
+def quota(sub: str, sl: Mapping[str, Any]) -> str | None:
+    """RES-3: the tenant's hard block limit in KiB (``resources.diskMB``) when the
+    effective spec asks for a hard quota (placement turned it off where the server does
+    not offer one: SYNC-3), else None (the agent then lifts any limit). Kept while
+    suspended: the data stays (LIFE-2)."""
+    disk = sl["diskMB"]
+    if not sl["hosting"]["enabled"] or not sl["hosting"]["hardQuota"] or disk == model_values.UNLIMITED:
+        return None
+    if isinstance(disk, bool) or not isinstance(disk, int) or disk < 0:
+        raise ValueError(f"refusing to render disk limit {disk!r}")
+    return (f"# Managed by tenantctl: hard disk quota of {ng(sub)} (resources.diskMB {disk}), KiB. Do not edit.\n"
+            f"{disk * 1024}\n")
 
 
 def stats_on(sl: Mapping[str, Any]) -> bool:
