@@ -23,6 +23,8 @@ class Server:
     address: str
     roles: tuple[str, ...]
     ips: tuple[tuple[str, str], ...]  # (address, shared|dedicated)
+    #: the PHP-FPM versions the role installs there (its release's: ``kinds.RELEASES``)
+    php_versions: tuple[str, ...] = ("8.2",)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Context:
     def of(cls, ds: DesiredState, state_dir: Path) -> Context:
         return cls(state_dir, {
             name: Server(name, spec.region, spec.provider, spec.address, tuple(spec.roles),
-                         tuple((ip.address, ip.type) for ip in spec.ips))
+                         tuple((ip.address, ip.type) for ip in spec.ips), (spec.release.php,))
             for name, spec in ds.servers.items()
         }, {
             name: Region(name, str(spec.timezone),

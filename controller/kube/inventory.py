@@ -28,7 +28,7 @@ from controller.model import loader
 
 VERSION = 1
 #: Optional spec groups copied as they are from the inventory (the stack's config).
-PASSED_THROUGH = ("capacity", "offers", "phpDefaults")
+PASSED_THROUGH = ("os", "capacity", "offers", "phpDefaults")
 LABEL_PREFIX = "tenantctl.io/"
 
 

@@ -9,6 +9,7 @@ more than one document live in ``controller.model.validate``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Annotated, Any, Literal
@@ -230,6 +231,27 @@ class RegionSpec(Strict):
     backupCopiesTo: Annotated[Literal["all"] | list[str], PlainValidator(_copies_to)] = "all"
 
 
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """What a Debian release ships of the services tenantctl configures."""
+
+    suite: str
+    """the Debian codename: the embedded image's suite, the role's ``tenantctl_release``"""
+    php: str
+    mariadb: str
+    postgresql: str
+
+
+#: ``Server.spec.os`` -> its release (the role's ``tenantctl_server_releases`` holds the
+#: same versions by suite). ``debian-12`` is the default: documents without ``os`` are bookworm.
+RELEASES: dict[str, Release] = {
+    "debian-12": Release("bookworm", php="8.2", mariadb="10.11", postgresql="15"),
+    "debian-13": Release("trixie", php="8.4", mariadb="11.8", postgresql="17"),
+}
+DEFAULT_OS: Literal["debian-12"] = "debian-12"
+Os = Literal["debian-12", "debian-13"]
+
+
 class ServerIp(Strict):
     address: values.IpAddress
     type: IpType = "shared"
@@ -262,6 +284,19 @@ class ServerSpec(Strict):
     offers: Offers = Field(default_factory=Offers)
     #: Server-wide php.ini values: the lowest level of PHP-2.
     phpDefaults: PhpSettings = Field(default_factory=dict)
+    #: A spare server (DR-1): configured for its roles like any other, but nothing is
+    #: placed on it; the nightly disaster-recovery drill restores subscriptions of other
+    #: regions into it as scratch copies.
+    spare: bool = False
+    #: The operating system: ``debian-12`` (bookworm: PHP 8.2, MariaDB 10.11, PostgreSQL
+    #: 15) or ``debian-13`` (trixie: PHP 8.4, MariaDB 11.8, PostgreSQL 17). A docker
+    #: server runs the image of that release; ``offers`` stays what SYNC-3 is judged on.
+    os: Os = DEFAULT_OS
+
+    @property
+    def release(self) -> Release:
+        """What the server's ``os`` ships (``RELEASES``)."""
+        return RELEASES[self.os]
 
 
 class CustomerSpec(Strict):

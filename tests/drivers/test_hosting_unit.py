@@ -286,3 +286,25 @@ def test_web_deletes_map_driver_errors_to_a_failed_result_not_an_exception(tmp_p
     web._transports["s1"] = cast(transport.Transport, FakeRemote(errors.TemporaryError("unreachable")))
     (res,) = web.apply("s1", [base.Change("a.test", "delete", {"name": "a.test"})])
     assert res.outcome == "failed" and "nothing removed" in res.message
+
+
+@pytest.mark.parametrize(("os_", "expect"), [
+    pytest.param("debian-12", ["8.2"], id="bookworm"),
+    pytest.param("debian-13", ["8.4"], id="trixie"),
+])
+def test_a_deleted_pool_is_looked_for_under_the_php_of_the_servers_release(
+        tmp_path: Path, os_: str, expect: list[str]) -> None:
+    """Deleting a subscription validates with ``php-fpmX -t`` and reloads ``phpX-fpm``
+    of the version the role installed there (``kinds.RELEASES``): a trixie server has
+    no 8.2."""
+    from controller import model
+    from controller.drivers.hosting import drivers as hosting_drivers
+
+    doc = tmp_path / "servers.yaml"
+    doc.write_text(
+        "apiVersion: tenantctl.io/v1\nkind: Region\nmetadata: {name: eu}\nspec: {timezone: UTC}\n---\n"
+        "apiVersion: tenantctl.io/v1\nkind: Server\nmetadata: {name: web-1}\n"
+        f"spec: {{region: eu, provider: docker, os: {os_}, address: 127.0.0.9,"
+        " ips: [{address: 127.0.0.9, type: shared}], roles: [web]}\n")
+    ctx = Context.of(model.load_desired([doc]), tmp_path)
+    assert hosting_drivers._versions(ctx, "web-1") == expect

@@ -147,7 +147,8 @@ class TestLifecycle:
         assert by_name[env.b.name]["services"] == dict.fromkeys(
             ["ssh", "nginx", "php-fpm", "pdns", "pdns-api", "node-exporter", "nginx-exporter", "nginx-status"], "up")
         assert set(by_name[env.b.name]) == {"name", "region", "provider", "address", "state", "roles",
-                                               "services"}
+                                               "os", "services"}
+        assert by_name[env.b.name]["os"] == "debian-12"  # no os in its document: bookworm
         assert status["healthy"] is True
         assert status["environment"]["id"] == embedded.env_id(env.state_dir)
 

@@ -3,14 +3,17 @@ run everywhere)."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from controller import provisioning
 from controller.drivers import embedded
 from controller.drivers.embedded import claims, errors, image, servers
+from controller.model import kinds
 from controller.provisioning import ansible
 
 DOC = {
@@ -48,11 +51,22 @@ class TestServerSpec:
             pytest.param({"name": "a", "address": "10.0.0.1"}, "127.0.0.0/8", id="not-loopback"),
             pytest.param({"name": "a", "address": "127.0.0.5; rm -rf /"}, "does not appear", id="garbage"),
             pytest.param({"name": "a", "address": "127.0.0.5", "roles": ["mail"]}, "unknown roles", id="role"),
+            pytest.param({"name": "a", "address": "127.0.0.5", "os": "debian-11"}, "unknown os", id="os"),
         ],
     )
     def test_rejects(self, fields: dict[str, object], message: str) -> None:
         with pytest.raises(ValueError, match=message):
             embedded.ServerSpec.from_dict(fields)
+
+    @pytest.mark.parametrize(
+        ("os", "suite"),
+        [pytest.param(None, "bookworm", id="default-debian-12"), pytest.param("debian-13", "trixie", id="debian-13")],
+    )
+    def test_the_os_picks_the_image_suite(self, os: str | None, suite: str) -> None:
+        doc = {**DOC, "spec": {**DOC["spec"], **({"os": os} if os else {})}}
+        spec = embedded.ServerSpec.from_dict(doc)
+        assert (spec.os, spec.suite) == (os or "debian-12", suite)
+        assert spec.suite in image.SUITES
 
     def test_ssh_servers_may_use_any_address(self) -> None:
         spec = embedded.ServerSpec.from_dict({"name": "a", "provider": "ssh", "address": "192.0.2.10"})
@@ -139,6 +153,48 @@ class TestImageInputs:
         assert image.context_key("base2", tmp_path) != first
         (tmp_path / "entrypoint.sh").write_text("#!/bin/sh\nexit 0\n")
         assert image.context_key("base1", tmp_path) != first
+
+    def test_a_suite_overlay_replaces_files_and_changes_only_its_key(self, tmp_path: Path) -> None:
+        context, overlay = tmp_path / "image", tmp_path / "image-trixie"
+        for d in (context, overlay):
+            d.mkdir()
+        (context / "Dockerfile").write_text("FROM tenantctl/base:bookworm\n")
+        (context / "entrypoint.sh").write_text("#!/bin/sh\n")
+        alone = image.context_key("base1", context)
+        assert image.context_key("base1", context, None) == alone  # bookworm: as before overlays
+        (overlay / "Dockerfile").write_text("FROM tenantctl/base:trixie\n")
+        files = image.context_files(context, overlay)
+        assert sorted(files) == ["Dockerfile", "entrypoint.sh"]
+        assert files["Dockerfile"] == overlay / "Dockerfile" and files["entrypoint.sh"] == context / "entrypoint.sh"
+        assert image.context_key("base1", context, overlay) != alone
+        assert image.context_key("base1", context) == alone
+        with tarfile.open(fileobj=image.context_tar(files)) as tar:
+            assert tar.getnames() == ["Dockerfile", "entrypoint.sh"]
+            dockerfile = tar.extractfile("Dockerfile")
+            assert dockerfile is not None and dockerfile.read() == b"FROM tenantctl/base:trixie\n"
+
+    def test_bookworm_keeps_its_keys_and_trixie_has_its_own(self) -> None:
+        mirror = "http://deb.debian.org/debian"
+        assert image.rootfs_key(mirror) == image.rootfs_key(mirror, "bookworm")
+        assert image.rootfs_key(mirror, "trixie") != image.rootfs_key(mirror)
+        assert image.overlay_dir("bookworm") is None
+        with pytest.raises(errors.ImageError, match="sid"):
+            image.rootfs_key(mirror, "sid")
+
+    @pytest.mark.parametrize("suite", [pytest.param(s, id=s) for s in image.SUITES])
+    def test_each_suite_installs_its_release_php(self, suite: str) -> None:
+        overlay = image.overlay_dir(suite)
+        dockerfile = image.context_files(image.CONTEXT_DIR, overlay)["Dockerfile"].read_text()
+        release = next(r for r in kinds.RELEASES.values() if r.suite == suite)
+        assert f"FROM tenantctl/base:{suite}\n" in dockerfile
+        assert f"php{release.php}-fpm" in dockerfile and "pgbackrest" in dockerfile
+
+    def test_the_role_knows_the_releases_of_the_model(self) -> None:
+        role = Path(image.PLAYBOOKS_DIR) / "roles" / "tenantctl_server" / "vars" / "main.yml"
+        table = yaml.safe_load(role.read_text())["tenantctl_server_releases"]
+        assert table == {r.suite: {"php": r.php, "mariadb": r.mariadb, "postgresql": r.postgresql}
+                         for r in kinds.RELEASES.values()}
+        assert set(table) == set(image.SUITES)
 
     def test_the_shipped_context_has_its_dockerfile(self) -> None:
         assert (image.CONTEXT_DIR / "Dockerfile").read_text().startswith("#")

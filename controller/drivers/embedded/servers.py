@@ -5,8 +5,10 @@ directory's resolved path. Each ``Server`` with ``provider: docker`` is a contai
 ``tenantctl-<env>-<name>`` labelled ``io.tenantctl.env=<env>`` and
 ``io.tenantctl.server=<name>`` (plus the state directory and the addresses it uses), on
 the host network, with tini as PID 1 and sshd bound only to the server's management
-address, accepting only tenantctl's own key for root. ``up`` is idempotent and refuses
-addresses used by a container of another environment; ``down`` stops (or, with
+address, accepting only tenantctl's own key for root. Its image is the one of the
+server's Debian release (``os``: ``kinds.RELEASES``; the container is labelled
+``io.tenantctl.os``). ``up`` is idempotent and refuses addresses used by a container of
+another environment, and a container made for another release; ``down`` stops (or, with
 ``destroy_data``, removes) only its own environment's containers; ``status`` probes each
 service on its own address from the host (TCP connect, or an HTTP ping for PHP-FPM).
 """
@@ -33,11 +35,13 @@ from docker.models import containers as docker_containers
 from controller import provisioning
 from controller.drivers.embedded import engine, errors
 from controller.drivers.embedded import image as image_mod
+from controller.model import kinds
 
 LABEL = "io.tenantctl.server"
 ENV_LABEL = "io.tenantctl.env"
 STATE_LABEL = "io.tenantctl.state-dir"
 ADDRESSES_LABEL = "io.tenantctl.addresses"
+OS_LABEL = "io.tenantctl.os"
 PREFIX = "tenantctl-"
 ROLES = ("web", "db-mariadb", "db-postgresql", "dns", "backup")
 FPM_PING_PATH = "/.tenantctl/fpm-ping"
@@ -86,8 +90,11 @@ class ServerSpec:
     address: str
     ips: tuple[IpSpec, ...] = ()
     roles: tuple[str, ...] = ()
+    os: str = kinds.DEFAULT_OS
 
     def __post_init__(self) -> None:
+        if self.os not in kinds.RELEASES:
+            raise ValueError(f"server {self.name}: unknown os {self.os!r} (known: {', '.join(kinds.RELEASES)})")
         if not _NAME.match(self.name):
             raise ValueError(f"server name {self.name!r} is not a DNS label")
         addr = ipaddress.ip_address(self.address)  # raises ValueError on garbage
@@ -118,7 +125,13 @@ class ServerSpec:
             address=str(fields["address"]),
             ips=ips,
             roles=tuple(str(r) for r in fields.get("roles") or ()),
+            os=str(fields.get("os") or kinds.DEFAULT_OS),
         )
+
+    @property
+    def suite(self) -> str:
+        """The Debian suite of the server's image (``bookworm``, ``trixie``)."""
+        return kinds.RELEASES[self.os].suite
 
     @property
     def addresses(self) -> list[str]:
@@ -182,6 +195,8 @@ def up(
     return the ones that were not already running.
 
     Without ``client``/``image``, the engine is ensured and the image built as needed.
+    ``image`` is the image of the default release (bookworm); a server of another
+    release gets its own (``image_mod.ensure_image``, built when missing).
     """
     if client is None or image is None:
         eng = engine.ensure_engine()
@@ -192,11 +207,18 @@ def up(
     public_key = provisioning.ssh_key(state_dir).with_suffix(".pub").read_text().strip()
     wanted = docker_servers(servers)
     check_addresses_free(client, env, wanted)
+    images = {image_mod.SUITE: image}
     started: list[ServerSpec] = []
     for server in wanted:
         name = container_name(env, server)
         container = _container(client, env, server)
         if container is not None:
+            made_for = str(container.labels.get(OS_LABEL, kinds.DEFAULT_OS))
+            if made_for != server.os:
+                raise errors.ServerError(
+                    f"server {server.name}: container {name} runs {made_for}, not {server.os}; "
+                    f"`tenantctl env down --destroy-data` recreates it without its data"
+                )
             env_vars = _env_vars(container)
             if env_vars.get("TENANTCTL_AUTHORIZED_KEY") != public_key:
                 raise errors.ServerError(
@@ -215,13 +237,16 @@ def up(
             raise errors.ServerError(f"server {server.name}: something already listens on {server.address}:22")
         try:
             if container is None:
+                if server.suite not in images:
+                    images[server.suite] = image_mod.ensure_image(client, server.suite)
                 client.containers.run(
-                    image,
+                    images[server.suite],
                     name=name,
                     detach=True,
                     network_mode="host",
                     labels={LABEL: server.name, ENV_LABEL: env, STATE_LABEL: str(Path(state_dir).resolve()),
-                            ADDRESSES_LABEL: ",".join(server.addresses), "io.tenantctl.region": server.region},
+                            ADDRESSES_LABEL: ",".join(server.addresses), "io.tenantctl.region": server.region,
+                            OS_LABEL: server.os},
                     environment={"TENANTCTL_ADDRESS": server.address, "TENANTCTL_AUTHORIZED_KEY": public_key},
                     stop_signal="SIGTERM",
                     # Debian's pure-ftpd (tenants' FTPS, issue 14) exits 252 without these two,
@@ -384,6 +409,7 @@ def status(
             "address": server.address,
             "state": state,
             "roles": list(server.roles),
+            "os": server.os,
             "services": services,
         })
     return entries

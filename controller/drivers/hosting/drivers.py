@@ -328,8 +328,10 @@ class WebDriver(_Hosting):
 
 
 def _versions(ctx: Context, server: str) -> list[str]:
-    del ctx, server
-    return ["8.2"]  # the PHP versions the servers offer (Server.offers) once context carries them
+    """The PHP-FPM versions installed on ``server`` (its release's), where a deleted
+    subscription's pools may be."""
+    srv = ctx.servers.get(server)
+    return list(srv.php_versions) if srv is not None else ["8.2"]
 
 
 class PhpDriver(_Hosting):

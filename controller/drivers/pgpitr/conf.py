@@ -53,8 +53,13 @@ class Stanza:
     repos: tuple[Repo, ...]
     retention_full: int = 3
     retention_diff: int = 15
+    #: the db host's PostgreSQL major version (its release's: ``kinds.RELEASES``), which
+    #: names its cluster's data directory (``pg_data``)
+    pg_version: str = pj.PG_VERSION
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9]{2}", self.pg_version):
+            raise ValueError(f"stanza {self.name}: PostgreSQL version {self.pg_version!r}")
         name(self.name)
         name(self.db_host)
         for r in self.repos:
@@ -71,6 +76,11 @@ class Stanza:
 
     def repo(self, index: int) -> Repo:
         return next(r for r in self.repos if r.index == index)
+
+
+def pg_data(version: str) -> str:
+    """The data directory of Debian's ``main`` cluster of PostgreSQL ``version``."""
+    return f"/var/lib/postgresql/{version}/main"
 
 
 def involved(host: str, stanzas: Iterable[Stanza]) -> list[Stanza]:
@@ -104,10 +114,10 @@ def render(host: str, addr: str, stanzas: Sequence[Stanza]) -> str:
     for s in involved(host, stanzas):
         lines += ["", f"[{s.name}]"]
         if host == s.db_host:
-            lines += [f"pg1-path={pj.PG_DATA}", f"pg1-port={pj.PG_PORT}", f"pg1-socket-path={pj.PG_SOCKET}"]
+            lines += [f"pg1-path={pg_data(s.pg_version)}", f"pg1-port={pj.PG_PORT}", f"pg1-socket-path={pj.PG_SOCKET}"]
         else:
             lines += [f"pg1-host={s.db_host}", "pg1-host-type=tls", f"pg1-host-port={pj.TLS_PORT}",
-                      *_tls("pg1-host"), f"pg1-path={pj.PG_DATA}", f"pg1-port={pj.PG_PORT}"]
+                      *_tls("pg1-host"), f"pg1-path={pg_data(s.pg_version)}", f"pg1-port={pj.PG_PORT}"]
         for r in sorted(s.repos, key=lambda r: r.index):
             n = f"repo{r.index}"
             if host == r.host:
