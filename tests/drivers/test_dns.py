@@ -19,7 +19,7 @@ import pytest
 from controller import errors
 from controller.drivers import base
 from controller.drivers.dns import DnsDriver
-from controller.drivers.powerdns import api
+from controller.drivers.powerdns import api, records
 from controller.effective import spec
 
 from .conftest import Cluster
@@ -236,6 +236,46 @@ class TestDriftAndIdempotence:
             sent = {m: n - old.get(m, 0) for m, n in c.sent.items()}
             assert sent.get("PATCH", 0) == 0 and sent.get("POST", 0) == 0 and sent.get("PUT", 0) == 0, sent
             assert sent.get("DELETE", 0) == 0, sent
+
+    def test_a_forced_reapply_of_unchanged_zones_reads_and_sends_nothing(self, driver: DnsDriver, domain: str,
+                                                                         cluster: Cluster) -> None:
+        """What an upgrade of tenantctl triggers (every fingerprint invalidated, a fresh
+        process re-applies every subscription): the zone listings, and nothing else;
+        a changed subscription gets exactly its PATCH (issue 15)."""
+        items = [item(domain, sites=(f"blog.{domain}", f"alias{domain}")), item(f"b{domain}"), item(f"c{domain}")]
+        ensure(driver, *items)
+        fresh = DnsDriver(cluster.ctx)
+        try:
+            results = ensure(fresh, *items)
+            assert [r.message for r in results] == ["up to date"] * 3
+            assert fresh.sent() == {"GET": len(fresh.servers())}  # one GET /zones a server
+            items[1]["ip"] = "127.0.40.2"
+            before = fresh.sent()
+            results = ensure(fresh, *items)
+            sent = {m: n - before.get(m, 0) for m, n in fresh.sent().items()}
+            assert [r.message == "up to date" for r in results] == [True, False, True]
+            assert sent.get("PATCH") == 1 and sent.get("POST", 0) == 0 and sent.get("DELETE", 0) == 0, sent
+            wait_for(lambda: dig(SECONDARY, f"b{domain}", "A") == ["127.0.40.2"], 2.0)
+        finally:
+            fresh.close()
+
+    def test_a_zone_stamped_before_the_digest_is_read_once_then_trusted(self, driver: DnsDriver,
+                                                                        domain: str) -> None:
+        it = item(domain)
+        ensure(driver, it)
+        c = driver.client(driver.servers()[0])
+        zone = c.zone(f"{domain}.")
+        assert zone is not None
+        c.update(f"{domain}.", {"account": f"tenantctl:{domain}@{zone['serial']}"})  # what older versions wrote
+        before = driver.sent()
+        assert ensure(driver, it)[0].message == "up to date"
+        sent = {m: n - before.get(m, 0) for m, n in driver.sent().items()}
+        assert sent.get("PUT") == 1 and sent.get("PATCH", 0) == 0, sent  # the account only
+        assert records.parse_account_full((c.zone(f"{domain}.") or {}).get("account"))[2] is not None
+        before = driver.sent()
+        ensure(driver, it)
+        assert {m: n - before.get(m, 0) for m, n in driver.sent().items() if n != before.get(m, 0)} == {
+            "GET": len(driver.servers())}
 
 
 class TestDelete:

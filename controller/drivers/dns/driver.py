@@ -1,10 +1,14 @@
 """The dns driver: a subscription's zones on the PowerDNS servers (DNS-1..3).
 
 One pass over a batch: list the zones of every dns server (one call each), decide per
-subscription with the pure functions of ``records``, then act with bounded concurrency:
+subscription with the pure functions of ``records``, then act with bounded concurrency.
+A zone whose listing entry proves it current (``records.up_to_date``: tenantctl's serial
+and the digest of the wanted content in its account) is not even read, so a forced
+re-apply of unchanged zones (after an upgrade) costs the listings and nothing else;
+any other zone is read (rrsets, metadata) and gets only what differs:
 
 * primary mode: the zone on its primary (kind Master, SOA-EDIT-API DEFAULT, account
-  ``tenantctl:<sub>@<serial>``, ALSO-NOTIFY / ALLOW-AXFR-FROM metadata naming the
+  ``tenantctl:<sub>@<serial>/<digest>``, ALSO-NOTIFY / ALLOW-AXFR-FROM metadata naming the
   secondaries) gets the minimal rrset PATCH; each secondary (kind Slave, masters = the
   primary) is asked to transfer at once when something changed. PowerDNS's own NOTIFY
   of changed serials is the fallback when a secondary cannot be reached now;
@@ -19,6 +23,7 @@ Zones are never deleted and re-created to change them.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +39,8 @@ from controller.drivers.dns import metrics
 from controller.drivers.powerdns import api, records
 from controller.effective import spec
 from controller.model import values as model_values
+
+log = logging.getLogger(__name__)
 
 #: how a change that did everything but reach the secondaries of a lost (evacuated)
 #: region fails: the zone is served from its new primary meanwhile
@@ -119,6 +126,7 @@ class DnsDriver:
         servers = self.servers()
         if not servers:
             return [base.Result(c.name, "failed", "no server has the dns role") for c in changes]
+        sent_before = self.sent()
         listing, down = self._list(servers)
         before = {s.name: self.client(s).failures for s in servers}
 
@@ -146,7 +154,20 @@ class DnsDriver:
                 metrics.synced(s.name, now)
         if any(r.message != "up to date" for r in results):
             self._list(servers)  # the zone counts as this pass left them (one GET /zones a server)
+        sent = {m: n - sent_before.get(m, 0) for m, n in self.sent().items() if n != sent_before.get(m, 0)}
+        log.info("dns apply: %d change(s), %d up to date, requests %s", len(changes),
+                 sum(r.message == "up to date" for r in results), ",".join(f"{m}={n}" for m, n in sorted(sent.items())))
         return results
+
+    def sent(self) -> dict[str, int]:
+        """API requests sent so far by this driver, by HTTP method (every dns server)."""
+        with self._lock:
+            clients = list(self._clients.values())
+        total: dict[str, int] = {}
+        for c in clients:
+            for method, n in dict(c.sent).items():
+                total[method] = total.get(method, 0) + n
+        return total
 
     def drifted(self, server: str | None, changes: Sequence[DnsChange]) -> dict[str, str]:
         """Missing or misconfigured zones on any dns server, tenantctl zones left where
@@ -272,13 +293,12 @@ class DnsDriver:
 
     def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None) -> bool:
         assert p.primary is not None
-        c = self.client(p.primary)
         rrsets = want.rrsets[p.zone]
-        meta = {
-            "ALSO-NOTIFY": sorted(f"{s.address}:53" for s in p.secondaries),
-            "ALLOW-AXFR-FROM": sorted(f"{s.address}/32" if ":" not in s.address else f"{s.address}/128"
-                                      for s in p.secondaries),
-        }
+        meta = records.primary_metadata(p)
+        digest = records.digest(rrsets, meta, want.manage_dns)
+        if records.up_to_date(info, want.sub, digest):
+            return False  # the listing proves it: nothing to read, nothing to send
+        c = self.client(p.primary)
         changed = False
         if info is None:
             zone = c.create({
@@ -303,12 +323,16 @@ class DnsDriver:
             zone = c.zone(p.zone) or zone
             changed = True
         serial = int(zone.get("serial") or 0)
-        if records.parse_account(zone.get("account")) != (want.sub, serial):
-            c.update(p.zone, {"account": records.account(want.sub, serial)})
+        if records.parse_account_full(zone.get("account")) != (want.sub, serial, digest):
+            c.update(p.zone, {"account": records.account(want.sub, serial, digest)})
         return changed
 
     def _secondary(self, sub: str, p: records.Placement, s: records.DnsServer, info: Mapping[str, Any] | None,
-                   primary_changed: bool) -> bool:
+                   stale: bool) -> bool:
+        """Make ``s`` a secondary of the zone (decided on its listing entry alone: no
+        read); ask it to transfer now when it is new, changed, or ``stale`` (its primary
+        changed in this pass; otherwise NOTIFY and the refresh keep it current). True
+        when the secondary zone was written."""
         c = self.client(s)
         masters = list(p.masters)
         changed = False
@@ -319,7 +343,7 @@ class DnsDriver:
                 map(_norm_master, masters)):
             c.update(p.zone, {"kind": "Slave", "masters": masters})
             changed = True
-        if changed or primary_changed:
+        if changed or stale:
             c.retrieve(p.zone)
         return changed
 

@@ -11,7 +11,9 @@ replaced or removed. The SOA is always tenantctl's (its serial is PowerDNS's).
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,10 @@ import yaml
 from controller.drivers import slices
 
 MARK = "tenantctl"
-#: The zone's ``account`` is ``tenantctl:<subscription>[@<serial applied>]``.
+#: The zone's ``account`` is ``tenantctl:<subscription>[@<serial applied>[/<digest>]]``:
+#: the serial tenantctl left after its last write and the digest of what it wrote then
+#: (``digest``). Both in the zone listing (``GET /zones``): a zone whose serial is still
+#: the recorded one and whose digest is the wanted one needs no read (``up_to_date``).
 ACCOUNT_PREFIX = "tenantctl:"
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "zone" / "default.yaml.j2"
 
@@ -119,16 +124,26 @@ def owned(rrset: Mapping[str, Any]) -> bool:
     return any(c.get("account") == MARK for c in rrset.get("comments", []))
 
 
-def account(sub: str, serial: int | None = None) -> str:
-    return f"{ACCOUNT_PREFIX}{sub}" + (f"@{serial}" if serial is not None else "")
+def account(sub: str, serial: int | None = None, digest: str | None = None) -> str:
+    """The zone's account; the digest is kept only with a serial."""
+    if serial is None:
+        return f"{ACCOUNT_PREFIX}{sub}"
+    return f"{ACCOUNT_PREFIX}{sub}@{serial}" + (f"/{digest}" if digest else "")
 
 
 def parse_account(value: str | None) -> tuple[str | None, int | None]:
     """``(subscription, applied serial)`` of a zone's account, ``(None, None)`` if foreign."""
+    sub, serial, _digest = parse_account_full(value)
+    return sub, serial
+
+
+def parse_account_full(value: str | None) -> tuple[str | None, int | None, str | None]:
+    """``(subscription, applied serial, digest)``; ``(None, None, None)`` if foreign."""
     if not value or not value.startswith(ACCOUNT_PREFIX):
-        return None, None
-    sub, _, serial = value[len(ACCOUNT_PREFIX):].partition("@")
-    return sub, int(serial) if serial.isdigit() else None
+        return None, None, None
+    sub, _, rest = value[len(ACCOUNT_PREFIX):].partition("@")
+    serial, _, digest = rest.partition("/")
+    return sub, int(serial) if serial.isdigit() else None, digest or None
 
 
 # --- layout --------------------------------------------------------------------
@@ -180,6 +195,10 @@ def place(
     return tuple(Placement(z, primary, others, (primary.endpoint,)) for z in zones)
 
 
+#: libyaml's safe loader (about 9x PyYAML's own: a forced re-apply renders every zone)
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def _template(path: Path) -> jinja2.Template:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -195,7 +214,7 @@ def render(
     text = _template(template).render(zone=zone, hosts=list(hosts), ip=ip, family=family, mail=mail,
                                       nameservers=list(nameservers), hostmaster=hostmaster)
     out: dict[RRKey, Rrset] = {}
-    for doc in yaml.safe_load(text) or []:
+    for doc in yaml.load(text, Loader=_LOADER) or []:
         key = (absolute(doc["name"]), str(doc["type"]).upper())
         prev = out.get(key)
         recs = tuple(dict.fromkeys((*(prev.records if prev else ()), *(str(r) for r in doc["records"]))))
@@ -253,3 +272,40 @@ def diff(
 def rrset_drift(want: Mapping[RRKey, Rrset], have: Sequence[Mapping[str, Any]], manage_dns: bool) -> list[str]:
     """Human-readable ``name/type`` of what ``diff`` would change."""
     return [f"{p['name']}/{p['type']} {p['changetype'].lower()}" for p in diff(want, have, manage_dns)]
+
+
+# --- what a primary must hold, and whether the listing says it does --------------
+
+
+def primary_metadata(p: Placement) -> dict[str, list[str]]:
+    """The zone metadata tenantctl sets on a primary: its secondaries may transfer the
+    zone and are notified of every change."""
+    return {
+        "ALSO-NOTIFY": sorted(f"{s.address}:53" for s in p.secondaries),
+        "ALLOW-AXFR-FROM": sorted(f"{s.address}/32" if ":" not in s.address else f"{s.address}/128"
+                                  for s in p.secondaries),
+    }
+
+
+def digest(rrsets: Mapping[RRKey, Rrset], metadata: Mapping[str, Sequence[str]], manage_dns: bool) -> str:
+    """A short digest of everything tenantctl writes into a primary zone: its rrsets
+    (SOA serial excluded), its metadata, and whether the customer's rrsets are kept."""
+    body = {
+        "rrsets": sorted([rr.name, rr.type, rr.ttl, sorted(_soa_without_serial(c) if rr.type == "SOA" else c
+                                                          for c in rr.records)] for rr in rrsets.values()),
+        "metadata": {k: sorted(v) for k, v in sorted(metadata.items())},
+        "manageDNS": manage_dns,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def up_to_date(info: Mapping[str, Any] | None, sub: str, wanted_digest: str) -> bool:
+    """Whether a primary zone's listing entry (``GET /zones``) proves it holds what is
+    wanted without reading it: tenantctl's Master zone of ``sub``, nobody wrote to it
+    since tenantctl's last write (serial still the recorded one: the API's SOA-EDIT-API
+    moves it on every rrset change) and that write was the wanted content (digest)."""
+    if info is None or info.get("kind") != "Master" or info.get("masters"):
+        return False
+    owner, serial, recorded = parse_account_full(info.get("account"))
+    return owner == sub and serial is not None and serial == int(info.get("serial") or 0) and recorded == wanted_digest
+
