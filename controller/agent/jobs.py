@@ -15,14 +15,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
-from controller.agent import backupjobs, binlogjobs, pgpitrjobs
+from controller.agent import backupjobs, binlogjobs, pgpitrjobs, usagejobs
 
 VERSION = 2
 
 #: ``apply``, ``check`` (drift; backup: repository check), ``challenges`` (tls); the
 #: backup entry's ops (``backupjobs``): ``backup``, ``copy``, ``snapshots``, ``forget``,
-#: ``check``, ``restore``, ``drill``, ``logins``
-Op = Literal["apply", "check", "challenges", "backup", "copy", "snapshots", "forget", "restore", "drill", "logins", "pitr"]
+#: ``check``, ``restore``, ``drill``, ``logins``; the usage entry's ``usage``
+Op = Literal["apply", "check", "challenges", "backup", "copy", "snapshots", "forget", "restore", "drill", "logins", "pitr",
+             "usage"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class Job:
     pgpitr: pgpitrjobs.PgPitrJob | None = None
     #: the binlog entry's ops (op ``pitr``)
     binlog: binlogjobs.BinlogJob | None = None
+    #: the usage entry's op (``usage``: traffic from the access logs, disk of web spaces)
+    usage: usagejobs.UsageJob | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class Outcome:
     backup: backupjobs.BackupOutcome | None = None
     pgpitr: pgpitrjobs.PgPitrOutcome | None = None
     binlog: binlogjobs.BinlogOutcome | None = None
+    usage: usagejobs.UsageOutcome | None = None
 
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """One agent run: ``python3 -I AGENT.pyz ENTRY DIR`` (or ``main(entry, dir)``).
 
-DIR holds ``job.json`` and the staged files it names. The entry (``hosting``, ``tls``, ``backup``)
+DIR holds ``job.json`` and the staged files it names. The entry (``hosting``, ``tls``, ``backup``, ``usage``)
 is the concern's module ``controller.drivers.<entry>.agent``; its ``handle(job, stage)``
 does the job. Transactions (``op: apply``) hold the server's lock; the ``backup`` entry's
 ops never do (they change no served configuration, and backups of several tenants run
@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.agent import jobs, lock, phases
 
-ENTRIES = ("hosting", "tls", "backup", "pgpitr", "binlog")
+ENTRIES = ("hosting", "tls", "backup", "pgpitr", "binlog", "usage")
 
 
 def handler(entry: str) -> Any:

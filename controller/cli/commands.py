@@ -42,6 +42,7 @@ from controller.cli.common import (
 from controller.cli.db import db_app
 from controller.cli.env import env_app
 from controller.cli.region import region_app
+from controller.cli.report import report_app
 from controller.cli.state import state_app
 from controller.cli.tls import tls_app
 from controller.reconcile import status as status_mod
@@ -55,6 +56,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(tls_app, name="tls")
 app.add_typer(backup_app, name="backup")
 app.add_typer(region_app, name="region")
+app.add_typer(report_app, name="report")
 
 
 def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:

@@ -26,7 +26,12 @@ def expiry(spec: kinds.SubscriptionSpec, eff: Mapping[str, Any], created: dt.dat
 
 
 def overuse(eff: Mapping[str, Any], usage: Mapping[str, float]) -> tuple[list[str], list[str]]:
-    """RES-2: (resources over their limit, resources past the notification level)."""
+    """RES-2: (resources over their limit, resources past the notification level).
+
+    ``usage`` is the state store's ``usage`` rows, the one place each figure is kept:
+    ``diskMB`` (``du`` of the web space, at most hourly) and ``trafficMB`` (this UTC
+    month's bytes from the access logs) by ``controller.drivers.usage``, ``databaseMB`` by
+    the db driver; ``tenantctl report usage`` reads the same collections' history."""
     over: list[str] = []
     warn: list[str] = []
     pct = eff["overuse"]["notifyAtPercent"]

@@ -3,7 +3,9 @@
 Triggers only put keys on the work queue: a change of the desired-state files (polled
 by mtime), the resync timer (expiry dates, drift), backoff timers of failed keys. The
 worker drains the queue in batches, so that many keys on one server make one batch
-per concern (one reload per server).
+per concern (one reload per server). Beside the loop, threads of their own: the backup
+schedule (``reconcile.backups``) and the usage collection (``drivers.usage.schedule``:
+traffic from the access logs every few minutes, web spaces measured hourly; OPS-4, RES-2).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from controller import errors, metrics, model, settings
 from controller.drivers import base, identity
 from controller.drivers.dns import metrics as dns_metrics
 from controller.drivers.tls import metrics as tls_metrics
+from controller.drivers.usage import schedule as usage_schedule
 from controller.model import loader
 from controller.reconcile import backups, guard
 from controller.reconcile import engine as engine_mod
@@ -121,6 +124,8 @@ def run(
     state = _State()
     if wiring is not None and not settings.current().core.drivers_off:
         backups.Scheduler(store, m, lambda: state.ds, clock, stop).start()
+        if not once:  # OPS-4/RES-2: traffic from the access logs every few minutes, disk hourly
+            usage_schedule.Scheduler(store, lambda: state.ds, clock, stop).start()
     _note_interrupted(store, m)
     pause = 1.0
     try:

@@ -235,7 +235,48 @@ CREATE TABLE subscription_generations (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS)
+V6_USAGE = """
+-- Usage history (issue 12 item 5, OPS-4; controller.state.usage). The latest disk and
+-- database sizes stay in v1's ``usage`` table (diskMB, databaseMB, and trafficMB: the
+-- current month's traffic), which RES-2 reads; these tables keep what reports are made of.
+-- OPS-4: requests and bytes (nginx $body_bytes_sent) per subscription and UTC day, summed
+-- from its access logs; kept after the logs are rotated away (LOG-1).
+CREATE TABLE usage_traffic (
+    subscription TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    requests     INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0),
+    bytes        INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    PRIMARY KEY (subscription, day)
+) WITHOUT ROWID;
+CREATE INDEX usage_traffic_by_day ON usage_traffic (day);
+
+-- OPS-4: the largest size measured each UTC day (metric diskMB or databaseMB).
+CREATE TABLE usage_daily (
+    subscription TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    metric       TEXT NOT NULL,
+    value        REAL NOT NULL,
+    PRIMARY KEY (subscription, day, metric)
+) WITHOUT ROWID;
+
+-- Where reading each subscription's access logs on a server stopped (JSON: inode, head,
+-- offset, last); written in the same transaction as the counts it led to.
+CREATE TABLE usage_cursors (
+    subscription TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    cursor       TEXT NOT NULL,
+    read_at      TEXT NOT NULL,
+    PRIMARY KEY (subscription, server)
+) WITHOUT ROWID;
+
+-- Per server: when its web spaces were last measured with du (at most hourly).
+CREATE TABLE usage_servers (
+    server  TEXT PRIMARY KEY,
+    disk_at TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 
