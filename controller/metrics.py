@@ -17,8 +17,10 @@ each test, and each controller in a process, gets fresh series. What it exposes:
 * nightly backups (issue 9, BKP-1..3), from one ``BackupFigures`` the lead computes from
   the state store (``set_backup``): per (source server, region) the last success and its
   duration, per region the subscriptions without a fresh copy and the repository check,
-  per source server failed subscriptions and bytes added, and the latest restore drill.
-  No label per subscription: series grow with servers x regions only;
+  per source server failed subscriptions and bytes added, and the latest restore drill;
+  the disaster-recovery drill on spare servers (DR-1, ``tenantctl_dr_*``: RTO, RPO and
+  failures per region, the latest drill's time). No label per subscription: series grow
+  with servers x regions only;
 * the controller's own health, set by the ``run`` loop (issue 7): the desired state
   (``tenantctl_desired_state_valid``, ``..._last_success_timestamp_seconds``), deletions
   held by the mass-deletion guard (``tenantctl_deletions_held``), each server's
@@ -210,6 +212,18 @@ class BackupFigures:
     """region -> the latest ``restic check`` of that region's repositories passed."""
     repo_checked: Mapping[str, float]
     """region -> Unix time of that check."""
+    dr_enabled: bool = False
+    """The environment has a spare server: disaster-recovery drills run (DR-1); without
+    one no ``tenantctl_dr_*`` series is exported."""
+    dr_rto: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """region (the drilled subscriptions' own) -> the longest RTO among their latest
+    successful DR drills (seconds from restore start to the spare's right HTTP answer)."""
+    dr_rpo: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """region -> the longest RPO among those drills (seconds of data the restore lacked)."""
+    dr_failed: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """region -> subscriptions whose latest DR drill failed."""
+    dr_last: float | None = None
+    """Unix time of the latest DR drill; None: never (exported as 0, DRDrillNotRun fires)."""
 
 
 BACKUP_PAIRS = (
@@ -240,6 +254,18 @@ BACKUP_DRILL = (
 )
 """Names and HELP of the backup gauges, by their labels: (server, region), region,
 server, none."""
+DR_BY_REGION = (
+    ("tenantctl_dr_drill_rto_seconds",
+     "Longest recovery time (restore start to the right HTTP answer on a spare server of another region) among "
+     "the latest successful disaster-recovery drills of the region's subscriptions (DR-1)."),
+    ("tenantctl_dr_drill_rpo_seconds",
+     "Longest recovery point (drill start minus the restored snapshot, or newest archived log for PITR plans) "
+     "among the latest successful disaster-recovery drills of the region's subscriptions (DR-1)."),
+    ("tenantctl_dr_drill_failed_subscriptions",
+     "Subscriptions of the region whose latest disaster-recovery drill failed (DR-1)."),
+)
+DR_LAST = ("tenantctl_dr_drill_last_timestamp_seconds",
+           "When the latest disaster-recovery drill on a spare server ran, whatever its result (0: never).")
 
 
 def _labelled(name: str, doc: str, labels: list[str], values: Iterable[tuple[tuple[str, ...], float]]
@@ -276,6 +302,10 @@ class _BackupCollector(prometheus_client.registry.Collector):
         if f.drill_seconds is not None:
             duration.add_metric([], f.drill_seconds)
         yield duration
+        if f.dr_enabled:
+            for (name, doc), by_region in zip(DR_BY_REGION, (f.dr_rto, f.dr_rpo, f.dr_failed), strict=True):
+                yield _labelled(name, doc, ["region"], (((region,), float(v)) for region, v in by_region.items()))
+            yield gauge(DR_LAST[0], DR_LAST[1], value=0.0 if f.dr_last is None else f.dr_last)
 
 
 class _SummaryCollector(prometheus_client.registry.Collector):

@@ -96,6 +96,19 @@ class BackupJob:
     logins: dict[str, str] = field(default_factory=dict)
     #: drill: scratch name suffix (``[a-z0-9]+``)
     scratch: str = ""
+    #: drill on a spare server (DR-1): ``""`` the classic drill, ``restore`` a scratch copy
+    #: served by the spare's nginx (after removing earlier leftovers when ``dr_fresh``),
+    #: ``clean`` remove every scratch copy of every DR drill on the server
+    dr: str = ""
+    #: dr restore: remove earlier drills' leftovers first (the first job of a drill)
+    dr_fresh: bool = False
+    #: dr restore: the spare's address the scratch vhost listens on (port 80)
+    dr_address: str = ""
+    #: dr restore / clean: the database engines the spare runs (``mariadb``, ``postgresql``)
+    dr_engines: list[str] = field(default_factory=list)
+    #: dr restore: a FAKE fault for tests: the served index file is changed after its
+    #: digest was taken (the HTTP comparison must then fail)
+    dr_fake_corrupt_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,10 @@ class PartResult:
     #: files (backup): paths relative to ``path`` that changed while restic read them
     #: (left out of ``files``/``digest``; hand them back to a drill as ``Part.unstable``)
     unstable: list[str] = field(default_factory=list)
+    #: dr restore (files): the served index file (relative to the document root) and the
+    #: sha256 of its restored bytes ("" : the web space has no index file)
+    index: str = ""
+    index_digest: str = ""
 
 
 @dataclass(frozen=True)

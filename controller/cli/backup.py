@@ -1,5 +1,6 @@
-"""``tenantctl backup run|list|export|verify`` and ``tenantctl restore`` (issue 9; contract
-in desired-state.md, "Backups and restores").
+"""``tenantctl backup run|list|export|verify|dr-drill`` and ``tenantctl restore`` (issue 9;
+contract in desired-state.md, "Backups and restores"; the disaster-recovery drill on
+spare servers: issue 10 item 5, DR-1).
 
 Thin: the topology comes from the desired state (``-f``, its servers and regions), what
 is backed up from the status the engine recorded, everything else from
@@ -144,8 +145,9 @@ def _actor() -> str:
 
 @backup_app.command("list")
 def list_(sub: Sub, output: common.Output = "table") -> None:
-    """Snapshots of SUB per region, newest first."""
+    """Snapshots of SUB per region, newest first, and its latest DR drill."""
     from controller.state import backups as ledger
+    from controller.state import drills
 
     store = common.open_store(readonly=True)
     if store is None or store.get_subscription(sub) is None:
@@ -153,11 +155,13 @@ def list_(sub: Sub, output: common.Output = "table") -> None:
     assert store is not None
     with store:
         snaps = ledger.snapshots(store, sub)
+        dr = drills.latest(store).get(sub)
     rows: list[dict[str, Any]] = [{"id": s.id, "time": s.taken_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
              "region": s.region, "kind": s.kind, "name": s.name, "bytes": s.bytes, "verified": s.verified,
              "final": s.final} for s in snaps]
     if output == "json":
-        json.dump({"subscription": sub, "snapshots": rows}, sys.stdout, indent=2)
+        json.dump({"subscription": sub, "snapshots": rows, "drDrill": dr.as_dict() if dr else None}, sys.stdout,
+                  indent=2)
         sys.stdout.write("\n")
         return
     typer.echo(f"{'ID':10} {'TIME':21} {'REGION':14} {'KIND':9} {'NAME':24} {'BYTES':>12} VERIFIED")
@@ -165,6 +169,57 @@ def list_(sub: Sub, output: common.Output = "table") -> None:
         typer.echo(f"{r['id'][:8]:10} {r['time'][:19]:21} {r['region']:14} {r['kind']:9} {r['name']:24} "
                    f"{r['bytes']:>12} {'yes' if r['verified'] else 'no'}{' (final)' if r['final'] else ''}")
     typer.echo(f"{len(rows)} snapshots")
+    typer.echo(f"DR drill: {_dr_line(dr) if dr else 'never'}")
+
+
+def _dr_line(d: Any) -> str:
+    """One drill as a line: when, ok or the error, RTO, RPO, from where into which spare."""
+    doc = d.as_dict()
+    where = f"from {d.source_region} into {d.spare} ({d.spare_region})" if d.spare else "no spare"
+    if not d.ok:
+        return f"{doc['at']} FAILED {where}: {d.error}"
+    return (f"{doc['at']} ok, RTO {d.rto_seconds:.1f} s, RPO {(d.rpo_seconds or 0.0) / 3600:.2f} h "
+            f"({d.rpo_basis}), {where}")
+
+
+@backup_app.command("dr-drill")
+def dr_drill(
+    files: common.Files,
+    subs: Annotated[list[str] | None, typer.Option("--sub", help="drill these subscriptions (default: tonight's "
+                                                                     "sample)")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=0, help="subscriptions in tonight's sample")] = None,
+    output: common.Output = "table",
+) -> None:
+    """The disaster-recovery drill now (DR-1): restore from another region's repository
+    into a spare server of another region, fetch the site over HTTP there, compare the
+    databases, remove the scratch copy; RTO and RPO recorded (exit 1 on a failure)."""
+    from controller.drivers.backup import drdrill
+
+    with _wired(files) as w:
+        spares = sorted(n for n, s in w.ds.servers.items() if s.spare)
+        if not spares:
+            common.fail(errors.TenantctlError("no spare server (Server.spec.spare): nowhere to drill"), 2)
+        known = {i["name"] for i in w.items}
+        unknown = sorted(set(subs or ()) - known)
+        if unknown:
+            common.fail(errors.UnknownObject(f"unknown subscription(s): {', '.join(unknown)}"), 2)
+        done = drdrill.DrDrill(w.topo, w.store, w.pool, spares).run(
+            w.items, common.now(), only=subs, count=drdrill.DEFAULT_PER_NIGHT if count is None else count)
+        from controller.state import events
+
+        bad = {s: d.error for s, d in done.items() if not d.ok}
+        events.record(w.store, actor=_actor(), action="dr-drill" if not bad else "failed", subject="*",
+                      concern="backup", message=(f"{len(done)} subscription(s) drilled on spares" if not bad else
+                                                 f"DR drill failed: {', '.join(sorted(bad))}"),
+                      data={s: d.as_dict() for s, d in done.items()})
+    if output == "json":
+        json.dump({"drills": {s: d.as_dict() for s, d in sorted(done.items())}}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for s, d in sorted(done.items()):
+            typer.echo(f"dr-drill {s}: {_dr_line(d)}")
+        typer.echo(f"{len(done) - len(bad)}/{len(done)} drilled ok")
+    raise typer.Exit(1 if bad else 0)
 
 
 @backup_app.command("verify")

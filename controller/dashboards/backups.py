@@ -1,6 +1,7 @@
 """Backups (BKP-1..3) and point-in-time recovery archiving: last success of every source
 server in every region, copies missing, failed runs, restore drills, repository checks,
-and the WAL/binlog archive lag of every database server."""
+the WAL/binlog archive lag of every database server, and the disaster-recovery drill
+on spare servers of other regions (DR-1: RTO, RPO and failures by region)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ LAST_SUCCESS, LAST_DURATION = (name for name, _ in metrics.BACKUP_PAIRS)
 STALE, REPO_OK, REPO_CHECKED = (name for name, _ in metrics.BACKUP_BY_REGION)
 FAILED, ADDED = (name for name, _ in metrics.BACKUP_BY_SERVER)
 DRILL_FAILED, DRILL_LAST, DRILL_SECONDS = (name for name, _ in metrics.BACKUP_DRILL)
+DR_RTO, DR_RPO, DR_FAILED = (name for name, _ in metrics.DR_BY_REGION)
+DR_LAST = metrics.DR_LAST[0]
 PITR_LAG = "tenantctl_pitr_archive_lag_seconds"
 """Seconds since the oldest write of a database server not yet archived (``server``,
 ``engine``, ``region``; 0: all archived): the window a point-in-time restore cannot reach."""
@@ -48,9 +51,22 @@ PITR = Row("Point-in-time recovery", (
           unit="s", description="How far back from now the newest point a restore can reach lies."),
 ))
 
+DR = Row("Disaster-recovery drill (spare servers)", (
+    stat_("DR drill failures", f"sum({DR_FAILED}{SEL})"),
+    stat_("Hours since the last DR drill", f"(time() - max({DR_LAST}{SEL})) / 3600"),
+    graph("Recovery time (RTO) by region", q(f"max by (region) ({DR_RTO}{SEL})", "{{region}}"), unit="s",
+          description="Longest time from the start of the restore to the spare's HTTP answer with the restored "
+                      "content, among the latest successful drills of the region's subscriptions (DR-1: 12 h)."),
+    graph("Recovery point (RPO) by region", q(f"max by (region) ({DR_RPO}{SEL}) / 3600", "{{region}}"), unit="h",
+          description="Longest age of the restored data at the drill's start (nightly snapshot, or newest "
+                      "archived log for PITR plans) (DR-1: 1 h)."),
+    graph("DR drill failures by region", q(f"sum by (region) ({DR_FAILED}{SEL})", "{{region}}")),
+))
+
 BOARD = Board(
     uid="tenantctl-backups", title="tenantctl: backups",
-    description="Nightly backups, copies in every region, restore drills, repository checks and PITR archiving.",
+    description="Nightly backups, copies in every region, restore drills, repository checks, PITR archiving and "
+                "the disaster-recovery drill on spare servers.",
     variable=Variable("instance", "Controller", "tenantctl_build_info"),
-    rows=(NIGHTLY, DRILLS, PITR),
+    rows=(NIGHTLY, DRILLS, PITR, DR),
 )

@@ -3,6 +3,10 @@
 Pure: takes the desired state, what each subscription needs and the recorded
 placements; returns where each subscription runs and what its server cannot offer.
 A placed subscription never moves implicitly: only ``spec.server`` moves it.
+Spare servers (``Server.spec.spare``, DR-1) receive nothing: they are never chosen for a
+site, a database or an address; a subscription pinned to one by ``spec.server`` is not
+placed and gets a ``server`` conflict; one recorded on a server that became spare stays
+(nothing moves implicitly) with that conflict.
 """
 
 from __future__ import annotations
@@ -136,11 +140,16 @@ class _Pool:
             self.ip_owner.setdefault(ip, customer)
 
 
+def spare_conflict(server: str) -> Conflict:
+    """SYNC-3 for a subscription on (or pinned to) a spare server (DR-1)."""
+    return Conflict("server", f"{server} is a spare server (DR-1): nothing is placed on it", None)
+
+
 def _choose(n: Needs, pool: _Pool) -> str | None:
     ds = pool.ds
     role_ok = [
         s for s, spec in ds.servers.items()
-        if spec.region == n.region and ("web" in spec.roles or not n.web)
+        if spec.region == n.region and ("web" in spec.roles or not n.web) and not spec.spare
     ]
     candidates = [s for s in role_ok if pool.free(s)]
     if not candidates:
@@ -165,12 +174,13 @@ def _db_servers(n: Needs, server: str | None, recorded: Mapping[str, str | None]
         role = f"db-{engine}"
         prev = recorded.get(db)
         if prev is not None and prev in ds.servers and role in ds.servers[prev].roles:
-            out[db] = prev
+            out[db] = prev  # recorded: kept, even on a server that became spare (never moved implicitly)
             continue
-        if server is not None and role in ds.servers[server].roles:
+        if server is not None and role in ds.servers[server].roles and not ds.servers[server].spare:
             out[db] = server
             continue
-        in_region = sorted(s for s, spec in ds.servers.items() if spec.region == n.region and role in spec.roles)
+        in_region = sorted(s for s, spec in ds.servers.items()
+                           if spec.region == n.region and role in spec.roles and not spec.spare)
         out[db] = in_region[0] if in_region else None
         if not in_region:  # SYNC-3: database engine missing in the region
             conflicts.append(Conflict(f"databases.{db}.engine", engine, None))
@@ -180,6 +190,8 @@ def _db_servers(n: Needs, server: str | None, recorded: Mapping[str, str | None]
 def _fit_conflicts(n: Needs, server: str, pool: _Pool, *, moving: bool) -> list[Conflict]:
     spec = pool.ds.servers[server]
     out: list[Conflict] = []
+    if spec.spare:
+        out.append(spare_conflict(server))
     if spec.region != n.region:
         out.append(Conflict("region", n.region, spec.region))
     if n.web and "web" not in spec.roles:
@@ -240,13 +252,18 @@ def place_all(
         rec = _evacuated(ds, n, recorded.get(n.name))
         conflicts: list[Conflict] = []
         server: str | None
-        if n.server is not None:
+        if n.server is not None and n.server in ds.servers and ds.servers[n.server].spare and (
+                rec is None or rec.server != n.server):
+            server = None  # pinned to a spare (DR-1): not placed, said as a conflict
+            conflicts.append(spare_conflict(n.server))
+        elif n.server is not None:
             server = n.server  # explicit placement or move
         elif rec is not None and rec.server is not None:
             server = rec.server if rec.server in ds.servers else None
             if server is None:
                 conflicts.append(Conflict("server", rec.server, None))
-        elif n.ip is not None and n.ip in ip_server and ds.servers[ip_server[n.ip][0]].region == n.region:
+        elif (n.ip is not None and n.ip in ip_server and ds.servers[ip_server[n.ip][0]].region == n.region
+              and not ds.servers[ip_server[n.ip][0]].spare):
             server = ip_server[n.ip][0]  # an explicit address places on its server
         else:
             server = _choose(n, pool)

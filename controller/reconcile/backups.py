@@ -6,7 +6,9 @@ Every ``TICK`` seconds: the subscriptions whose schedule fired since their last 
 are backed up (one run for all of them: servers in parallel, a bounded number of
 tenants at once on each; ``drivers.backup.runner``), then rotated; once a day, after
 that, every region's repositories are checked and tonight's share of subscriptions is
-restore-drilled (``drivers.backup.nightly``). The Prometheus figures are refreshed from
+restore-drilled (``drivers.backup.nightly``), then tonight's sample of the
+disaster-recovery drill runs on the spare servers of other regions (DR-1,
+``drivers.backup.drdrill``, ``dr_per_night`` subscriptions). The Prometheus figures are refreshed from
 the ledger after each step. Nothing here raises out of the thread: a failure is an
 event and the next tick tries again.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from controller import errors, metrics
 from controller.drivers import backup_settings, base, context, hosting, transport
-from controller.drivers.backup import nightly, pitr, runner, schedule, topology, units, view
+from controller.drivers.backup import drdrill, nightly, pitr, runner, schedule, topology, units, view
 from controller.effective import spec
 from controller.model.desired import DesiredState
 from controller.reconcile import planner
@@ -41,8 +43,11 @@ CARE_EVERY = dt.timedelta(hours=20)
 
 class Scheduler:
     def __init__(self, store: state_store.Store, m: metrics.Metrics, desired: Callable[[], DesiredState | None],
-                 clock: Callable[[], dt.datetime], stop: threading.Event) -> None:
+                 clock: Callable[[], dt.datetime], stop: threading.Event,
+                 dr_per_night: int = drdrill.DEFAULT_PER_NIGHT) -> None:
         self.store = store
+        self.dr_per_night = dr_per_night
+        self.spares: list[str] = []
         self.metrics = m
         self.desired = desired
         self.clock = clock
@@ -68,6 +73,7 @@ class Scheduler:
             return
         ctx = context.Context.of(ds, self.store.path.parent)
         topo = topology.Topology.of(ctx)
+        self.spares = sorted(n for n, s in ds.servers.items() if s.spare)
         if not topo.repositories:
             return
         now = self.clock()
@@ -93,9 +99,11 @@ class Scheduler:
                 care.rotate(items, now, out)
                 care.check(now, out)
                 care.drill(items, now, out)
+                dr = drdrill.DrDrill(topo, self.store, pool, self.spares).run(items, now, count=self.dr_per_night)
                 bases = pitr.base_backups(topo, pool, items, now)
                 bad = {**{f"check {r}": e for r, e in out.checks.items() if e},
                        **{f"drill {s}": e for s, e in out.drills.items() if e},
+                       **{f"DR drill {s}": d.error or "failed" for s, d in dr.items() if not d.ok},
                        **{f"base backup {s}": e for s, e in bases.items() if e}}
                 events.record(self.store, actor="run", action="backup-verify" if not bad else "failed", subject="*",
                               concern="backup", message="repositories checked, drill passed" if not bad else
@@ -117,7 +125,7 @@ class Scheduler:
             log.warning("PITR archive lag: %s", exc)
 
     def _figures(self, topo: topology.Topology, items: list[dict[str, object]]) -> None:
-        self.metrics.set_backup(view.figures(view.Facts.read(self.store), topo, items, self.clock()))
+        self.metrics.set_backup(view.figures(view.Facts.read(self.store), topo, items, self.clock(), self.spares))
 
 
 @contextlib.contextmanager

@@ -59,12 +59,17 @@ def stream(store: state_store.Store) -> Iterator[dict[str, Any]]:
 
 def rows(store: state_store.Store) -> list[dict[str, Any]]:
     """What a status table shows of every subscription (name, customer, plan, server, ip,
-    state, stateReason, sync, concerns, conflicts, and ``createdAt`` for its AGE), in name
-    order; the documents themselves are not decoded."""
+    state, stateReason, sync, concerns, conflicts, ``createdAt`` for its AGE, and
+    ``drDrill``: its latest disaster-recovery drill or None, DR-1), in name order; the
+    documents themselves are not decoded."""
+    from controller.state import drills
+
+    dr = drills.latest(store)
     out: list[dict[str, Any]] = [
         {"name": r.name, "customer": r.customer, "plan": r.plan, "server": r.server, "ip": r.ip,
          "state": r.state, "stateReason": r.state_reason, "sync": r.sync, "concerns": r.concerns,
-         "conflicts": r.conflicts, "createdAt": r.created_at}
+         "conflicts": r.conflicts, "createdAt": r.created_at,
+         "drDrill": dr[r.name].as_dict() if r.name in dr else None}
         for r in store.status_rows()
     ]
     for rec in _deleted_records(store):
@@ -94,6 +99,8 @@ def _merge_backup(facts: backup_view.Facts, now: dt.datetime, item: dict[str, An
     obj = backup_view.subscription(facts, item["name"])
     if obj is not None:
         item["backup"] = obj
+    dr = facts.dr.get(item["name"])
+    item["drDrill"] = dr.as_dict() if dr is not None else None  # DR-1: the latest drill on a spare
     if item.get("state") == "deleted" or (item.get("concerns") or {}).get("backup") != "provisioned":
         return
     c = backup_view.condition(facts, item["name"], now)

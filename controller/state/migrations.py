@@ -276,7 +276,30 @@ CREATE TABLE usage_servers (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE)
+V7_DRILLS = """
+-- Each subscription's latest disaster-recovery drill on a spare server (issue 10 item 5,
+-- DR-1; controller.state.drills); the newest of all is the maximum started_at.
+CREATE TABLE dr_drills (
+    subscription TEXT PRIMARY KEY,
+    started_at   TEXT NOT NULL,
+    ok           INTEGER NOT NULL,
+    error        TEXT,
+    -- seconds from the start of the restore to the spare's HTTP answer with the right content
+    rto_seconds  REAL,
+    -- seconds between the restored point (snapshot, or newest archived log) and started_at
+    rpo_seconds  REAL,
+    -- the region of the repository read, the spare server and its region
+    source_region TEXT NOT NULL,
+    spare        TEXT NOT NULL,
+    spare_region TEXT NOT NULL,
+    restored_at  TEXT,
+    -- what rpo_seconds measured: 'snapshot' (nightly) or 'archive' (newest archived log, PITR plans)
+    rpo_basis    TEXT NOT NULL DEFAULT 'snapshot'
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE,
+                               V7_DRILLS)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 

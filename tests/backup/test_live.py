@@ -10,16 +10,20 @@ fails only its tenant, an unreachable region is caught up, rotation keeps keepDa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
+import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.conftest import E2E, curl
+from e2e.conftest import CLI, E2E, curl, wait_for
 
 from controller import provisioning
 from controller.drivers import naming
@@ -317,3 +321,94 @@ def test_a_deletion_keeps_a_verified_final_backup_in_two_regions_then_purges_it(
         live.env.update(env)
     assert snapshots(live, A, BETA) == [] and snapshots(live, B, BETA) == []
     assert live("backup", "list", BETA, "-o", "json").json()["snapshots"] == []
+
+
+# --- DR-1: the disaster-recovery drill on us-east's spare server -------------------------
+
+SPARE = "127.0.95.2"
+
+
+def dig(server: str, name: str) -> str:
+    done = subprocess.run(["dig", "+short", "+time=2", "+tries=1", f"@{server}", name, "A"], capture_output=True,
+                          text=True, timeout=30)
+    return done.stdout.strip()
+
+
+def metric(url: str, series: str) -> float | None:
+    """One series' value, exactly as exposed (``name{labels}``), or None."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        lines = [ln for ln in r.read().decode().splitlines() if ln and not ln.startswith("#")]
+    return next((float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.rsplit(" ", 1)[0] == series), None)
+
+
+def spare_leftovers(live: E2E) -> str:
+    """Everything of a DR drill's scratch copy still on the spare (empty: nothing)."""
+    script = ("ls -A /srv/tenantctl-dr 2>/dev/null; ls /etc/nginx/conf.d | grep tenantctl-dr; "
+              "getent passwd | grep '^tdr'; mariadb -N -B -e 'SHOW DATABASES' | grep tenantctl_dr; "
+              "runuser -u postgres -- psql -X -tA -c 'SELECT datname FROM pg_database' | grep tenantctl_dr; true")
+    done = live.on("bk-spare", "sh", "-c", script)
+    assert done.returncode == 0, done.error
+    return done.stdout.decode().strip()
+
+
+def test_dr_drill_restores_into_the_spare_of_the_other_region_and_measures_rto_rpo(
+        live: E2E, seeded: tuple[str, str]) -> None:
+    """DR-1 through the CLI: alpha (eu-west) is restored from us-east's repository into
+    bk-spare (us-east), its page fetched over HTTP from the spare's address, its databases
+    compared, the scratch copy removed; RTO/RPO in the drill's answer, in status and on
+    tenantctl's /metrics; DNS untouched, nothing left on the spare."""
+    dns = {server: dig(server, ALPHA) for server in (A, B)}
+    assert dns[A] == A, dns
+    live("backup", "run", *live.files(), ALPHA)
+    # a crashed drill's leftovers (a scratch user and vhost) are removed first
+    live.on("bk-spare", "sh", "-c", "useradd --system --no-create-home tdrdeadbeef0 && "
+                                    "echo '# left by a crash' > /etc/nginx/conf.d/tenantctl-dr-deadbeef0.conf")
+    done = live("backup", "dr-drill", *live.files(), "--sub", ALPHA, "-o", "json")
+    d = done.json()["drills"][ALPHA]
+    assert d["ok"] and d["error"] is None, d
+    assert (d["sourceRegion"], d["spare"], d["spareRegion"]) == ("us-east", "bk-spare", "us-east"), d
+    assert 0 < d["rtoSeconds"] < 120, d
+    assert d["rpoSeconds"] is not None and 0 <= d["rpoSeconds"] < 3600, d
+    print(f"\nDR drill of {ALPHA}: RTO {d['rtoSeconds']} s, RPO {d['rpoSeconds']} s ({d['rpoBasis']})")
+    assert live.status()[ALPHA]["drDrill"] == d
+    assert live("backup", "list", ALPHA, "-o", "json").json()["drDrill"] == d
+    assert spare_leftovers(live) == ""
+    assert {server: dig(server, ALPHA) for server in (A, B)} == dns
+    # the scratch vhost is gone: the spare no longer serves alpha's page
+    gone = subprocess.run(["curl", "-sS", "--max-time", "5", "-H", f"Host: {ALPHA}", f"http://{SPARE}/"],
+                          capture_output=True, text=True, timeout=15)
+    assert "seeded-page" not in gone.stdout
+    # on tenantctl's /metrics: per region (the drilled subscriptions' own), no subscription label
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (live.state / "run-dr.log").open("w")
+    proc = subprocess.Popen([CLI, "run", *live.files(), "--metrics-addr", f"127.0.0.1:{port}"], env=live.env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        rto = wait_for(lambda: metric(url, 'tenantctl_dr_drill_rto_seconds{region="eu-west"}'), 120,
+                       "the DR drill's RTO on /metrics")
+        # the worst of eu-west's latest successful drills (run's nightly care may have drilled again)
+        drilled = [s["drDrill"] for s in live.status().values()
+                   if s.get("region") == "eu-west" and s.get("drDrill") and s["drDrill"]["ok"]]
+        assert rto == pytest.approx(max(x["rtoSeconds"] for x in drilled), abs=0.01), drilled
+        assert metric(url, "tenantctl_dr_drill_last_timestamp_seconds")
+        assert metric(url, 'tenantctl_dr_drill_failed_subscriptions{region="eu-west"}') == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def test_dr_drill_fails_when_the_spare_serves_other_content(live: E2E, seeded: tuple[str, str]) -> None:
+    """The HTTP comparison is real: a FAKE fault (the agent changes the served index after
+    taking its digest) fails the drill with the HTTP mismatch, exit 1, status says so,
+    and the scratch copy is removed all the same."""
+    faulty = dataclasses.replace(live, env={**live.env, "TENANTCTL_FAKE_DR_CORRUPT_INDEX": "1"})
+    done = faulty("backup", "dr-drill", *live.files(), "--sub", ALPHA, "-o", "json", check=1)
+    d = done.json()["drills"][ALPHA]
+    assert not d["ok"] and d["rtoSeconds"] is None, d
+    assert f"from {SPARE} for {ALPHA}" in d["error"] and "is not the restored index's" in d["error"], d
+    assert live.status()[ALPHA]["drDrill"]["ok"] is False
+    assert spare_leftovers(live) == ""

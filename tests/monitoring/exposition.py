@@ -60,6 +60,8 @@ def sample(m: metrics.Metrics | None = None) -> metrics.Metrics:
         added_bytes={"eu-west-1": 1.5e6, "us-east-1": 0.0},
         drill_failed=1, drill_last=1.7e9 - 7200, drill_seconds=95.0,
         repo_ok={"eu-west": True, "us-east": False}, repo_checked={"eu-west": 1.7e9 - 3600, "us-east": 1.7e9 - 1800},
+        dr_enabled=True, dr_rto={"eu-west": 42.0}, dr_rpo={"eu-west": 3600.0},
+        dr_failed={"eu-west": 0, "us-east": 1}, dr_last=1.7e9 - 600,
     ))
     m.set_pitr({("db-1", "postgresql", "eu-west"): (12.0, 1.7e9), ("db-1", "mariadb", "eu-west"): (0.0, None)})
     m.set_desired_state(True, 1.7e9)

@@ -16,6 +16,11 @@ take no agent lock: backups of several tenants run on one server at once (BKP-1)
 * ``restore`` (BKP-5) / ``drill``: a snapshot back into the database, the web space or
   the job's answer (settings); a drill loads into scratch places that never touch tenant
   data and answers the recomputed sums for the controller to compare.
+* ``drill`` with ``dr`` (a spare server of another region, DR-1): ``restore`` makes a
+  scratch copy of a subscription (its own system user ``tdr<hex>``, web space under
+  ``DR_ROOT``, databases ``tenantctl_dr_<hex>_<n>``: names no tenant can have) served by
+  an nginx vhost of its own on the spare's address (plain HTTP, no certificate, no DNS);
+  ``clean`` removes every scratch copy of every DR drill (also a crashed one's).
 * ``logins`` (repository server): the rclone htpasswd file, rewritten when it differs.
 
 Every expected failure is a result with ``ok`` False naming what failed.
@@ -29,7 +34,9 @@ import dataclasses
 import functools
 import grp
 import hashlib
+import ipaddress
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -37,7 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.agent import backupjobs, dumpstats, files, jobs, restic
+from controller.agent import backupjobs, dumpstats, files, jobs, restic, services
 
 #: how PostgreSQL client tools run (peer authentication as the cluster's superuser)
 PG_AS = ["runuser", "-u", "postgres", "--"]
@@ -465,9 +472,217 @@ def restore(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
 
 
 def drill(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
+    if b.dr == "clean":
+        return dr_clean(b)
     if not _SCRATCH.match(b.scratch):
         raise ValueError(f"drill: not a scratch name: {b.scratch!r}")
+    if b.dr == "restore":
+        return dr_restore(b, stage)
+    if b.dr:
+        raise ValueError(f"drill: unknown dr phase {b.dr!r}")
     return _restore(b, stage, b.scratch)
+
+
+# --- disaster-recovery drill on a spare server (DR-1) ---------------------------------------
+
+#: scratch web spaces of DR drills (one directory per drill)
+DR_ROOT = "/srv/tenantctl-dr"
+#: scratch vhosts (nginx includes conf.d; the web driver's own directory is left alone)
+DR_VHOSTS = "/etc/nginx/conf.d"
+DR_VHOST = re.compile(r"^tenantctl-dr-[a-z0-9]{1,24}\.conf$")
+DR_USER = re.compile(r"^tdr[a-z0-9]{1,24}$")
+DR_DB = re.compile(r"^tenantctl_dr_[a-z0-9_]{1,40}$")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]{1,400}$")
+INDEXES = ("index.html", "index.htm")
+FAKE_CORRUPTION = b"\n<!-- tenantctl fake corruption (test fault hook) -->\n"
+
+
+def dr_user(scratch: str) -> str:
+    return f"tdr{scratch[:10]}"
+
+
+def _dr_run(argv: list[str], what: str) -> str:
+    code, out = files.run(argv, timeout=600)
+    if code != 0:
+        raise Problem(f"{what}: {out[-restic.TAIL:]}")
+    return out
+
+
+def _dr_databases(engine: str) -> list[str]:
+    """The scratch databases of DR drills on this server's ``engine``."""
+    if engine == "mariadb":
+        out = _dr_run(["mariadb", "-N", "-B", "-e", "SHOW DATABASES"], "listing MariaDB databases")
+    else:
+        out = _dr_run([*PG_AS, "psql", "-X", "-tA", "-d", "postgres", "-c", "SELECT datname FROM pg_database"],
+                      "listing PostgreSQL databases")
+    return sorted(n for n in (line.strip() for line in out.splitlines()) if DR_DB.match(n))
+
+
+def dr_clean(b: backupjobs.BackupJob) -> backupjobs.BackupOutcome:
+    """Remove every DR scratch copy on this server: vhosts (nginx reloaded), web spaces,
+    databases of ``b.dr_engines``, scratch users. What was removed is ``repos[0].removed``;
+    what could not be is its ``error``."""
+    removed: list[str] = []
+    problems: list[str] = []
+    vhosts = [n for n in sorted(os.listdir(DR_VHOSTS)) if DR_VHOST.match(n)] if os.path.isdir(DR_VHOSTS) else []
+    for n in vhosts:
+        os.unlink(os.path.join(DR_VHOSTS, n))
+        removed.append(f"vhost {n}")
+    if vhosts:
+        problem = services.reload(services.NGINX, [])
+        if problem:
+            problems.append(f"nginx reload: {problem}")
+    if os.path.isdir(DR_ROOT):
+        for n in sorted(os.listdir(DR_ROOT)):
+            shutil.rmtree(os.path.join(DR_ROOT, n), ignore_errors=True)
+            removed.append(f"web space {n}")
+    for engine in b.dr_engines:
+        try:
+            for db in _dr_databases(engine):
+                if engine == "mariadb":
+                    _mariadb(f"DROP DATABASE IF EXISTS `{db}`")
+                else:
+                    _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                removed.append(f"{engine} database {db}")
+        except Problem as exc:
+            problems.append(str(exc))
+    for user in sorted(u.pw_name for u in pwd.getpwall() if DR_USER.match(u.pw_name)):
+        code, out = files.run(["userdel", "--", user], timeout=60)
+        if code == 0:
+            removed.append(f"user {user}")
+        else:
+            problems.append(f"userdel {user}: {out[-restic.TAIL:]}")
+    return backupjobs.BackupOutcome(changed=bool(removed), repos=[
+        backupjobs.RepoResult("", not problems, "; ".join(problems), removed=removed)])
+
+
+def _dr_vhost(domain: str, address: str, docroot: str, scratch: str) -> None:
+    """The scratch copy's vhost: plain HTTP on the spare's address, static files only."""
+    if not _DOMAIN.match(domain):
+        raise Problem(f"not a domain: {domain!r}")
+    addr = ipaddress.ip_address(address)
+    listen = f"[{addr}]:80" if addr.version == 6 else f"{addr}:80"
+    if not _PATH.match(docroot) or ".." in docroot.split("/"):
+        raise Problem(f"not a document root: {docroot!r}")
+    conf = (f"# tenantctl DR drill {scratch}: a scratch copy, removed after the drill\n"
+            f"server {{\n    listen {listen};\n    server_name {domain};\n    root {docroot};\n"
+            f"    index {' '.join(INDEXES)};\n    access_log off;\n"
+            "    location ~ \\.php$ { return 403; }\n    location / { try_files $uri $uri/ =404; }\n}\n")
+    path = os.path.join(DR_VHOSTS, f"tenantctl-dr-{scratch}.conf")
+    files.write(path, conf.encode(), 0o644)
+    code, out = files.run(["nginx", "-t"], timeout=60)
+    if code != 0:
+        os.unlink(path)
+        raise Problem(f"nginx -t refused the scratch vhost: {out[-restic.TAIL:]}")
+    problem = services.reload(services.NGINX, [])
+    if problem:
+        raise Problem(f"nginx reload: {problem}")
+
+
+def _dr_files(r: restic.Restic, b: backupjobs.BackupJob, unit: backupjobs.Unit, part: backupjobs.Part,
+              user: str) -> dict[str, Any]:
+    if not _PATH.match(part.path):
+        raise Problem(f"not an absolute path: {part.path!r}")
+    os.makedirs(DR_ROOT, mode=0o711, exist_ok=True)
+    os.chmod(DR_ROOT, 0o711)
+    target = os.path.join(DR_ROOT, b.scratch)
+    os.makedirs(target, mode=0o750, exist_ok=True)
+    r.check(["restore", part.snapshot, "--target", target, "--include", part.path], timeout=TIMEOUT)
+    copy_ = os.path.join(target, part.path.lstrip("/"))
+    m = dumpstats.manifest(copy_, skip=part.unstable)
+    res: dict[str, Any] = {"files": len(m), "digest": dumpstats.aggregate(m), "total": sum(e.size for e in m.values())}
+    _dr_run(["chown", "-R", f"{user}:www-data", "--", target], "chown of the scratch web space")
+    _dr_run(["chmod", "-R", "g+rX,o-rwx", "--", target], "chmod of the scratch web space")
+    docroot = os.path.join(copy_, "httpdocs")
+    index = probe_file(docroot)
+    if index:
+        data = files.read(os.path.join(docroot, index)) or b""
+        res.update(index=index, index_digest=files.digest(data))
+        if b.dr_fake_corrupt_index:
+            with open(os.path.join(docroot, index), "ab") as fh:
+                fh.write(FAKE_CORRUPTION)
+    _dr_vhost(unit.subscription, b.dr_address, docroot, b.scratch)
+    return res
+
+
+#: static files a drill may fetch when the site has no index page (never a script)
+STATIC = (".html", ".htm", ".txt", ".css", ".js", ".svg", ".png", ".jpg", ".gif", ".ico")
+_PROBE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+
+
+def probe_file(docroot: str) -> str:
+    """What the drill fetches over HTTP (relative to ``docroot``): an index page, else the
+    first static file in name order ("" : nothing static to fetch)."""
+    for n in INDEXES:
+        if os.path.isfile(os.path.join(docroot, n)):
+            return n
+    for dirpath, dirnames, filenames in os.walk(docroot):
+        dirnames.sort()
+        for f in sorted(filenames):
+            rel = os.path.relpath(os.path.join(dirpath, f), docroot)
+            if f.lower().endswith(STATIC) and _PROBE.match(rel) and not f.startswith("."):
+                return rel
+    return ""
+
+
+def _dr_db(r: restic.Restic, part: backupjobs.Part, scratch: str) -> dict[str, Any]:
+    """The database into a scratch database that stays until ``dr_clean``; its sums."""
+    db = _name(f"tenantctl_dr_{scratch}", "scratch database")
+    if part.engine not in ("mariadb", "postgresql"):
+        raise Problem(f"unknown database engine {part.engine!r}")
+    if part.engine == "mariadb":
+        _mariadb(f"CREATE DATABASE `{db}`")
+    else:
+        _psql(f'CREATE DATABASE "{db}"')
+    _load(r, part, db)
+    stats = dumpstats.DumpStats()
+    problem = produce(dump_argv(part.engine, db), lambda _chunk: None, stats)
+    if problem:
+        raise Problem(f"dumping the scratch copy: {problem}")
+    return {"tables": stats.tables, "total": stats.size}
+
+
+def dr_restore(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
+    """A scratch copy of each unit (in practice one) from ``b.local`` (another region's
+    repository), served on ``b.dr_address``; per part the recomputed sums."""
+    if b.local is None:
+        raise ValueError("dr restore: no repository (local)")
+    if b.dr_fresh:
+        left = dr_clean(b).repos[0]
+        if not left.ok:
+            raise Problem(f"earlier drills' leftovers could not be removed: {left.error}")
+    user = dr_user(b.scratch)
+    if not DR_USER.match(user):
+        raise ValueError(f"dr restore: not a scratch user: {user!r}")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        _dr_run(["useradd", "--system", "--no-create-home", "--home-dir", os.path.join(DR_ROOT, b.scratch),
+                 "--shell", "/usr/sbin/nologin", "--", user], "useradd of the scratch user")
+    r = restic.Restic(b.local, stage, b.cacert)
+    parts: list[backupjobs.PartResult] = []
+    for u in b.units:
+        for p in u.parts:
+            started = time.monotonic()
+            try:
+                if not p.snapshot:
+                    raise Problem("no snapshot given")
+                if p.kind == "files":
+                    res = _dr_files(r, b, u, p, user)
+                elif p.kind == "db":
+                    res = _dr_db(r, p, f"{b.scratch}_{len(parts)}")
+                else:
+                    done = r.check(["dump", "--", p.snapshot, "/settings.json"], timeout=600)
+                    data = done.out.encode()
+                    res = {"digest": hashlib.sha256(data).hexdigest(), "total": len(data)}
+            except (Problem, restic.Failed, ValueError, OSError) as exc:
+                parts.append(backupjobs.PartResult(u.subscription, p.kind, p.name, False, str(exc),
+                                                   snapshot=p.snapshot, seconds=round(time.monotonic() - started, 3)))
+                continue
+            parts.append(backupjobs.PartResult(u.subscription, p.kind, p.name, True, snapshot=p.snapshot,
+                                               seconds=round(time.monotonic() - started, 3), **res))
+    return backupjobs.BackupOutcome(parts=parts)
 
 
 # --- logins -------------------------------------------------------------------------------------

@@ -100,8 +100,11 @@ class Nightly:
     # -- repository check -------------------------------------------------------------
 
     def check(self, now: dt.datetime, out: Outcome, *, read: str | None = None) -> None:
+        # a source that never backed up into a region (a spare server, a new one) has no
+        # repository there yet: nothing to check
+        wrote = {(t.server, t.region) for t in ledger.targets(self.store)}
         for region, repo_server in sorted(self.topo.repositories.items()):
-            sources = self._sources_in(region)
+            sources = [s for s in self._sources_in(region) if (s, region) in wrote]
             if not sources:
                 continue
             t0 = time.monotonic()

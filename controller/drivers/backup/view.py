@@ -11,6 +11,7 @@ snapshot of that run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from controller import metrics
 from controller.drivers.backup import topology, units
 from controller.state import backups as ledger
-from controller.state import records
+from controller.state import drills, records
 from controller.state import store as state_store
 
 FRESH = dt.timedelta(hours=26)
@@ -34,11 +35,14 @@ class Facts:
     attempts: Mapping[str, ledger.Attempt]
     targets: Sequence[ledger.Target]
     checks: Mapping[str, ledger.Check]
+    #: each subscription's latest disaster-recovery drill on a spare server (DR-1)
+    dr: Mapping[str, drills.Drill] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, store: state_store.Store) -> Facts:
         with store.snapshot():
-            return cls(ledger.snapshots(store), ledger.attempts(store), ledger.targets(store), ledger.checks(store))
+            return cls(ledger.snapshots(store), ledger.attempts(store), ledger.targets(store), ledger.checks(store),
+                       drills.latest(store))
 
     def of(self, sub: str) -> list[ledger.Snapshot]:
         return [s for s in self.snapshots if s.subscription == sub]
@@ -59,13 +63,15 @@ def subscription(facts: Facts, sub: str) -> dict[str, Any] | None:
     """The ``backup`` object of one subscription's status (None: never backed up)."""
     a = facts.attempts.get(sub)
     snaps = facts.of(sub)
-    if a is None and not snaps:
+    d = facts.dr.get(sub)
+    if a is None and not snaps and d is None:
         return None
     regions = {r: {"lastSnapshot": _iso(s.taken_at), "verified": s.verified}
                for r, s in sorted(newest_by_region(snaps).items())}
     return {"lastSuccess": _iso(a.succeeded_at) if a else None, "lastAttempt": _iso(a.attempted_at) if a else None,
             "error": a.error if a else None, "regions": regions,
-            "lastDrill": _iso(a.drilled_at) if a else None, "drillError": a.drill_error if a else None}
+            "lastDrill": _iso(a.drilled_at) if a else None, "drillError": a.drill_error if a else None,
+            "drDrill": d.as_dict() if d else None}
 
 
 def condition(facts: Facts, sub: str, now: dt.datetime) -> records.Condition:
@@ -95,7 +101,7 @@ def condition(facts: Facts, sub: str, now: dt.datetime) -> records.Condition:
 
 
 def figures(facts: Facts, topo: topology.Topology, items: Sequence[Mapping[str, Any]],
-            now: dt.datetime) -> metrics.BackupFigures:
+            now: dt.datetime, spares: Sequence[str] = ()) -> metrics.BackupFigures:
     """The Prometheus figures (low cardinality: by server and region, never by subscription)."""
     want = units.wanted(items)
     stale: dict[str, int] = {r: 0 for r in topo.repositories}
@@ -124,4 +130,27 @@ def figures(facts: Facts, topo: topology.Topology, items: Sequence[Mapping[str, 
         drill_seconds=drill.seconds if drill else None,
         repo_ok={r: c.ok for r, c in repo_checks.items()},
         repo_checked={r: c.at.timestamp() for r, c in repo_checks.items()},
+        **dr_figures(facts, items, bool(spares)),
     )
+
+
+def dr_figures(facts: Facts, items: Sequence[Mapping[str, Any]], enabled: bool) -> dict[str, Any]:
+    """The DR drill's figures (DR-1) by the drilled subscriptions' own region: the worst
+    RTO/RPO of the latest successful drills, the failed ones, the newest drill's time."""
+    region = {i["name"]: i.get("region") or "" for i in items if i.get("state") in units.LIVE}
+    rto: dict[str, float] = {}
+    rpo: dict[str, float] = {}
+    failed: dict[str, int] = dict.fromkeys(sorted({region[s] for s in facts.dr if s in region}), 0)
+    for sub, d in facts.dr.items():
+        if sub not in region:
+            continue  # deleted since
+        r = region[sub]
+        if not d.ok:
+            failed[r] += 1
+            continue
+        if d.rto_seconds is not None:
+            rto[r] = max(rto.get(r, 0.0), d.rto_seconds)
+        if d.rpo_seconds is not None:
+            rpo[r] = max(rpo.get(r, 0.0), d.rpo_seconds)
+    last = max((d.started_at.timestamp() for d in facts.dr.values()), default=None)
+    return {"dr_enabled": enabled, "dr_rto": rto, "dr_rpo": rpo, "dr_failed": failed, "dr_last": last}
