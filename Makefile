@@ -50,7 +50,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 test: setup lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 bench: setup
 	$(BIN)/python bench/effective.py
