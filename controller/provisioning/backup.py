@@ -184,12 +184,13 @@ def _server_secrets(state_dir: Path, server: str) -> dict[str, str]:
     """A source server's login and repository passwords (made once, 0600 JSON)."""
     keys.server_name(server)
     path = _secrets_dir(state_dir) / f"{server}.json"
-    found: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if any(k not in found for k in _SECRETS):
-        for k in _SECRETS:
-            found.setdefault(k, "".join(secrets.choice(_ALPHABET) for _ in range(32)))
-        keys.write_private(path, (json.dumps(found, indent=2, sort_keys=True) + "\n").encode())
-    path.chmod(0o600)
+    with keys.made_once(path.parent):
+        found: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if any(k not in found for k in _SECRETS):
+            for k in _SECRETS:
+                found.setdefault(k, "".join(secrets.choice(_ALPHABET) for _ in range(32)))
+            keys.write_private(path, (json.dumps(found, indent=2, sort_keys=True) + "\n").encode())
+        path.chmod(0o600)
     return found
 
 

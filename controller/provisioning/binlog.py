@@ -72,16 +72,12 @@ def _secrets_dir(state_dir: Path) -> Path:
 def password(state_dir: Path, source: str) -> str:
     """The archivers' password on ``source`` (made on first use, kept 0600)."""
     path = _secrets_dir(state_dir) / f"{keys.server_name(source)}.json"
-    if path.exists():
-        doc = json.loads(path.read_text())
-        value = doc.get("password") if isinstance(doc, dict) else None
-        if isinstance(value, str) and _PASSWORD.match(value):
-            return value
-    value = "".join(secrets.choice(_ALPHABET) for _ in range(32))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(json.dumps({"password": value}))
-    tmp.replace(path)
+    with keys.made_once(path.parent):
+        if path.exists():
+            doc = json.loads(path.read_text())
+            value = doc.get("password") if isinstance(doc, dict) else None
+            if isinstance(value, str) and _PASSWORD.match(value):
+                return value
+        value = "".join(secrets.choice(_ALPHABET) for _ in range(32))
+        keys.write_private(path, json.dumps({"password": value}).encode())
     return value

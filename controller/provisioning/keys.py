@@ -8,11 +8,15 @@ generated once per server and kept 0600; the drivers read them to reach those se
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
 import secrets
 import string
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from controller.provisioning import errors
@@ -83,3 +87,19 @@ def credentials(state_dir: Path, server: str) -> dict[str, str]:
         tmp.replace(path)
     path.chmod(0o600)
     return creds
+
+
+_MADE = threading.Lock()
+
+
+@contextlib.contextmanager
+def made_once(directory: Path) -> Iterator[None]:
+    """Serialise a read-generate-write of secrets kept in ``directory`` across threads
+    and processes: two callers finding a password missing at once would each make one,
+    and a repository or login set up with the loser's password breaks later."""
+    with _MADE, (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
