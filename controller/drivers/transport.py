@@ -9,12 +9,20 @@ reach a server's shell.
   address, so their key is not pinned.
 * A ControlMaster socket per server under the state dir (or a private directory under
   /tmp when the state dir's path is too long for a socket): a batch pays the SSH
-  handshake once; the master lingers ``persist`` seconds, ``close()`` ends it.
+  handshake once; the master lingers ``persist`` seconds. Every ``Transport`` of a
+  process to the same server shares that master (threads of ``run``: passes, backups,
+  usage), so ``close()`` only asks it to stop accepting new sessions (``-O stop``): the
+  sessions other threads have in flight run to their end, then it exits. (``-O exit``
+  killed them with status 255, which read as "could not connect" and was retried: a
+  backup job ran twice at once and two ``restic init`` of one repository left it
+  unreadable.)
 * Files go as ONE in-memory tar stream on the command's stdin (``ship``).
 
 Errors name the server and its address (``server web-1 (127.0.30.1): ssh: ...``):
-exit status 255 (the client could not connect) and timeouts are retried with backoff,
-then raised as ``TemporaryError``; a missing ssh client is ``PermanentError``; any
+exit status 255 with ssh saying it could not connect is retried with backoff, then
+raised as ``TemporaryError``; any other 255 (a session cut after the command may have
+started) and a timeout (the command may still run there) are ``TemporaryError`` at once,
+never run again here: a job is not started twice at the same time; a missing ssh client is ``PermanentError``; any
 other non-zero status of the remote command is the caller's to judge (``Completed``)
 or ``PermanentError`` via ``check``.
 
@@ -81,8 +89,24 @@ class Completed:
 
 
 class _Unreachable(Exception):
+    """ssh could not connect: nothing ran on the server, trying again is safe."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class _Cut(Exception):
+    """The session ended without the command's own status (cut, or no answer in time):
+    the command may have run, or still runs; never started again here."""
+
+
+#: what OpenSSH prints when the connection was never made (nothing ran on the server)
+_NOT_CONNECTED = ("connect to host", "Could not resolve hostname", "kex_exchange_identification",
+                  "ssh_exchange_identification", "Connection closed by", "banner exchange")
+
+
+def _never_connected(stderr: str) -> bool:
+    return any(marker in stderr for marker in _NOT_CONNECTED)
 
 
 def tar(files: Iterable[File]) -> bytes:
@@ -151,7 +175,7 @@ class Transport:
             for attempt in retrying:
                 with attempt:
                     return self._once(command, stdin, timeout)
-        except _Unreachable as exc:
+        except (_Unreachable, _Cut) as exc:
             raise errors.TemporaryError(f"{self.label}: ssh: {exc}", delay=10.0) from exc
         raise AssertionError("unreachable")  # pragma: no cover  (tenacity re-raises)
 
@@ -163,11 +187,15 @@ class Transport:
             proc = subprocess.run([*self._base, command], input=stdin if stdin is not None else b"",
                                   capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
-            raise _Unreachable(f"no answer in {timeout:.0f}s") from exc
+            raise _Cut(f"no answer in {timeout:.0f}s (the command may still be running there)") from exc
         except OSError as exc:
             raise errors.PermanentError(f"{self.label}: ssh: cannot run the ssh client: {exc}") from exc
         if proc.returncode == SSH_FAILED:
-            raise _Unreachable(proc.stderr.decode(errors="replace").strip().removeprefix("ssh: ") or "exited 255")
+            said = proc.stderr.decode(errors="replace").strip().removeprefix("ssh: ")
+            if _never_connected(said):
+                raise _Unreachable(said)
+            raise _Cut(f"session ended with status 255{': ' + said[-500:] if said else ''} "
+                       "(not retried: the command may have run)")
         return Completed(proc.returncode, proc.stdout, proc.stderr)
 
     def check(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 300.0) -> Completed:
@@ -220,8 +248,9 @@ class Transport:
         return 0
 
     def close(self) -> None:
-        """End the ControlMaster of this server, if one runs."""
-        subprocess.run([*self._base[:-1], "-O", "exit", self._base[-1]], capture_output=True, check=False, timeout=10)
+        """The ControlMaster of this server takes no new session and exits when the
+        sessions in flight (other threads' too) have ended (see the module docstring)."""
+        subprocess.run([*self._base[:-1], "-O", "stop", self._base[-1]], capture_output=True, check=False, timeout=10)
 
 
 #: (address, digest) of agents known to be installed on a server during this process

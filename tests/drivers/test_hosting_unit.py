@@ -25,8 +25,9 @@ from controller.drivers.hosting import PhpDriver, WebDriver
 class FakeRun:
     """Stands in for ``subprocess.run`` in the transport: one outcome per call."""
 
-    def __init__(self, *outcomes: int | BaseException) -> None:
+    def __init__(self, *outcomes: int | BaseException, stderr: bytes = b"boom on stderr") -> None:
         self.outcomes = list(outcomes)
+        self.stderr = stderr
         self.calls = 0
 
     def __call__(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
@@ -37,7 +38,7 @@ class FakeRun:
         stdout = kw.get("stdout")
         if stdout is not None and hasattr(stdout, "write"):
             stdout.write(b"partial")
-        return subprocess.CompletedProcess(argv, outcome, b"out", b"boom on stderr")
+        return subprocess.CompletedProcess(argv, outcome, b"out", self.stderr)
 
 
 @pytest.fixture
@@ -48,16 +49,26 @@ def remote(tmp_path: Path) -> transport.Transport:
 TIMEOUT = subprocess.TimeoutExpired(["ssh"], 300)
 
 
-@pytest.mark.parametrize(("outcome", "kind", "retried", "root"), [
-    pytest.param(transport.SSH_FAILED, errors.TemporaryError, True, None, id="ssh-255-unreachable"),
-    pytest.param(TIMEOUT, errors.TemporaryError, True, subprocess.TimeoutExpired, id="no-answer-in-time"),
-    pytest.param(FileNotFoundError(2, "ssh"), errors.PermanentError, False, FileNotFoundError, id="no-ssh-client"),
-    pytest.param(PermissionError(13, "ssh"), errors.PermanentError, False, PermissionError, id="ssh-not-executable"),
+REFUSED = b"ssh: connect to host 192.0.2.1 port 22: Connection refused\n"
+CUT = b"Connection to 192.0.2.1 closed by remote host.\n"
+
+
+@pytest.mark.parametrize(("outcome", "stderr", "kind", "retried", "root"), [
+    pytest.param(transport.SSH_FAILED, REFUSED, errors.TemporaryError, True, None, id="ssh-255-never-connected"),
+    # a session cut, or a master ended under it, after the command may have started:
+    # running the job again could run it twice at once (two `restic init` of a repository)
+    pytest.param(transport.SSH_FAILED, CUT, errors.TemporaryError, False, None, id="ssh-255-session-cut"),
+    pytest.param(transport.SSH_FAILED, b"", errors.TemporaryError, False, None, id="ssh-255-silent"),
+    pytest.param(TIMEOUT, b"", errors.TemporaryError, False, subprocess.TimeoutExpired, id="no-answer-in-time"),
+    pytest.param(FileNotFoundError(2, "ssh"), b"", errors.PermanentError, False, FileNotFoundError,
+                 id="no-ssh-client"),
+    pytest.param(PermissionError(13, "ssh"), b"", errors.PermanentError, False, PermissionError,
+                 id="ssh-not-executable"),
 ])
 def test_run_maps_every_failure_of_the_ssh_client(
-        monkeypatch: pytest.MonkeyPatch, remote: transport.Transport, outcome: int | BaseException,
+        monkeypatch: pytest.MonkeyPatch, remote: transport.Transport, outcome: int | BaseException, stderr: bytes,
         kind: type[errors.DriverError], retried: bool, root: type[BaseException] | None) -> None:
-    fake = FakeRun(outcome)
+    fake = FakeRun(outcome, stderr=stderr)
     monkeypatch.setattr(subprocess, "run", fake)
     with pytest.raises(kind) as info:
         remote.run(["true"])
@@ -87,7 +98,7 @@ def test_a_refused_connection_reads_like_ssh_said_it_naming_the_server(
 
 def test_a_failed_connection_is_retried_and_a_later_success_returned(
         monkeypatch: pytest.MonkeyPatch, remote: transport.Transport) -> None:
-    fake = FakeRun(transport.SSH_FAILED, 0)
+    fake = FakeRun(transport.SSH_FAILED, 0, stderr=REFUSED)
     monkeypatch.setattr(subprocess, "run", fake)
     assert remote.run(["true"]).returncode == 0 and fake.calls == 2
 
