@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from controller.agent import backupjobs
+from controller.agent import backupjobs, lock
 
 BIN = "restic"
 #: restic's cache for client repositories
@@ -258,13 +259,20 @@ class Restic:
 
     def ensure(self, source: Restic | None = None) -> bool:
         """Initialise the repository if missing (``source``: with its chunker
-        parameters, for copies); True if it was created."""
+        parameters, for copies); True if it was created. One agent of this server at a
+        time looks and creates (a named lock per repository): two ``restic init`` at
+        once leave two master keys and one config, and restic may then pick the key
+        the config was not written with ("config or key ... is damaged")."""
         if self.probe():
             return False
         if self.repo.owner:
             raise Failed(f"{self.label}: no repository at {self.repo.url}")
-        args = ["init"] + (["--copy-chunker-params"] if source is not None else [])
-        self.check(args, source=source, timeout=300)
+        name = "restic-init-" + hashlib.sha256(self.repo.url.encode()).hexdigest()[:24]
+        with lock.named(name):
+            if self.probe():  # another agent made it while this one waited
+                return False
+            args = ["init"] + (["--copy-chunker-params"] if source is not None else [])
+            self.check(args, source=source, timeout=300)
         return True
 
     def snapshots(self, subscriptions: list[str] | None = None) -> list[backupjobs.Snapshot]:

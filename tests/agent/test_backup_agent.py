@@ -7,6 +7,7 @@ tenantctl-backup needs that user, which servers have and this host does not."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import hashlib
 import http.client
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +401,25 @@ def test_main_runs_a_backup_job_without_the_lock(env: Env, capsys: pytest.Captur
     assert PW not in " ".join(restic.Restic(env.repo(), str(env.stage)).argv(["snapshots"]))
 
 
+def test_agents_creating_one_repository_at_once_make_one_key_and_a_readable_repository(env: Env) -> None:
+    """Two jobs of one server reaching a missing repository together (a CLI backup while
+    the schedule's runs, or a job run again after its session was cut) once made two
+    ``restic init`` at once: two master keys, one config, and restic later said "config
+    or key ... is damaged". One creates it now; the others find it made."""
+    repo = env.repo("fresh")
+    start = threading.Barrier(4)
+
+    def ensure(i: int) -> bool:
+        r = restic.Restic(repo, str(env.stage))
+        start.wait()
+        return r.ensure()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        created = list(pool.map(ensure, range(4)))
+    assert created.count(True) == 1, created
+    assert len(list((env.tmp / "fresh" / "keys").iterdir())) == 1
+    assert listed(env.tmp / "fresh") == []  # the restic client opens it: no damaged config
+
+
 def test_the_zipapp_runs_a_backup_with_the_servers_bare_python(env: Env) -> None:
     pyz = env.tmp / "agent.pyz"
     pyz.write_bytes(bundle.current().data)
@@ -406,8 +427,10 @@ def test_the_zipapp_runs_a_backup_with_the_servers_bare_python(env: Env) -> None
     stage_job(env.stage, jobs.Job(jobs.VERSION, "backup", backup=backupjobs.BackupJob(
         host="web-1", local=env.repo(), units=[backupjobs.Unit("a.ex", [db("shop")])])))
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-    # what the controller's launcher runs, with a prelude pointing restic's cache here
-    prelude = f"from controller.agent import restic; restic.CACHE_DIR = {str(env.tmp / 'c')!r}; "
+    # what the controller's launcher runs, with a prelude pointing restic's cache and the
+    # agent's state directory (its locks) here
+    prelude = (f"from controller.agent import lock, restic; restic.CACHE_DIR = {str(env.tmp / 'c')!r}; "
+               f"lock.STATE_DIR = {str(env.tmp / 'state')!r}; ")
     launch = transport.LAUNCH.format(prelude=prelude)
     proc = subprocess.run([python, "-I", "-S", "-c", launch, str(pyz), "backup", str(env.stage)], capture_output=True,
                           text=True, check=False, cwd=env.tmp)
