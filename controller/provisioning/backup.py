@@ -88,6 +88,14 @@ def ca(state_dir: Path) -> Path:
     """The environment's backup CA certificate (made once with its key, both 0600)."""
     folder = _secrets_dir(state_dir)
     crt, key_path = folder / "ca.crt", folder / "ca.key"
+    with keys.made_once(folder):
+        _make_ca(crt, key_path)
+    for path in (crt, key_path):
+        path.chmod(0o600)
+    return crt
+
+
+def _make_ca(crt: Path, key_path: Path) -> None:
     if not (crt.exists() and key_path.exists()):
         key = _new_key()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenantctl backup CA")])
@@ -108,9 +116,6 @@ def ca(state_dir: Path) -> Path:
         )
         keys.write_private(key_path, _key_pem(key))
         keys.write_private(crt, cert.public_bytes(serialization.Encoding.PEM))
-    for path in (crt, key_path):
-        path.chmod(0o600)
-    return crt
 
 
 def ca_pem(state_dir: Path) -> str:
@@ -170,14 +175,15 @@ def server_cert(state_dir: Path, server: str, address: str) -> tuple[str, str]:
     folder = ca_crt.parent
     ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     crt, key_path = folder / f"{server}.crt", folder / f"{server}.key"
-    if not (crt.exists() and key_path.exists() and _current(crt, ca_cert, server, ip)):
-        key_pem, cert_pem = issue(state_dir, server, [x509.DNSName(server), x509.IPAddress(ip)],
-                                  [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
-        keys.write_private(key_path, key_pem)
-        keys.write_private(crt, cert_pem)
-    for path in (crt, key_path):
-        path.chmod(0o600)
-    return crt.read_text(), key_path.read_text()
+    with keys.made_once(folder):
+        if not (crt.exists() and key_path.exists() and _current(crt, ca_cert, server, ip)):
+            key_pem, cert_pem = issue(state_dir, server, [x509.DNSName(server), x509.IPAddress(ip)],
+                                      [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+            keys.write_private(key_path, key_pem)
+            keys.write_private(crt, cert_pem)
+        for path in (crt, key_path):
+            path.chmod(0o600)
+        return crt.read_text(), key_path.read_text()
 
 
 def _server_secrets(state_dir: Path, server: str) -> dict[str, str]:

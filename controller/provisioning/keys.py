@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import re
 import secrets
 import string
@@ -74,32 +75,45 @@ def ssh_key(state_dir: Path) -> Path:
 def credentials(state_dir: Path, server: str) -> dict[str, str]:
     """Generated credentials of one server (created on first use, kept 0600)."""
     path = private_dir(state_dir / "secrets") / f"{server}.json"
-    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if any(k not in creds for k in (*GENERATED, *USERS)):
-        for key in GENERATED:
-            creds.setdefault(key, "".join(secrets.choice(_ALPHABET) for _ in range(32)))
-        for key, user in USERS.items():
-            creds.setdefault(key, user)
-        tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
-        tmp.chmod(0o600)
-        tmp.write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
-    path.chmod(0o600)
+    with made_once(path.parent):
+        creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if any(k not in creds for k in (*GENERATED, *USERS)):
+            for key in GENERATED:
+                creds.setdefault(key, "".join(secrets.choice(_ALPHABET) for _ in range(32)))
+            for key, user in USERS.items():
+                creds.setdefault(key, user)
+            tmp = path.with_suffix(".tmp")
+            tmp.touch(mode=0o600)
+            tmp.chmod(0o600)
+            tmp.write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
+            tmp.replace(path)
+        path.chmod(0o600)
     return creds
 
 
-_MADE = threading.Lock()
+_MADE = threading.RLock()
+_held = threading.local()
 
 
 @contextlib.contextmanager
 def made_once(directory: Path) -> Iterator[None]:
     """Serialise a read-generate-write of secrets kept in ``directory`` across threads
     and processes: two callers finding a password missing at once would each make one,
-    and a repository or login set up with the loser's password breaks later."""
-    with _MADE, (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+    and a repository or login set up with the loser's password breaks later. Re-entrant
+    in one thread (a server certificate is made under the lock of the folder that also
+    holds the CA it may have to make first)."""
+    held: set[Path] = _held.__dict__.setdefault("dirs", set())
+    key = directory.resolve()
+    with _MADE:
+        if key in held:
             yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "r+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
+                fcntl.flock(lock, fcntl.LOCK_UN)

@@ -55,12 +55,13 @@ def identity(state_dir: Path, server: str) -> tuple[str, str]:
     ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     folder = _folder(state_dir)
     crt, key_path = folder / f"{server}.crt", folder / f"{server}.key"
-    if not (crt.exists() and key_path.exists()
-            and _current(x509.load_pem_x509_certificate(crt.read_bytes()), ca_cert, server)):
-        key_pem, cert_pem = backup.issue(state_dir, server, [x509.DNSName(server)],
-                                         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
-        keys.write_private(key_path, key_pem)
-        keys.write_private(crt, cert_pem)
-    for path in (crt, key_path):
-        path.chmod(0o600)
-    return crt.read_text(), key_path.read_text()
+    with keys.made_once(folder):
+        if not (crt.exists() and key_path.exists()
+                and _current(x509.load_pem_x509_certificate(crt.read_bytes()), ca_cert, server)):
+            key_pem, cert_pem = backup.issue(state_dir, server, [x509.DNSName(server)],
+                                             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+            keys.write_private(key_path, key_pem)
+            keys.write_private(crt, cert_pem)
+        for path in (crt, key_path):
+            path.chmod(0o600)
+        return crt.read_text(), key_path.read_text()

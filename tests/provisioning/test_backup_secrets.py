@@ -35,7 +35,7 @@ class TestCa:
         assert backup.ca(tmp_path).read_bytes() == first
         folder = tmp_path / "secrets" / "backup"
         assert crt.parent == folder and _mode(folder) == 0o700
-        assert {p.name: _mode(p) for p in folder.iterdir()} == {"ca.crt": 0o600, "ca.key": 0o600}
+        assert {p.name: _mode(p) for p in folder.iterdir()} == {"ca.crt": 0o600, "ca.key": 0o600, ".lock": 0o600}
         text = _x509_text(backup.ca_pem(tmp_path))
         assert "CA:TRUE" in text and "prime256v1" in text and "Certificate Sign" in text
 
