@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 report_app = typer.Typer(help="Reports: usage per subscription and customer (OPS-4).", no_args_is_help=True)
 
-PERIODS = ("day", "week", "month")
 FORMATS = ("table", "json", "csv")
 #: how far back a report goes without ``--since``
 DEFAULT_SPAN = {"day": dt.timedelta(days=30), "week": dt.timedelta(weeks=12), "month": dt.timedelta(days=365)}
@@ -54,16 +53,6 @@ class Line:
                 "databasesMB": self.databases_mb}
 
 
-def period_start(day: dt.date, period: str) -> dt.date:
-    if period == "day":
-        return day
-    if period == "week":
-        return day - dt.timedelta(days=day.weekday())
-    if period == "month":
-        return day.replace(day=1)
-    raise ValueError(f"not a period: {period!r}")
-
-
 def _max(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -74,13 +63,16 @@ def _add(a: float | None, b: float | None) -> float | None:
 
 def summarise(rows: Iterable[usage.Row], customers: Mapping[str, str], period: str,
               customer: str | None = None) -> tuple[list[Line], list[Line]]:
-    """(subscription lines, customer totals), sorted by customer, domain, period."""
+    """(subscription lines, customer totals), sorted by customer, domain, period
+    (``usage.period_start``: the periods the state store sums traffic over)."""
+    from controller.state import usage
+
     subs: dict[tuple[str, str, dt.date], Line] = {}
     for r in rows:
         owner = customers.get(r.subscription, "")
         if customer is not None and owner != customer:
             continue
-        key = (owner, r.subscription, period_start(r.day, period))
+        key = (owner, r.subscription, usage.period_start(r.day, period))
         line = subs.setdefault(key, Line(*key))
         line.requests += r.requests
         line.bytes += r.bytes
@@ -191,16 +183,16 @@ def usage_cmd(
     is stored); 2 bad input."""
     from controller.state import usage
 
-    if period not in PERIODS or fmt not in FORMATS:
-        sys.stderr.write(f"tenantctl: --period expects {', '.join(PERIODS)}; -o expects {', '.join(FORMATS)}\n")
+    if period not in usage.PERIODS or fmt not in FORMATS:
+        sys.stderr.write(f"tenantctl: --period expects {', '.join(usage.PERIODS)}; -o expects {', '.join(FORMATS)}\n")
         raise typer.Exit(2)
-    today = common.now().astimezone(dt.UTC).date()
+    today = usage.utc_day(common.now())
     try:
         first = dt.date.fromisoformat(since) if since else today - DEFAULT_SPAN[period]
     except ValueError:
         sys.stderr.write(f"tenantctl: --since expects YYYY-MM-DD, got {since!r}\n")
         raise typer.Exit(2) from None
-    first = period_start(first, period)
+    first = usage.period_start(first, period)
     failed = 0
     if collect_first:
         if not files:

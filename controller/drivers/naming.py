@@ -7,8 +7,9 @@ names, shell arguments and SQL identifiers (``[a-z0-9_.-]`` only).
 
 Names that two concerns share live here, not in either concern: the ACME challenge
 directory (the web concern's vhost serves it, the tls concern writes it), the TLS
-include of a site (the vhost's TLS hook includes it, the tls concern writes it) and the
-certificate bundle it names.
+include of a site (the vhost's TLS hook includes it, the tls concern writes it), the
+certificate bundle it names and the web logs (the web concern writes them, the usage
+collection reads them).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def system_user(sub: str) -> str:
 def home(sub: str) -> str:
     """The subscription's home: its web space (LIFE-7) lives below it."""
     return f"/srv/www/{_check(sub)}"
+
+
+def logs_dir(sub: str) -> str:
+    """LOG-1: the subscription's web logs, in its web space (``~/logs`` over SFTP). The
+    web concern writes them (vhost, logrotate), the usage collection reads them."""
+    return f"{home(sub)}/logs"
 
 
 def docroot(sub: str, site: str | None = None) -> str:

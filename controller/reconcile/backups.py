@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors, metrics
-from controller.drivers import backup_settings, base, context, hosting, transport
+from controller.drivers import backup_settings, base, context, hosting, periodic, transport
 from controller.drivers.backup import drdrill, nightly, pitr, runner, schedule, topology, units, view
 from controller.effective import spec
 from controller.model.desired import DesiredState
@@ -52,20 +52,16 @@ class Scheduler:
         self.desired = desired
         self.clock = clock
         self.stop = stop
-        self.thread = threading.Thread(target=self._loop, name="tenantctl-backups", daemon=True)
+        self.periodic = periodic.Periodic("tenantctl-backups", self.tick, stop, TICK, what="backup scheduler",
+                                          on_error=self._failed)
+        self.thread = self.periodic.thread
 
     def start(self) -> None:
-        self.thread.start()
+        self.periodic.start()
 
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.tick()
-            except Exception as exc:  # the thread survives everything
-                log.exception("backup scheduler: %s", exc)
-                events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
-                              message=f"backup scheduler: {type(exc).__name__}: {exc}")
-            self.stop.wait(TICK)
+    def _failed(self, exc: Exception) -> None:
+        events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
+                      message=f"backup scheduler: {type(exc).__name__}: {exc}")
 
     def tick(self) -> None:
         ds = self.desired()

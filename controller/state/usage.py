@@ -22,6 +22,8 @@ from controller.state import store as state_store
 
 Store = state_store.Store
 MB = 1024 * 1024
+#: the periods figures are summed over: a UTC day, an ISO week (from Monday), a month
+PERIODS = ("day", "week", "month")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,24 @@ class Stale(Exception):
     """Another collection moved the cursor since this one read it."""
 
 
+def utc_day(at: dt.datetime) -> dt.date:
+    """The UTC day of a moment: the day a figure is recorded under (the usage agent
+    counts log lines by their UTC day too)."""
+    return at.astimezone(dt.UTC).date()
+
+
+def period_start(day: dt.date, period: str) -> dt.date:
+    """The first day of the period holding ``day`` (see ``PERIODS``): every sum over a
+    period starts there (the report's rows, the month's ``trafficMB`` of RES-2)."""
+    if period == "day":
+        return day
+    if period == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    raise ValueError(f"not a period: {period!r}")
+
+
 def cursors(store: Store, server: str) -> dict[str, dict[str, Any]]:
     """Every subscription's log cursor on ``server``."""
     rows = store._fetchall("SELECT subscription, cursor FROM usage_cursors WHERE server = ?", (server,))
@@ -78,7 +98,7 @@ def disk_measured(store: Store, server: str) -> dt.datetime | None:
 def record(store: Store, server: str, at: dt.datetime, figures: Iterable[Figures], *, disk: bool) -> list[str]:
     """Add one server's collection (see the module docstring); returns the subscriptions
     whose part was dropped because their cursor moved meanwhile."""
-    when, day = codec.dt_to_text(at), at.astimezone(dt.UTC).date().isoformat()
+    when, day = codec.dt_to_text(at), utc_day(at).isoformat()
     stale: list[str] = []
     with store.transaction():
         for f in figures:
@@ -128,8 +148,8 @@ def refresh(store: Store, at: dt.datetime) -> dict[str, float]:
     ``trafficMB`` is rounded up to whole MiB: against a limit in whole MB ``used > limit``
     decides the same, and the figure (an input of the planner's fingerprint of the
     subscription) changes once per MiB of traffic, not on every request."""
-    today = at.astimezone(dt.UTC).date()
-    month = today.replace(day=1).isoformat()
+    today = utc_day(at)
+    month = period_start(today, "month").isoformat()
     with store.transaction():
         traffic = {sub: float(math.ceil(int(b) / MB)) for sub, b in store._fetchall(
             "SELECT subscription, sum(bytes) FROM usage_traffic WHERE day >= ? GROUP BY subscription", (month,))}

@@ -17,42 +17,19 @@ import re
 import shlex
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from drivers.conftest import Cluster
 from drivers.test_access import Keys
-from drivers.test_hosting import Env, curl, until
 
-from controller import model
 from controller.drivers import base, naming
 from controller.drivers.hosting import ftp, render, webstats
 from controller.effective import spec
 
+from .support import ADDRESS, SERVER, AccessEnv, Traffic, access_log, fetch, rotate, rotated, sub
+
 pytestmark = [pytest.mark.embedded, pytest.mark.timeout(300)]
-
-SERVER, ADDRESS = "acc-live", "127.0.109.1"
-DOC = {"apiVersion": "tenantctl.io/v1"}
-
-
-class AccessEnv(Env):
-    """tests/drivers' Env on this module's server, with a plan selling 2 FTP accounts."""
-
-    def desired(self) -> model.DesiredState:
-        plan = {**DOC, "kind": "ServicePlan", "metadata": {"name": "acc"}, "spec": {
-            "resources": {"diskMB": 1024, "ftpAccounts": 2},
-            "permissions": {"backups": False},
-            "hosting": {"enabled": True, "ssl": False, "webStats": True, "php": {"handler": "fpm", "version": "8.2"}},
-            "logs": {"retainMonths": 3, "rotate": "daily", "compress": True},
-        }}
-        customer = {**DOC, "kind": "Customer", "metadata": {"name": "acc-tests"},
-                    "spec": {"email": "t@example.org", "state": "active"}}
-        path = self.tmp / "desired.yaml"
-        path.write_text(yaml.safe_dump_all([plan, customer, *self.subs]))
-        return model.load_desired([self.cluster.servers_file, path])
 
 
 class SftpKeys(Keys):
@@ -63,20 +40,6 @@ class SftpKeys(Keys):
         batch.write_text(commands)
         return subprocess.run(["sftp", *self._opts(key), "-b", str(batch), f"{naming.system_user(sub)}@{ADDRESS}"],
                               capture_output=True, text=True, timeout=60, check=False)
-
-
-def sub(name: str, **body: Any) -> dict[str, Any]:
-    return {**DOC, "kind": "Subscription", "metadata": {"name": name},
-            "spec": {"customer": "acc-tests", "plan": "acc", "region": "eu-west", "server": SERVER, **body}}
-
-
-@pytest.fixture
-def env(cluster: Cluster, tmp_path: Path) -> Iterator[AccessEnv]:
-    e = AccessEnv(cluster, tmp_path)
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 def with_ftp(item: spec.Item, users: list[dict[str, Any]]) -> spec.Item:
@@ -92,7 +55,7 @@ def apply_ftp(env: AccessEnv, name: str, users: list[dict[str, Any]]) -> base.Re
     """Reconcile, then the web driver once more with the subscription's FTP users."""
     report = env.reconcile()
     assert report.ok, report.failed
-    item = with_ftp(env.engine.plan(env.desired()).subscriptions[name].typed, users)
+    item = with_ftp(env.item(name), users)
     [result] = env.web.apply(SERVER, [base.Change(name, "ensure", env.web.slice(item))])
     return result
 
@@ -130,7 +93,7 @@ def test_accounts_reach_puredb_with_the_tenants_uid_and_chroot_and_go_with_suspe
     shown = env.ssh(SERVER, "pure-pw", "show", f"bob@{s}", "-f", ftp.PASSWD, "-F", ftp.PUREDB)
     assert shown.returncode == 0 and f"{home}/./" in shown.text, shown.text
     # the password is nowhere in the status, the result, nor the files sent
-    status = env.web.access(with_ftp(item_of(env, s), users))
+    status = env.web.access(with_ftp(env.item(s), users))
     assert status["ftp"] == f"{ADDRESS}:21" and secret not in result.message and secret not in str(status)
     # one account more than the plan sells: refused whole, the server keeps what it had
     before = server_passwd(env)
@@ -146,17 +109,13 @@ def test_accounts_reach_puredb_with_the_tenants_uid_and_chroot_and_go_with_suspe
     assert f"bob@{s}" in server_passwd(env)
     # a lost account file is drift, repaired by the next apply
     env.ssh(SERVER, "rm", ftp.fragment_path(s))
-    item = with_ftp(item_of(env, s), users)
+    item = with_ftp(env.item(s), users)
     change = base.Change(s, "ensure", env.web.slice(item))
     assert ftp.fragment_path(s) in env.web.drifted(SERVER, [change]).get(s, "")
     # deletion: the accounts go with the web space
     env.subs = []
     assert env.reconcile().ok
     assert f"bob@{s}" not in server_passwd(env)
-
-
-def item_of(env: AccessEnv, name: str) -> spec.Item:
-    return env.engine.plan(env.desired()).subscriptions[name].typed
 
 
 def ftp_running() -> bool:
@@ -194,7 +153,7 @@ def test_ftps_logins(env: AccessEnv, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     owner = env.ssh(SERVER, "stat", "-c", "%U %a", f"{naming.docroot(s)}/hello.html").text.split()
     assert owner == [naming.system_user(s), "644"], owner
-    assert curl(s, ADDRESS, "/hello.html") == (200, "uploaded over FTPS\n")
+    assert fetch(s, "/hello.html") == (200, b"uploaded over FTPS\n")
     # the chroot: / is the web space
     listing = curl_ftp(cafile, login, secret, "--list-only", f"ftp://{ADDRESS}/")
     assert "httpdocs" in listing.stdout.split() and "etc" not in listing.stdout.split(), listing
@@ -216,11 +175,8 @@ def stats_page(tmp: Path, name: str, secret: str | None) -> tuple[int, str]:
         netrc.write_text(f"machine {name} login {webstats.LOGIN} password {secret}\n")
         netrc.chmod(0o600)
         auth = ["--netrc-file", str(netrc)]
-    out = subprocess.run(["curl", "-sS", "-m", "10", *auth, "-o", "-", "-w", "\n%{http_code}", "--resolve",
-                          f"{name}:80:{ADDRESS}", f"http://{name}{webstats.LOCATION}"],
-                         capture_output=True, text=True, check=True).stdout
-    body, _, code = out.rpartition("\n")
-    return int(code), body
+    code, body = fetch(name, webstats.LOCATION, auth)
+    return code, body.decode("utf-8", "replace")
 
 
 def test_logs_are_in_the_web_space_readable_by_the_tenant_and_rotate(env: AccessEnv, tmp_path: Path) -> None:
@@ -230,8 +186,9 @@ def test_logs_are_in_the_web_space_readable_by_the_tenant_and_rotate(env: Access
     env.subs = [sub(s, access={"sshKeys": [pub]})]
     report = env.reconcile()
     assert report.ok, report.failed
-    user, logs = naming.system_user(s), render.logs_dir(s)
-    assert curl(s, ADDRESS, "/probe-one")[0] == 404
+    user, logs = naming.system_user(s), naming.logs_dir(s)
+    traffic = Traffic(s)
+    assert traffic.get("/probe-one") == 404
     # root-owned directory (nginx opens the files as root: no links swapped in), nginx's
     # workers traverse it, the tenant's group reads the files, others do not
     stat = env.ssh(SERVER, "stat", "-c", "%U:%G %a", logs, f"{logs}/access.log", f"{logs}/error.log").text.split()
@@ -243,28 +200,24 @@ def test_logs_are_in_the_web_space_readable_by_the_tenant_and_rotate(env: Access
     assert keys.sftp(key, s, f"put {got} /logs/forged.log\n").returncode != 0  # read-only for the tenant
     # the subscription's own rotation (its logs group), run by the server's logrotate
     conf = render.logrotate_path(s)
-    old = f"{logs}/access.log-20200101-1577836800.gz"  # a rotation older than retainMonths
-    assert env.ssh(SERVER, "sh", "-c", f"echo old | gzip > {shlex.quote(old)} && touch -d '200 days ago' "
-                   f"{shlex.quote(old)}").returncode == 0
-    done = env.ssh(SERVER, "logrotate", "-f", "-v", conf)
-    assert done.returncode == 0, done.text + done.error
-    listing = env.ssh(SERVER, "ls", "-1", logs).text.split()
-    rotated = [f for f in listing if f.startswith("access.log-") and f.endswith(".gz")]
-    assert len(rotated) == 1 and rotated[0] != old.rsplit("/", 1)[1], listing  # compressed; the old one gone
-    text = env.ssh(SERVER, "sh", "-c", f"gzip -dc {shlex.quote(logs + '/' + rotated[0])}").text
-    assert "GET /probe-one" in text
+    old = "access.log-20200101-1577836800.gz"  # a rotation older than retainMonths
+    assert env.ssh(SERVER, "sh", "-c", f"cd {shlex.quote(logs)} && echo old | gzip > {old} && "
+                   f"touch -d '200 days ago' {old}").returncode == 0
+    rotate(env, s)
+    # renamed, not compressed yet (delaycompress: nginx writes into it until it reopens
+    # its logs); the old one gone (maxage)
+    [renamed] = rotated(env, s)
+    assert renamed != old and not renamed.endswith(".gz"), renamed
+    assert "GET /probe-one" in env.ssh(SERVER, "cat", f"{logs}/{renamed}").text
     # nginx hands the reopened log to its workers (www-data); the tenant's group reads
     assert env.ssh(SERVER, "stat", "-c", "%U:%G %a", f"{logs}/access.log").text.split() == [f"www-data:{user}", "640"]
     # nginx reopened its log (its workers, as www-data, within moments): requests land in the new file
-    def logged() -> bool:
-        curl(s, ADDRESS, "/probe-two")
-        return "/probe-two" in env.ssh(SERVER, "cat", f"{logs}/access.log").text
-    assert until(logged, timeout=10)
-    assert "/probe-one" not in env.ssh(SERVER, "cat", f"{logs}/access.log").text
+    assert traffic.until_logged(env, "/probe-two")
+    assert "/probe-one" not in access_log(env, s)
     # web statistics (webStats): the hourly GoAccess run, by hand; the page wants the password
     for _ in range(3):
-        curl(s, ADDRESS, "/stats-probe")
-    lines = len(env.ssh(SERVER, "cat", f"{logs}/access.log").text.splitlines())
+        traffic.get("/stats-probe")
+    lines = len(access_log(env, s).splitlines())
     cron = env.ssh(SERVER, "cat", webstats.cron_path(s)).text
     [line] = [x for x in cron.splitlines() if x[:1].isdigit()]
     assert env.ssh(SERVER, "sh", "-c", line.split(None, 6)[6]).returncode == 0
@@ -274,7 +227,7 @@ def test_logs_are_in_the_web_space_readable_by_the_tenant_and_rotate(env: Access
     counted = re.search(r'"total_requests": ?(\d+)', page)
     assert code == 200 and counted is not None and int(counted.group(1)) == lines, (code, page[:300])
     # drift: a removed logrotate file is put back by the next apply
-    item = item_of(env, s)
+    item = env.item(s)
     change = base.Change(s, "ensure", env.web.slice(item))
     env.ssh(SERVER, "rm", conf)
     assert conf in env.web.drifted(SERVER, [change]).get(s, "")

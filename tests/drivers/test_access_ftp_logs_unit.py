@@ -195,9 +195,10 @@ def test_every_site_logs_into_the_web_space() -> None:
 
 @pytest.mark.parametrize(("logs", "expect", "absent"), [
     pytest.param({"rotate": "daily", "retainMonths": 3, "compress": True},
-                 ["    daily\n", "    rotate 93\n", "    maxage 93\n", "    compress\n"], ["nocompress"], id="daily"),
+                 ["    daily\n", "    rotate 93\n", "    maxage 93\n", "    compress\n", "    delaycompress\n"],
+                 ["nocompress"], id="daily"),
     pytest.param({"rotate": "weekly", "retainMonths": 12, "compress": False},
-                 ["    weekly\n", "    rotate 60\n", "    maxage 372\n", "    nocompress\n"], ["    compress\n"],
+                 ["    weekly\n", "    rotate 60\n", "    maxage 372\n", "    nocompress\n"], ["    compress\n", "delaycompress"],
                  id="weekly-uncompressed"),
 ])
 def test_logrotate_file_follows_the_logs_group(logs: dict[str, Any], expect: list[str], absent: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Access logs as nginx writes them (``combined``) and rotations as logrotate makes them
-(``dateext`` with ``-%Y%m%d-%s``, ``compress`` without ``delaycompress``): helpers of the
-usage tests."""
+(``dateext`` with ``-%Y%m%d-%s``; ``compress`` at once, or with ``delaycompress`` at the
+next rotation, as templates/logrotate does): helpers of the usage tests."""
 
 from __future__ import annotations
 
@@ -30,24 +30,43 @@ class LogDir:
         self.bytes = 0
         self.n = 0
         self.rotations = 0
+        #: the last rotated log while ``delaycompress`` leaves it as it is
+        self.delayed: Path | None = None
 
     def write(self, count: int, size: int = 100, at: dt.datetime = T0) -> None:
-        with self.current.open("a") as fh:
+        self._append(self.current, count, size, at)
+
+    def late(self, count: int, size: int = 100, at: dt.datetime = T0) -> None:
+        """Lines nginx writes into the renamed log until it reopens its logs (``delaycompress``
+        keeps that file as it is until the next rotation)."""
+        assert self.delayed is not None, "no log renamed by a delayed rotation"
+        self._append(self.delayed, count, size, at)
+
+    def _append(self, path: Path, count: int, size: int, at: dt.datetime) -> None:
+        with path.open("a") as fh:
             for _ in range(count):
                 fh.write(line(self.n, size, at))
                 self.n += 1
                 self.requests += 1
                 self.bytes += size
 
-    def rotate(self, *, compress: bool) -> Path:
+    def rotate(self, *, compress: bool, delay: bool = False) -> Path:
+        """Rename the current log and start a new one; ``compress``: compress it now, or
+        with ``delay`` compress the one the previous rotation left and keep this one."""
         self.rotations += 1
         epoch = 1764500000 + self.rotations
         dest = self.path / f"access.log-20261130-{epoch}"
+        if delay and self.delayed is not None:
+            gz(self.delayed)
         os.rename(self.current, dest)
         self.current.touch()
-        if compress:
-            with dest.open("rb") as src, gzip.open(f"{dest}.gz", "wb") as out:
-                out.write(src.read())
-            dest.unlink()
-            return Path(f"{dest}.gz")
-        return dest
+        self.delayed = dest if compress and delay else None
+        return gz(dest) if compress and not delay else dest
+
+
+def gz(path: Path) -> Path:
+    """``path`` compressed as logrotate does (``path.gz``, the original removed)."""
+    with path.open("rb") as src, gzip.open(f"{path}.gz", "wb") as out:
+        out.write(src.read())
+    path.unlink()
+    return Path(f"{path}.gz")

@@ -1,5 +1,6 @@
 """The usage agent on local files: parsing nginx's ``combined`` lines, reading on from a
-cursor, across rotations (renamed, compressed, several between two runs, removed), and
+cursor, across rotations (renamed, compressed at once or at the next rotation, several
+between two runs, removed), and
 the whole entry through ``main`` (the job as JSON, the outcome as JSON)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from controller.agent import jobs, main, usagejobs
+from controller.drivers.hosting import render
 from controller.drivers.usage import agent
 
 from .logs import T0, LogDir, line
@@ -110,6 +112,50 @@ def test_a_rotated_log_is_finished_from_the_cursor_and_nothing_counts_twice(tmp_
     out = r.run()
     assert out.lines == 6 and r.exact() and not r.notes, (out, r.notes)
     assert r.run().lines == 0 and r.exact()
+
+
+def test_with_delaycompress_the_renamed_log_is_read_then_found_again_compressed(tmp_path: Path) -> None:
+    """templates/logrotate (``compress`` with ``delaycompress``): a rotation renames the
+    log and leaves it uncompressed (nginx writes into it until it reopens its logs), the
+    next rotation compresses it. A reader after each rotation and one that reads only at
+    the end (its cursor's file compressed meanwhile) both count every line once."""
+    logs = LogDir(tmp_path / "logs")
+    daily, rarely = Reader(logs), Reader(logs)
+    logs.write(5, 100)
+    daily.run()
+    rarely.run()
+    logs.write(3, 1000)  # the day's last lines, not read yet
+    renamed = logs.rotate(compress=True, delay=True)
+    assert renamed.exists() and not renamed.name.endswith(".gz")
+    logs.late(2, 7)  # nginx, until it reopened its logs
+    logs.write(1, 10)
+    assert daily.run().lines == 6 and daily.exact() and not daily.notes
+    logs.write(2, 20)
+    logs.rotate(compress=True, delay=True)
+    assert not renamed.exists() and Path(f"{renamed}.gz").exists()
+    logs.write(1, 30)
+    assert daily.run().lines == 3 and daily.exact() and not daily.notes
+    assert rarely.run().lines == 9 and rarely.exact() and not rarely.notes
+
+
+@pytest.mark.parametrize(("compress", "expect", "absent"), [
+    pytest.param(True, ["    compress\n    delaycompress\n"], ["nocompress"], id="compressed"),
+    pytest.param(False, ["    nocompress\n"], ["delaycompress", "    compress\n"], id="uncompressed"),
+])
+def test_the_logrotate_file_names_and_compresses_as_the_agent_reads(compress: bool, expect: list[str],
+                                                                   absent: list[str]) -> None:
+    """The subscription's logrotate file (``render.logrotate``): ``dateext`` names the
+    agent orders by, compression delayed to the next rotation (nginx writes into the
+    renamed log until it reopens its logs: compressed at once, those lines would be lost)."""
+    sl = {"hosting": {"enabled": True}, "logs": {"rotate": "daily", "retainMonths": 1, "compress": compress}}
+    text = render.logrotate("a.test", sl)
+    assert text is not None and "    dateext\n    dateformat -%Y%m%d-%s\n" in text
+    for part in expect:
+        assert part in text
+    for part in absent:
+        assert part not in text
+    rotated = f"access.log{dt.datetime(2026, 11, 30, tzinfo=dt.UTC).strftime('-%Y%m%d')}-1764460800"
+    assert agent._order(rotated, 0.0) == (1764460800.0, rotated)
 
 
 def test_several_rotations_between_two_runs_are_read_in_order(tmp_path: Path) -> None:

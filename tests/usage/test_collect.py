@@ -15,8 +15,7 @@ import pytest
 
 from controller import errors
 from controller.agent import jobs
-from controller.drivers import context, transport
-from controller.drivers.hosting import render
+from controller.drivers import context, naming, transport
 from controller.drivers.usage import agent, collect
 from controller.state import records, usage
 from controller.state import store as state_store
@@ -77,11 +76,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[col
 
 
 def logs_of(sub: str) -> LogDir:
-    return LogDir(Path(f"{LocalAgent.root}{collect.logs_dir(sub)}"))
-
-
-def test_logs_are_where_the_web_concern_puts_them() -> None:
-    assert collect.logs_dir("a.test") == render.logs_dir("a.test")
+    """The subscription's logs where the web concern writes them (``naming.logs_dir``)."""
+    return LogDir(Path(f"{LocalAgent.root}{naming.logs_dir(sub)}"))
 
 
 def test_placed_subscriptions_of_web_servers(setup: tuple[collect.Collector, state_store.Store]) -> None:

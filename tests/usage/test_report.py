@@ -112,3 +112,37 @@ def test_since_and_customer_filter_and_bad_input_exits_2(state: Path) -> None:
     assert cli(state, "--collect").returncode == 2  # needs -f
     table = cli(state, "--period", "month")
     assert table.returncode == 0 and "(total)" in table.stdout and "1.5 KiB" in table.stdout
+
+
+@pytest.mark.parametrize("day", [pytest.param(d, id=d) for d in (
+    "2026-01-01", "2026-12-31", "2027-01-03", "2027-01-04", "2024-02-29", "2026-11-30")])
+def test_weeks_are_iso_weeks_and_months_calendar_months(day: str) -> None:
+    d = dt.date.fromisoformat(day)
+    year, week, _ = d.isocalendar()
+    assert usage.period_start(d, "week") == dt.date.fromisocalendar(year, week, 1)
+    assert usage.period_start(d, "month") == dt.date(d.year, d.month, 1)
+    assert usage.period_start(d, "day") == d
+    with pytest.raises(ValueError, match="not a period"):
+        usage.period_start(d, "year")
+
+
+def test_the_reports_month_is_the_month_res2_counts(tmp_path: Path) -> None:
+    """The report's month row and ``trafficMB`` (what RES-2's overuse decision reads) sum
+    the same days: the last day of October in neither, the 1st and 30th of November in both."""
+    days = {"2026-10-31": (1, usage.MB), "2026-11-01": (2, 2 * usage.MB), "2026-11-30": (1, usage.MB)}
+    with state_store.Store(tmp_path / "state.db", now=lambda: NOW) as st:
+        usage.record(st, "web-1", NOW, [usage.Figures("a.test", days)], disk=False)
+        usage.refresh(st, NOW)
+        traffic = st.all_usage()["a.test"]["trafficMB"]
+        lines, _ = report.summarise(usage.rows(st), OWNERS, "month")
+    november = [x for x in lines if x.period == usage.period_start(usage.utc_day(NOW), "month")]
+    assert [(x.domain, x.bytes) for x in november] == [("a.test", 3 * usage.MB)] and traffic == 3.0
+
+
+def test_the_default_span_starts_from_the_utc_day(state: Path) -> None:
+    """23:30 at UTC-2 on 30 November is 1 December in UTC: 12 months back from there."""
+    env = dict(os.environ, TENANTCTL_STATE_DIR=str(state), TENANTCTL_NOW="2026-11-30T23:30:00-02:00")
+    done = subprocess.run([CLI, "report", "usage", "--period", "month", "-o", "json"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["since"] == "2025-12-01"

@@ -96,11 +96,6 @@ def pool_socket(pool: str) -> str:
     return f"/run/php/tenantctl-{pool}.sock"
 
 
-def logs_dir(sub: str) -> str:
-    """LOG-1: the subscription's web logs, in its web space (``~/logs`` over SFTP)."""
-    return f"{naming.home(sub)}/logs"
-
-
 def logrotate_path(sub: str) -> str:
     return f"{LOGROTATE_DIR}/tenantctl-{naming.system_user(sub)}"
 
@@ -150,7 +145,7 @@ def vhost(sub: str, sl: slices.Web) -> str | None:
         max_connections=_limit(perf["maxConnections"]), bandwidth_kbps=_limit(perf["bandwidthKBps"]),
         error_documents=bool(hosting["errorDocuments"]), error_codes=ERROR_CODES,
         acme_root=naming.acme_root(sub) if hosting.get("ssl") else None,  # TLS-1: only where SSL is sold
-        logs_dir=logs_dir(sub),
+        logs_dir=naming.logs_dir(sub),
         stats=({"location": webstats.LOCATION, "dir": webstats.report_dir(sub) + "/",
                 "htpasswd": webstats.htpasswd_path(sub)} if stats_on(sl) else None),
     )
@@ -275,7 +270,7 @@ def webstats_cron(sub: str, sl: Mapping[str, Any]) -> str | None:
     if not stats_on(sl):
         return None
     return template("cron/webstats.j2").render(
-        sub=sub, user=naming.system_user(sub), minute=webstats.minute(sub), log=f"{logs_dir(sub)}/access.log",
+        sub=sub, user=naming.system_user(sub), minute=webstats.minute(sub), log=f"{naming.logs_dir(sub)}/access.log",
         report=f"{webstats.report_dir(sub)}/index.html")
 
 
@@ -294,7 +289,7 @@ def logrotate(sub: str, sl: Mapping[str, Any]) -> str | None:
     days = months * DAYS_PER_MONTH
     per_month = {"daily": DAYS_PER_MONTH, "weekly": 5, "monthly": 1}[rotate]
     return template("logrotate/subscription.j2").render(
-        sub=sub, user=naming.system_user(sub), logs_dir=logs_dir(sub), rotate=rotate,
+        sub=sub, user=naming.system_user(sub), logs_dir=naming.logs_dir(sub), rotate=rotate,
         count=max(1, months * per_month), maxage=max(1, days), compress=bool(logs["compress"]))
 
 

@@ -32,12 +32,6 @@ DISK_EVERY = dt.timedelta(hours=1)
 TIMEOUT = 1800.0
 
 
-def logs_dir(sub: str) -> str:
-    """The subscription's web logs (LOG-1): the same place as ``hosting.render.logs_dir``
-    (a test holds them equal; concern drivers do not import each other)."""
-    return f"{naming.home(sub)}/logs"
-
-
 @dataclass
 class Report:
     """What a collection did: an error per server (None: collected)."""
@@ -125,7 +119,7 @@ class Collector:
             last = usage.disk_measured(self.store, server)
             disk = last is None or now - last >= DISK_EVERY
         moved = usage.elsewhere(self.store, server)  # logs restored with a web space count once
-        sites = [usagejobs.Site(subscription=s, logs=logs_dir(s), home=naming.home(s),
+        sites = [usagejobs.Site(subscription=s, logs=naming.logs_dir(s), home=naming.home(s),
                                 cursor=_cursor(before.get(s)) if s in before else
                                 usagejobs.Cursor(last=moved[s]) if s in moved else None)
                  for s in subs]

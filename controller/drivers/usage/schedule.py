@@ -1,7 +1,8 @@
 """Usage collection inside ``tenantctl run``: a thread of its own every ``PERIOD``
 seconds (level-triggered: each tick reads what the logs gained since the cursors, so a
-quiet cluster costs one agent run per web server that reads nothing). Nothing raises
-out of the thread: a failure is a log line and the next tick tries again.
+quiet cluster costs one agent run per web server that reads nothing). The thread is
+``drivers.periodic``'s: nothing raises out of it, a failure is a log line and the next
+tick tries again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 
 from controller import errors
-from controller.drivers import context
+from controller.drivers import context, periodic
 from controller.drivers.usage import collect
 from controller.model.desired import DesiredState
 from controller.state import store as state_store
@@ -30,21 +31,12 @@ class Scheduler:
         self.store = store
         self.desired = desired
         self.clock = clock
-        self.stop = stop
-        self.period = period
-        self.thread = threading.Thread(target=self._loop, name="tenantctl-usage", daemon=True)
+        self.periodic = periodic.Periodic("tenantctl-usage", self.tick, stop, period, first=min(FIRST, period),
+                                          what="usage collection")
+        self.thread = self.periodic.thread
 
     def start(self) -> None:
-        self.thread.start()
-
-    def _loop(self) -> None:
-        wait = min(FIRST, self.period)  # the first pass of the loop goes first
-        while not self.stop.wait(wait):
-            wait = self.period
-            try:
-                self.tick()
-            except Exception as exc:  # the thread survives everything
-                log.exception("usage collection: %s", exc)
+        self.periodic.start()
 
     def tick(self) -> collect.Report | None:
         ds = self.desired()
