@@ -50,10 +50,6 @@ SPARSE = {
     "tenantctl_certificate_renewal_failures": "exported only for certificates failing renewal (none here)",
     "tenantctl_pitr_": "a series per database server archiving for a plan with backup.pitr (issue 10): none here",
     "tenantctl_dr_drill_": "exported only where a spare server exists (DR-1 drill): this environment has none",
-    "tenantctl_backup_": "KNOWN DEFECT (stop-19 note): in the last two CI runs this environment's first nightly "
-                         "backup failed with `restic init` 403 / 'config or key is damaged' (a concurrent or "
-                         "repeated repository init, not yet understood; passes when the module runs alone), so "
-                         "the backup families may be empty here; tests/backup covers backups live",
 }
 """Queries on families that have series only when something is wrong, and why: they may be
 empty here (xfail, not a pass); each such panel also shows an always-present figure."""
@@ -97,7 +93,9 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float) -> Any:
 
 
 READY = ("tenantctl_certificate_expiry_timestamp_seconds", "tenantctl_dns_last_sync_timestamp_seconds",
-         "tenantctl_php_fpm_pool_processes", "pg_stat_database_xact_commit")
+         "tenantctl_php_fpm_pool_processes", "pg_stat_database_xact_commit",
+         "tenantctl_backup_last_success_timestamp_seconds", "tenantctl_backup_drill_duration_seconds",
+         "tenantctl_backup_added_bytes")
 """What the controller and servers export once ``run`` has converged and backed up."""
 
 
