@@ -11,7 +11,10 @@ each test, and each controller in a process, gets fresh series. What it exposes:
 * a summary of the status snapshot, recomputed from scratch by
   ``set_subscription_summary``: ``tenantctl_subscriptions{sync}``,
   ``tenantctl_subscriptions_by_state{state,reason}``, ``tenantctl_conflicts{property}``,
-  ``tenantctl_concern_status{concern,status}``. Labels are low-cardinality on purpose:
+  ``tenantctl_concern_status{concern,status}``, and the versions subscriptions run
+  (PLAT-5: ``tenantctl_subscription_versions{software,version,outdated}``, judged by
+  ``kinds.SUPPORTED_VERSIONS``).
+  Labels are low-cardinality on purpose:
   no per-subscription label (10,000 subscriptions must not mean 10,000 series);
 * ``tenantctl_build_info{version}``;
 * nightly backups (issue 9, BKP-1..3), from one ``BackupFigures`` the lead computes from
@@ -28,7 +31,8 @@ each test, and each controller in a process, gets fresh series. What it exposes:
   ``tenantctl_server_generation_changes_total{server}``) and backoff
   (``tenantctl_deferred``, ``tenantctl_backoff_permanent``).
 
-This module imports no other tenantctl module; the queue does not import it either.
+This module imports no other tenantctl module but ``model.kinds`` (the supported
+versions, PLAT-5); the queue does not import it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from typing import Any
 import prometheus_client
 import prometheus_client.core
 import prometheus_client.registry
+
+from controller.model import kinds
 
 PASS_RESULTS = ("success", "error", "requeue")
 """How a reconcile pass ended, in controller-runtime's words: ``success`` (converged),
@@ -108,10 +114,38 @@ class _Summary:
     conflicts: Mapping[str, int]
     concerns: Mapping[tuple[str, str], int]
     overuse: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    #: (software, version) -> live subscriptions running it (PLAT-5)
+    versions: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
-def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
-    """Count status items (``tenantctl status`` documents) into the summary gauges."""
+def versions_in_use(item: Mapping[str, Any], releases: Mapping[str, kinds.Release] | None = None) -> dict[str, str]:
+    """What a status document's subscription runs, software -> version (PLAT-5): its PHP
+    (the effective version, when hosting is on) and, for each database engine, the
+    oldest version among its databases' servers (their releases: ``releases``, server
+    name -> ``kinds.Release``; without it, or for a server not in it, no engine version).
+    Nothing for a deleted subscription."""
+    eff = item.get("effective") or {}
+    if item.get("state") == "deleted" or not eff:
+        return {}
+    out: dict[str, str] = {}
+    hosting = eff.get("hosting") or {}
+    php = (hosting.get("php") or {}).get("version")
+    if hosting.get("enabled") and isinstance(php, str) and php:
+        out["php"] = php
+    for db in eff.get("databases") or ():
+        engine, server = db.get("engine"), db.get("server")
+        release = (releases or {}).get(str(server)) if server else None
+        if release is None or engine not in ("mariadb", "postgresql"):
+            continue
+        version = release.mariadb if engine == "mariadb" else release.postgresql
+        if engine not in out or kinds.version_key(version) < kinds.version_key(out[engine]):
+            out[engine] = version
+    return out
+
+
+def summarise(items: Iterable[Mapping[str, Any]], releases: Mapping[str, kinds.Release] | None = None) -> _Summary:
+    """Count status items (``tenantctl status`` documents) into the summary gauges
+    (``releases``: see ``versions_in_use``)."""
     sync: collections.Counter[str] = collections.Counter(dict.fromkeys(SYNC_STATES, 0))
     states: collections.Counter[tuple[str, str]] = collections.Counter(dict.fromkeys(STATE_REASONS, 0))
     conflicts: collections.Counter[str] = collections.Counter()
@@ -119,7 +153,10 @@ def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
         {(c, s): 0 for c in CONCERNS for s in CONCERN_STATUSES}
     )
     overuse: collections.Counter[tuple[str, str]] = collections.Counter()
+    versions: collections.Counter[tuple[str, str]] = collections.Counter()
     for item in items:
+        for software, version in versions_in_use(item, releases).items():
+            versions[(software, version)] += 1
         for level in ("over", "notify"):
             for resource in (item.get("overuse") or {}).get(level) or ():
                 overuse[(str(resource), level)] += 1
@@ -131,7 +168,8 @@ def summarise(items: Iterable[Mapping[str, Any]]) -> _Summary:
             conflicts[str(conflict.get("property") or "unknown")] += 1
         for concern, status in (item.get("concerns") or {}).items():
             concerns[(str(concern), str(status))] += 1
-    return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns, overuse=overuse)
+    return _Summary(sync=sync, states=states, conflicts=conflicts, concerns=concerns, overuse=overuse,
+                    versions=versions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +388,22 @@ class _SummaryCollector(prometheus_client.registry.Collector):
         )
         for (resource, level), n in sorted(s.overuse.items()):
             overuse.add_metric([resource, level], n)
-        yield from (subs, by_state, conflicts, concerns, overuse)
+        yield from (subs, by_state, conflicts, concerns, overuse, *_version_families(s.versions))
+
+
+def _version_families(counts: Mapping[tuple[str, str], int]) -> tuple[prometheus_client.core.Metric, ...]:
+    """PLAT-5: live subscriptions by the version they run, ``outdated="true"`` when it is
+    older than the last ``kinds.SUPPORTED_WINDOW`` supported (``kinds.outdated``)."""
+    by_version = prometheus_client.core.GaugeMetricFamily(
+        "tenantctl_subscription_versions",
+        "Live subscriptions by the PHP / database engine version they run; outdated=true: older than the last "
+        f"{kinds.SUPPORTED_WINDOW} supported versions (PLAT-5).",
+        labels=["software", "version", "outdated"],
+    )
+    for (software, version), n in sorted(counts.items()):
+        stale = software in kinds.SUPPORTED_VERSIONS and kinds.outdated(software, version)
+        by_version.add_metric([software, version, "true" if stale else "false"], n)
+    return (by_version,)
 
 
 class MetricsServer:
@@ -568,15 +621,18 @@ class Metrics:
             self.reconcile_errors.inc()
         self.reconcile_time.observe(seconds)
 
-    def set_subscription_summary(self, items: Iterable[Mapping[str, Any]]) -> None:
-        """Recompute every summary gauge from the status items (``status -o json`` documents).
+    def set_subscription_summary(self, items: Iterable[Mapping[str, Any]],
+                                 releases: Mapping[str, kinds.Release] | None = None) -> None:
+        """Recompute every summary gauge from the status items (``status -o json`` documents);
+        ``releases`` (server -> ``kinds.Release``, from the desired state) gives the
+        database engines' versions (PLAT-5), PHP's comes from the items.
 
         Each item needs ``sync``, ``state``, ``stateReason``, ``conflicts`` (a list of
         ``{property, ...}``) and ``concerns`` (``{concern: status}``). The documented
         label values are always present (0 when no subscription has them); conflict
         properties no longer reported disappear.
         """
-        self._summary.summary = summarise(items)
+        self._summary.summary = summarise(items, releases)
 
     def exposition(self) -> bytes:
         """The text exposition format, as a scrape would get it."""

@@ -14,16 +14,43 @@ database dumped into the live one).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-#: the cluster every db-postgresql server runs (the tenantctl_server role's defaults)
-PG_VERSION = "15"
-PG_DATA = f"/var/lib/postgresql/{PG_VERSION}/main"
-PG_BIN = f"/usr/lib/postgresql/{PG_VERSION}/bin"
+#: a PostgreSQL major version as a job carries it (``PgPitrJob.pg_version``)
+_MAJOR = re.compile(r"^[0-9]{2}$")
 PG_SOCKET = "/var/run/postgresql"
 PG_PORT = 5432
-#: where the archiving settings go (included by the cluster's postgresql.conf)
-PG_CONF = f"/etc/postgresql/{PG_VERSION}/main/conf.d/tenantctl-pitr.conf"
+
+
+def major(version: str) -> str:
+    """``version`` when it is a PostgreSQL major version (two digits), else ValueError.
+    The version is never guessed on a server: the controller sends the db host's, from
+    its release (``controller.model.kinds.RELEASES``)."""
+    if not isinstance(version, str) or not _MAJOR.match(version):
+        raise ValueError(f"not a PostgreSQL major version: {version!r}")
+    return version
+
+
+def pg_data(version: str) -> str:
+    """The data directory of Debian's ``main`` cluster of PostgreSQL ``version``."""
+    return f"/var/lib/postgresql/{major(version)}/main"
+
+
+def pg_bin(version: str) -> str:
+    """Where ``pg_ctl`` and ``pg_isready`` of PostgreSQL ``version`` are."""
+    return f"/usr/lib/postgresql/{major(version)}/bin"
+
+
+def pg_conf(version: str) -> str:
+    """Where the archiving settings go (``conf.d``, included by the cluster's postgresql.conf)."""
+    return f"/etc/postgresql/{major(version)}/main/conf.d/tenantctl-pitr.conf"
+
+
+def scratch(version: str) -> str:
+    """The scratch data directory of a recovery (beside the cluster's, same owner)."""
+    return f"/var/lib/postgresql/{major(version)}/tenantctl-pitr-scratch"
+
 #: pgBackRest's configuration, TLS identity and directories
 CONF = "/etc/pgbackrest/pgbackrest.conf"
 TLS_DIR = "/etc/pgbackrest/tls"
@@ -36,8 +63,14 @@ SPOOL_PATH = "/var/spool/pgbackrest"
 LOG_PATH = "/var/log/pgbackrest"
 #: port of ``pgbackrest server`` on each host's own address
 TLS_PORT = 8432
-#: the files ``configure`` / ``archive`` may write (anything else is refused)
-WRITABLE = {CONF: 0o640, TLS_CA: 0o644, TLS_CERT: 0o644, TLS_KEY: 0o600, PG_CONF: 0o644}
+#: the files ``configure`` may write (anything else is refused)
+WRITABLE = {CONF: 0o640, TLS_CA: 0o644, TLS_CERT: 0o644, TLS_KEY: 0o600}
+
+
+def writable(version: str) -> dict[str, int]:
+    """The files a job for a db host of PostgreSQL ``version`` may write (``WRITABLE``
+    and its cluster's archiving settings), with their modes."""
+    return {**WRITABLE, pg_conf(version): 0o644}
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,10 @@ class PgPitrJob:
     target: str = ""
     backup_set: str = ""
     database: str = ""
+    #: archive / info / lag / recover: the db host's PostgreSQL major version (its
+    #: release's, ``kinds.RELEASES``), which names the cluster's directories; required
+    #: there (the agent refuses a job without it rather than guess)
+    pg_version: str = ""
 
 
 @dataclass(frozen=True)

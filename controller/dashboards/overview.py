@@ -44,7 +44,10 @@ SUBSCRIPTIONS = Row("Subscriptions", (
     graph("Overuse by resource (RES-2)",
           q(f"sum(tenantctl_subscriptions_by_state{sel(state='suspended', reason='overuse')})",
             "suspended for overuse"),
-          q(f"sum by (resource, level) (tenantctl_overuse{SEL})", "{{resource}} {{level}}"), width=24),
+          q(f"sum by (resource, level) (tenantctl_overuse{SEL})", "{{resource}} {{level}}")),
+    graph("Versions in use (PLAT-5)",
+          q(f"sum by (software, version, outdated) (tenantctl_subscription_versions{SEL})",
+            "{{software}} {{version}} (outdated: {{outdated}})")),
 ))
 
 RECONCILE = Row("Reconciliation", (

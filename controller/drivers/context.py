@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller import provisioning
+from controller.model import kinds
 from controller.model.desired import DesiredState
+
+#: what a server whose ``os`` is not given runs (bookworm)
+_DEFAULT = kinds.RELEASES[kinds.DEFAULT_OS]
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,10 @@ class Server:
     roles: tuple[str, ...]
     ips: tuple[tuple[str, str], ...]  # (address, shared|dedicated)
     #: the PHP-FPM versions the role installs there (its release's: ``kinds.RELEASES``)
-    php_versions: tuple[str, ...] = ("8.2",)
+    php_versions: tuple[str, ...] = (_DEFAULT.php,)
+    #: the PostgreSQL major version of its ``main`` cluster (its release's), which names
+    #: the cluster's directories (PITR: ``drivers.backup.pgpitr`` sends it in each job)
+    pg_version: str = _DEFAULT.postgresql
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class Context:
     def of(cls, ds: DesiredState, state_dir: Path) -> Context:
         return cls(state_dir, {
             name: Server(name, spec.region, spec.provider, spec.address, tuple(spec.roles),
-                         tuple((ip.address, ip.type) for ip in spec.ips), (spec.release.php,))
+                         tuple((ip.address, ip.type) for ip in spec.ips), (spec.release.php,),
+                         spec.release.postgresql)
             for name, spec in ds.servers.items()
         }, {
             name: Region(name, str(spec.timezone),

@@ -20,6 +20,10 @@ class DesiredState:
     subscriptions: dict[str, kinds.SubscriptionSpec] = field(default_factory=dict)
     docs: dict[tuple[str, str], Document] = field(default_factory=dict)
 
+    def releases(self) -> dict[str, kinds.Release]:
+        """Server -> the Debian release it runs (its PHP, MariaDB, PostgreSQL versions)."""
+        return {name: spec.release for name, spec in self.servers.items()}
+
     def table(self, kind: str) -> dict[str, kinds.Strict]:
         return {  # type: ignore[return-value]
             "Region": self.regions,

@@ -251,6 +251,33 @@ RELEASES: dict[str, Release] = {
 DEFAULT_OS: Literal["debian-12"] = "debian-12"
 Os = Literal["debian-12", "debian-13"]
 
+#: PLAT-5 ("the customer must stay within the last four supported versions"): the
+#: versions tenantctl supports of what a customer's platform runs on, oldest first (every
+#: release's versions are among them). The one place status and metrics judge by.
+SUPPORTED_VERSIONS: dict[str, tuple[str, ...]] = {
+    "php": ("7.4", "8.0", "8.1", "8.2", "8.3", "8.4"),
+    "mariadb": ("10.5", "10.6", "10.11", "11.4", "11.8"),
+    "postgresql": ("13", "14", "15", "16", "17"),
+}
+#: how many of the newest supported versions a subscription may run (PLAT-5)
+SUPPORTED_WINDOW = 4
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"10.11"`` -> ``(10, 11)``: versions compare numerically (``"8.10" > "8.9"``)."""
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def current_versions(software: str) -> tuple[str, ...]:
+    """The last ``SUPPORTED_WINDOW`` supported versions of ``software`` (PLAT-5)."""
+    return SUPPORTED_VERSIONS[software][-SUPPORTED_WINDOW:]
+
+
+def outdated(software: str, version: str) -> bool:
+    """PLAT-5: ``version`` of ``software`` (``php``, ``mariadb``, ``postgresql``) is older
+    than the last ``SUPPORTED_WINDOW`` supported ones. A newer unknown version is not."""
+    return version_key(version) < version_key(current_versions(software)[0])
+
 
 class ServerIp(Strict):
     address: values.IpAddress

@@ -235,7 +235,7 @@ class Reconciler:
                             else "success", report.seconds)
         backoff = self.store.list_backoff()
         m.set_backoff(sum(1 for b in backoff if not b.permanent), sum(1 for b in backoff if b.permanent))
-        m.set_subscription_summary(self.store.get_status())
+        m.set_subscription_summary(self.store.get_status(), self._ds.releases() if self._ds is not None else None)
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

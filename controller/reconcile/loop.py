@@ -205,7 +205,7 @@ def _iteration(
                     queue.add(name)
             if planned.deletions:
                 queue.add("")  # "" stands for the deletion pass
-            m.set_subscription_summary(store.get_status())
+            m.set_subscription_summary(store.get_status(), st.ds.releases() if st.ds is not None else None)
     if st.ds is not None:
         keys = _drain(queue, timeout=0.0 if once else 1.0)
         if keys:
@@ -222,7 +222,7 @@ def _iteration(
             m.set_deletions_held(len(report.deletion.deletions) if report.deletions_held and report.deletion else 0)
             backoff = store.list_backoff()
             m.set_backoff(sum(1 for b in backoff if not b.permanent), sum(1 for b in backoff if b.permanent))
-            m.set_subscription_summary(store.get_status())
+            m.set_subscription_summary(store.get_status(), st.ds.releases())
             m.set_dns(dns_metrics.zones_by_state(), dns_metrics.last_sync())
             m.set_tls(metrics.TlsSnapshot(
                 expiry=tls_metrics.certificate_expiry(), renewed=tls_metrics.last_renewal(),

@@ -5,15 +5,24 @@ Three reads of the same documents: ``items`` (every document decoded, for apply'
 report and ``urls``), ``stream`` (the same documents one at a time, for ``status -o
 json`` at 10,000 subscriptions) and ``rows`` (only what a table shows, extracted by
 SQLite without decoding the documents).
+
+``items`` and ``stream`` also say what each live subscription runs (``versions``:
+software -> version, ``metrics.versions_in_use``) and flag PLAT-5: a version older than
+the last ``kinds.SUPPORTED_WINDOW`` supported ones gets the condition
+``SupportedVersions`` False (reason ``Outdated``) naming it and the versions allowed.
+PHP's version is the effective one; a database engine's needs the servers' releases
+(``releases``, from the desired state), else it is left out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from controller import metrics
+from controller.model import kinds
 from controller.state import codec, records
 from controller.state import store as state_store
 
@@ -36,16 +45,19 @@ def _deleted_records(store: state_store.Store) -> list[records.SubscriptionRecor
     return store.list_deleted()
 
 
-def items(store: state_store.Store) -> list[dict[str, Any]]:
+def items(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | None = None) -> list[dict[str, Any]]:
     """Every subscription's status document, sorted by name: live ones as the last pass
     recorded them, deleted ones with their deletion and purge dates."""
     out = store.get_status()
     out.extend(_deleted(rec) for rec in _deleted_records(store))
     _with_backups(store, out)
+    for item in out:
+        merge_versions(item, releases)
     return sorted(out, key=lambda i: i["name"])
 
 
-def stream(store: state_store.Store) -> Iterator[dict[str, Any]]:
+def stream(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | None = None
+           ) -> Iterator[dict[str, Any]]:
     """``items``, one document at a time (in name order): never all of them decoded at once."""
     facts = _facts(store)
     now = store.now()
@@ -54,7 +66,35 @@ def stream(store: state_store.Store) -> Iterator[dict[str, Any]]:
     for name, text in heapq.merge(texts, ((n, "") for n in sorted(gone)), key=lambda t: t[0]):
         item = codec.loads(text) if text else _deleted(gone[name])
         _merge_backup(facts, now, item)
+        merge_versions(item, releases)
         yield item
+
+
+#: the condition of PLAT-5 (present only when a version is outdated)
+VERSIONS_CONDITION = "SupportedVersions"
+
+
+def outdated(versions: Mapping[str, str]) -> dict[str, str]:
+    """The entries of ``versions`` (software -> version) older than the last
+    ``kinds.SUPPORTED_WINDOW`` supported ones (PLAT-5)."""
+    return {sw: v for sw, v in sorted(versions.items()) if sw in kinds.SUPPORTED_VERSIONS and kinds.outdated(sw, v)}
+
+
+def merge_versions(item: dict[str, Any], releases: Mapping[str, kinds.Release] | None = None) -> None:
+    """``item``'s ``versions`` and, when one is outdated, its ``SupportedVersions`` False
+    condition (PLAT-5). Deleted subscriptions are left alone."""
+    if item.get("state") == "deleted":
+        return
+    versions = metrics.versions_in_use(item, releases)
+    item["versions"] = versions
+    conditions = [c for c in item.get("conditions") or [] if c.get("type") != VERSIONS_CONDITION]
+    old = outdated(versions)
+    if old:
+        message = "; ".join(f"{sw} {v} is older than the last {kinds.SUPPORTED_WINDOW} supported versions "
+                            f"({', '.join(kinds.current_versions(sw))})" for sw, v in old.items())
+        conditions.append({"type": VERSIONS_CONDITION, "status": "False", "reason": "Outdated",
+                           "message": f"{message} (PLAT-5)"})
+    item["conditions"] = conditions
 
 
 def rows(store: state_store.Store) -> list[dict[str, Any]]:

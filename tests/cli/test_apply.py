@@ -24,7 +24,7 @@ def events(cli: Cli) -> list[tuple[str, str]]:
 def test_apply_then_status_has_the_contract_fields(cli: Cli) -> None:
     cli.apply()
     status = cli.status()
-    assert len(status) == 12
+    assert len(status) == 14
     for item in status.values():
         assert set(item) >= CONTRACT_KEYS, item["name"]
         assert set(item["effective"]) >= EFFECTIVE_GROUPS
@@ -58,7 +58,7 @@ def test_creates_are_recorded_once_with_their_placement(cli: Cli) -> None:
     cli.apply()
     cli.apply()
     creates = [s for a, s in events(cli) if a == "create"]
-    assert len(creates) == len(set(creates)) == 12
+    assert len(creates) == len(set(creates)) == 14
     places = [s for a, s in events(cli) if a == "place"]
     assert sorted(places) == sorted(creates)
 

@@ -31,17 +31,17 @@ def test_a_truncated_file_is_refused_with_the_count_and_nothing_is_deleted(cli: 
     assert all(f"would delete {n}" in res.err for n in plan["deletions"])
     assert cli("status", "-o", "json").out == before, "a refused apply changed something"
     cli("apply", "-f", str(cli.desired), "--allow-mass-delete")
-    assert live(cli) == 12 - len(plan["deletions"])
+    assert live(cli) == 14 - len(plan["deletions"])
 
 
 def test_a_vanished_file_counts_as_deleting_all_it_held(cli: Cli) -> None:
     cli.apply()
     (cli.desired / "subscriptions.yaml").unlink()
     # the subscriptions' customers and plans are still declared: the desired state is
-    # valid, and says "delete all 12"
+    # valid, and says "delete all 14"
     res = cli.apply(check=4)
-    assert "refused: 12 deletions held" in res.err
-    assert live(cli) == 12
+    assert "refused: 14 deletions held" in res.err
+    assert live(cli) == 14
 
 
 def test_the_threshold_is_configurable(cli: Cli) -> None:
@@ -50,7 +50,7 @@ def test_the_threshold_is_configurable(cli: Cli) -> None:
     cli.env["TENANTCTL_MAX_DELETE"] = "50"
     cli.env["TENANTCTL_MAX_DELETE_PERCENT"] = "100"
     cli.apply()
-    assert live(cli) < 12
+    assert live(cli) < 14
     cli.env["TENANTCTL_MAX_DELETE"] = "many"
     res = cli.apply(check=None)
     assert res.rc != 0 and "TENANTCTL_MAX_DELETE" in res.err and "Traceback" not in res.err

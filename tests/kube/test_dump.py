@@ -113,7 +113,7 @@ def test_tenantctl_validate_gives_the_same_result(cli: Any, tmp_path: Path) -> N
     converted.write_text(dump.render(dump.read(write_dump(tmp_path / "dump.yaml", docs).read_text())))
     a, b = cli("validate", "-f", str(EXAMPLES)), cli("validate", "-f", str(converted))
     assert (a.code, a.stdout) == (b.code, b.stdout) == (0, a.stdout)
-    assert "12 Subscription" in a.stdout
+    assert "14 Subscription" in a.stdout
 
 
 def test_tenantctl_validate_gives_the_same_errors(cli: Any, tmp_path: Path) -> None:

@@ -40,18 +40,18 @@ def test_examples_validate(tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     assert r.stderr == ""
     assert r.stdout.strip() == (
-        "valid: 3 Region, 4 Server, 4 ServicePlan, 3 AddOnPlan, 5 Customer, 12 Subscription"
+        "valid: 3 Region, 5 Server, 5 ServicePlan, 3 AddOnPlan, 5 Customer, 14 Subscription"
     )
 
 
-def test_twelve_placed_subscriptions_with_contract_fields(plan: dict[str, Sub]) -> None:
-    assert len(plan) == 12
+def test_fourteen_placed_subscriptions_with_contract_fields(plan: dict[str, Sub]) -> None:
+    assert len(plan) == 14
     for s in plan.values():
         assert {"name", "customer", "plan", "addons", "region", "server", "ip", "state", "stateReason", "sync",
                 "conflicts", "conditions", "effective"} <= set(s)
         assert set(s["effective"]) >= {"resources", "permissions", "hosting", "dns", "performance", "logs", "backup"}
         assert s["server"] is not None and s["ip"] is not None, s["name"]
-        region_prefix = {"eu-west": "eu-west-", "us-east": "us-east-"}[s["region"]]
+        region_prefix = {"eu-west": "eu-west-", "us-east": "us-east-", "ap-southeast": "ap-southeast-"}[s["region"]]
         assert s["server"].startswith(region_prefix)
 
 
@@ -78,8 +78,9 @@ def test_legacy_plan_runs_with_available_values(plan: dict[str, Sub]) -> None:  
     assert s["effective"]["hosting"]["hardQuota"] is False
 
 
-def test_only_the_legacy_plan_has_conflicts(plan: dict[str, Sub]) -> None:
-    assert [n for n, s in plan.items() if s["conflicts"]] == ["legacy.example.net"]
+def test_only_the_legacy_plan_and_php_84_on_bookworm_have_conflicts(plan: dict[str, Sub]) -> None:
+    # zephyr: the modern plan (PHP 8.4) in a region of bookworm servers (PHP 8.2), issue 13
+    assert [n for n, s in plan.items() if s["conflicts"]] == ["legacy.example.net", "zephyr.example.org"]
 
 
 @pytest.mark.parametrize(
@@ -166,5 +167,5 @@ def test_https_option_sells_ssl_on_top_of_starter(plan: dict[str, Sub]) -> None:
 
 
 def test_every_region_is_used(plan: dict[str, Sub]) -> None:
-    assert {s["region"] for s in plan.values()} == {"eu-west", "us-east"}
-    assert {s["server"] for s in plan.values()} <= {"eu-west-1", "eu-west-2", "us-east-1"}
+    assert {s["region"] for s in plan.values()} == {"eu-west", "us-east", "ap-southeast"}
+    assert {s["server"] for s in plan.values()} <= {"eu-west-1", "eu-west-2", "us-east-1", "ap-southeast-2"}

@@ -42,7 +42,8 @@ def sample(m: metrics.Metrics | None = None) -> metrics.Metrics:
          "conflicts": [{"property": "hosting.php.version"}],
          "concerns": {"web": "provisioned", "tls": "failed"},
          "overuse": {"over": ["diskMB"], "notify": ["trafficMB"]}},
-        {"sync": "synced", "state": "active", "stateReason": None, "conflicts": [], "concerns": {"web": "failed"}},
+        {"sync": "synced", "state": "active", "stateReason": None, "conflicts": [], "concerns": {"web": "failed"},
+         "effective": {"hosting": {"enabled": True, "php": {"version": "7.4"}}}},
     ])
     zones = {(server, state): 0 for server in ("dns-1", "dns-2") for state in dns_metrics.STATES}
     m.set_dns(zones | {("dns-1", "primary"): 3, ("dns-2", "secondary"): 2, ("dns-2", "behind"): 1},

@@ -132,8 +132,8 @@ def test_sigkill_mid_apply_then_rerun_converges_without_duplicates(ds: model.Des
         assert not engine.Engine(st, drivers_with(web), clock=lambda: T0).plan(ds).has_changes
         creates = [e.subject for e in events.list_events(st, limit=10_000)
                    if e.action == "create" and e.concern is None]
-        assert sorted(creates) == sorted(set(creates)) and len(creates) == 12
-        assert len(st.list_subscriptions()) == 12
+        assert sorted(creates) == sorted(set(creates)) and len(creates) == 14
+        assert len(st.list_subscriptions()) == 14
         placements = {r.name: (r.server, r.ip) for r in st.list_subscriptions()}
     # the re-run kept every placement decided before the crash
     first = engine.plan(ds, T0, None)

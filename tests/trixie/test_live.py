@@ -6,13 +6,16 @@ hold its databases (the host's mariadb and psql clients, the tenant's own logins
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 from e2e.conftest import E2E, curl
 
+from controller.agent import pgpitrjobs as pj
 from controller.drivers import naming
 from controller.drivers.embedded import engine
+from controller.model import kinds
 
 pytestmark = pytest.mark.embedded
 
@@ -75,3 +78,17 @@ def test_databases_run_mariadb_118_and_postgresql_17(live: E2E) -> None:
                        text=True, timeout=60, env={"PGPASSWORD": c["password"], "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("PostgreSQL 17."), p.stdout
+
+
+def test_the_pitr_agents_paths_name_the_trixie_cluster(live: E2E) -> None:
+    """The pgpitr agent's paths for the version the controller sends to tx-13 (its
+    release's, ``kinds.RELEASES``) are the real PostgreSQL 17 cluster's (issue 13)."""
+    version = kinds.RELEASES[live.spec("tx-13").os].postgresql
+    assert version == "17"
+    for check in (["test", "-f", f"{pj.pg_data(version)}/PG_VERSION"],
+                  ["test", "-d", os.path.dirname(pj.pg_conf(version))],
+                  ["runuser", "-u", "postgres", "--", f"{pj.pg_bin(version)}/pg_isready", "-q", "-h", pj.PG_SOCKET],
+                  ["test", "-d", os.path.dirname(pj.scratch(version))]):
+        done = live.on("tx-13", *check)
+        assert done.returncode == 0, (check, done.stderr)
+    assert live.on("tx-13", "cat", f"{pj.pg_data(version)}/PG_VERSION").text.strip() == "17"

@@ -34,7 +34,8 @@ def test_a_server_without_os_is_bookworm_and_an_unknown_os_is_refused() -> None:
 
 
 def test_the_pitr_configuration_names_the_cluster_of_the_db_hosts_version() -> None:
-    assert f"pg1-path={pj.PG_DATA}\n" in conf.render("db-a", "127.0.115.1", [stanza()])
+    assert f"pg1-path={pj.pg_data(kinds.RELEASES[kinds.DEFAULT_OS].postgresql)}\n" in conf.render(
+        "db-a", "127.0.115.1", [stanza()])
     text = conf.render("db-a", "127.0.115.1", [stanza(pg_version="17")])
     assert "pg1-path=/var/lib/postgresql/17/main\n" in text and "/15/" not in text
     repo_side = conf.render("bk-a", "127.0.115.2", [stanza(pg_version="17")])

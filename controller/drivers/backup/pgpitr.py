@@ -15,6 +15,10 @@ agent entry ``pgpitr`` does the work on each server; this module decides who doe
   archive (``OutOfRange``, nothing changed), then the stanza restored into a scratch
   instance on the db server and one database dumped into the live one (BKP-5).
 * ``lag`` and ``window`` for status and metrics.
+
+A db server's PostgreSQL major version (its release's, ``context.Server.pg_version``
+from ``kinds.RELEASES``) is in its stanza and in every job that touches its cluster:
+the agent never guesses it.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def stanza_of(topo: topology.Topology, server: str, keep_daily: int = KEEP_DAILY
     if not repos:
         return None
     full, diff = retention(keep_daily)
-    return conf.Stanza(server, server, tuple(repos), full, diff)
+    return conf.Stanza(server, server, tuple(repos), full, diff, topo.ctx.servers[server].pg_version)
 
 
 def stanzas(topo: topology.Topology, keep_daily: int = KEEP_DAILY) -> list[conf.Stanza]:
@@ -187,8 +191,8 @@ def ensure(topo: topology.Topology, pool: transport.Pool, servers: Sequence[str]
         if failed:
             return "; ".join(failed)
         staged = [transport.File("pitr.conf", conf.pg_conf(st.name).encode(), 0o600)]
-        run(pool, st.db_host, pj.PgPitrJob(action="archive", stanza=st.name,
-                                           files=[pj.ConfFile(pj.PG_CONF, "pitr.conf")]), staged)
+        run(pool, st.db_host, pj.PgPitrJob(action="archive", stanza=st.name, pg_version=st.pg_version,
+                                           files=[pj.ConfFile(pj.pg_conf(st.pg_version), "pitr.conf")]), staged)
         return ""
     done = _each([s.name for s in wanted], lambda n: archive(next(s for s in wanted if s.name == n)))
     for name, value in done.items():
@@ -236,7 +240,7 @@ def _epoch(text: str) -> dt.datetime | None:
 def state(topo: topology.Topology, pool: transport.Pool, server: str, *, switch: bool = False
           ) -> tuple[info.Stanza, pj.PgPitrOutcome]:
     st = _stanza(topo, server)
-    out = run(pool, server, pj.PgPitrJob(action="info", stanza=st.name, switch=switch))
+    out = run(pool, server, pj.PgPitrJob(action="info", stanza=st.name, switch=switch, pg_version=st.pg_version))
     try:
         return info.parse(out.info, st.name), out
     except ValueError as exc:
@@ -254,7 +258,7 @@ def lag(topo: topology.Topology, pool: transport.Pool, servers: Sequence[str]) -
     """Per db server: seconds since the oldest WAL segment not archived yet, newest archived time."""
     def one(server: str) -> Lag:
         st = _stanza(topo, server)
-        out = run(pool, server, pj.PgPitrJob(action="lag", stanza=st.name))
+        out = run(pool, server, pj.PgPitrJob(action="lag", stanza=st.name, pg_version=st.pg_version))
         return Lag(out.waiting_seconds, _epoch(out.last_archived_time))
     got = _each(list(servers), one)
     return {s: v if isinstance(v, Lag) else Lag(math.nan, None, str(v)) for s, v in got.items()}
@@ -287,5 +291,6 @@ def recover(topo: topology.Topology, pool: transport.Pool, server: str, database
                          f"({oldest.label + ' ended ' + oldest.stop.isoformat() if oldest else 'none yet'})")
     repo = st.repo(base.repo)
     done = run(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, target=target,
-                                          backup_set=base.label, database=database), timeout=LONG)
+                                          backup_set=base.label, database=database, pg_version=st.pg_version),
+               timeout=LONG)
     return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3))

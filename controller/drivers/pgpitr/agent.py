@@ -45,8 +45,6 @@ HOSTS = "/etc/hosts"
 BEGIN, END = "# BEGIN tenantctl pgbackrest", "# END tenantctl pgbackrest"
 #: digests of configurations whose stanza-create + check succeeded
 MARKS = "/var/lib/tenantctl/pitr"
-SCRATCH = f"/var/lib/postgresql/{pj.PG_VERSION}/tenantctl-pitr-scratch"
-SCRATCH_LOG = f"{SCRATCH}.log"
 SCRATCH_PORT = 5499
 TAIL = 2000
 #: seconds a base backup / restore may take
@@ -121,9 +119,8 @@ def pgbackrest(args: list[str], timeout: float = 600.0) -> str:
                 timeout)
 
 
-def psql(sql: str, db: str = "postgres", *, scratch: bool = False) -> str:
-    where = ["-h", SCRATCH, "-p", str(SCRATCH_PORT)] if scratch else []
-    return _run([*PG_AS, "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", *where, "-d", db, "-c", sql],
+def psql(sql: str, db: str = "postgres") -> str:
+    return _run([*PG_AS, "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
                 "psql", 120).strip()
 
 
@@ -148,8 +145,19 @@ def _put(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) -> bool:
     return not same
 
 
-def _install(f: pj.ConfFile, stage: str, uid: int, gid: int) -> bool:
-    mode = pj.WRITABLE.get(f.dest)
+def version(j: pj.PgPitrJob) -> str:
+    """The job's PostgreSQL major version (the controller's, from the db host's release):
+    a job that needs one and has none is refused, never guessed."""
+    if not j.pg_version:
+        raise Problem(f"pgpitr {j.action}: the job names no PostgreSQL version")
+    try:
+        return pj.major(j.pg_version)
+    except ValueError as exc:
+        raise Problem(str(exc)) from exc
+
+
+def _install(f: pj.ConfFile, stage: str, uid: int, gid: int, pg_version: str = "") -> bool:
+    mode = (pj.writable(pg_version) if pg_version else pj.WRITABLE).get(f.dest)
     if mode is None:
         raise Problem(f"not a file this agent writes: {f.dest!r}")
     data = files.read(os.path.join(stage, _check(f.src, _STAGED, "staged file name")))
@@ -219,9 +227,9 @@ def configure(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
 # --- archiving ----------------------------------------------------------------------------------
 
 
-def _pg_ready(timeout: float = 60.0) -> None:
+def _pg_ready(pg_version: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while files.run([*PG_AS, f"{pj.PG_BIN}/pg_isready", "-q", "-h", pj.PG_SOCKET], timeout=10)[0] != 0:
+    while files.run([*PG_AS, f"{pj.pg_bin(pg_version)}/pg_isready", "-q", "-h", pj.PG_SOCKET], timeout=10)[0] != 0:
         if time.monotonic() > deadline:
             raise Problem("PostgreSQL does not accept connections")
         time.sleep(0.3)
@@ -229,25 +237,26 @@ def _pg_ready(timeout: float = 60.0) -> None:
 
 def archive(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     stanza = _check(j.stanza, _NAME, "stanza")
+    pg_version = version(j)
     uid, gid = _ids()
-    changed = any([_install(f, stage, uid, gid) for f in j.files])
+    changed = any([_install(f, stage, uid, gid, pg_version) for f in j.files])
     restarted = False
     if changed:
         psql("SELECT pg_reload_conf()")
     # archive_mode and wal_level take effect at a start only: restart once, when they differ
     if psql("SHOW archive_mode") != "on" or psql("SHOW wal_level") not in ("replica", "logical"):
-        _run(["pg_ctlcluster", pj.PG_VERSION, "main", "restart"], "pg_ctlcluster restart", 300)
+        _run(["pg_ctlcluster", pg_version, "main", "restart"], "pg_ctlcluster restart", 300)
         restarted = True
         deadline = time.monotonic() + 60
         while True:  # pg_ctlcluster may return while the old postmaster still answers
-            _pg_ready()
+            _pg_ready(pg_version)
             if psql("SHOW archive_mode") == "on":
                 break
             if time.monotonic() > deadline:
-                raise Problem(f"archive_mode is still off after a restart (is {pj.PG_CONF} included?)")
+                raise Problem(f"archive_mode is still off after a restart (is {pj.pg_conf(pg_version)} included?)")
             time.sleep(0.5)
-    _pg_ready()
-    digest = hashlib.sha256(b"".join(files.read(p) or b"" for p in (pj.CONF, pj.PG_CONF))).hexdigest()
+    _pg_ready(pg_version)
+    digest = hashlib.sha256(b"".join(files.read(p) or b"" for p in (pj.CONF, pj.pg_conf(pg_version)))).hexdigest()
     mark = os.path.join(MARKS, stanza)
     if changed or restarted or files.read(mark) != digest.encode():
         pgbackrest([f"--stanza={stanza}", "stanza-create"])
@@ -325,23 +334,26 @@ def _switch(timeout: float = 180.0) -> str:
 
 def info(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     stanza = _check(j.stanza, _NAME, "stanza")
+    data = pj.pg_data(version(j))
     switched = _switch() if j.switch else ""
     wal, archived, failed = _archiver()
     # lag: PostgreSQL's view only (pgbackrest info waits for a repository that is down)
     doc = "" if j.action == "lag" else pgbackrest([f"--stanza={stanza}", "--output=json", "info"], 120)
     return pj.PgPitrOutcome(True, info=doc, last_archived_wal=wal, last_archived_time=archived,
                             last_failed_time=failed, switched_at=switched,
-                            waiting_seconds=round(waiting_seconds(f"{pj.PG_DATA}/pg_wal/archive_status",
+                            waiting_seconds=round(waiting_seconds(f"{data}/pg_wal/archive_status",
                                                                   time.time()), 3))
 
 
 # --- recovery -----------------------------------------------------------------------------------
 
 
-SCRATCH_CONF = f"""# tenantctl PITR scratch instance: Unix socket only, never archives
+def scratch_conf(scratch: str) -> bytes:
+    """The scratch instance's postgresql.conf (``scratch`` is ``pj.scratch``'s: a fixed path)."""
+    return f"""# tenantctl PITR scratch instance: Unix socket only, never archives
 listen_addresses = ''
 port = {SCRATCH_PORT}
-unix_socket_directories = '{SCRATCH}'
+unix_socket_directories = '{scratch}'
 hot_standby = off
 archive_mode = off
 shared_buffers = 32MB
@@ -349,12 +361,14 @@ logging_collector = off
 """.encode()
 
 
-def _drop_scratch() -> None:
-    if os.path.exists(os.path.join(SCRATCH, "postmaster.pid")):
-        files.run([*PG_AS, f"{pj.PG_BIN}/pg_ctl", "-D", SCRATCH, "-m", "immediate", "-w", "stop"], timeout=120)
-    shutil.rmtree(SCRATCH, ignore_errors=True)
+def _drop_scratch(pg_version: str) -> None:
+    scratch = pj.scratch(pg_version)
+    if os.path.exists(os.path.join(scratch, "postmaster.pid")):
+        files.run([*PG_AS, f"{pj.pg_bin(pg_version)}/pg_ctl", "-D", scratch, "-m", "immediate", "-w", "stop"],
+                  timeout=120)
+    shutil.rmtree(scratch, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(SCRATCH_LOG)
+        os.unlink(f"{scratch}.log")
 
 
 def stopped_at(log: str) -> str:
@@ -402,51 +416,54 @@ def recover(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     target = _check(j.target, _TARGET, "recovery target time")
     label = _check(j.backup_set, _LABEL, "backup label")
     repo = _repo(j)
+    pg_version = version(j)
+    bin_dir, scratch = pj.pg_bin(pg_version), pj.scratch(pg_version)
+    scratch_log = f"{scratch}.log"
     owner = psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'")
     if not owner:
         raise Problem(f"no database {db!r} on this server")
     _check(owner, re.compile(r"^[a-z0-9_]{1,63}$"), "database owner")
     uid, gid = _ids()
-    _drop_scratch()
+    _drop_scratch(pg_version)
     try:
-        os.mkdir(SCRATCH, 0o700)
-        os.chown(SCRATCH, uid, gid)
-        pgbackrest([*repo, f"--set={label}", f"--pg1-path={SCRATCH}", "--type=time", f"--target={target}",
+        os.mkdir(scratch, 0o700)
+        os.chown(scratch, uid, gid)
+        pgbackrest([*repo, f"--set={label}", f"--pg1-path={scratch}", "--type=time", f"--target={target}",
                     "--target-action=promote", "--archive-mode=off", "restore"], LONG)
-        for name, data in (("postgresql.conf", SCRATCH_CONF), ("pg_hba.conf", b"local all postgres peer\n"),
+        for name, data in (("postgresql.conf", scratch_conf(scratch)), ("pg_hba.conf", b"local all postgres peer\n"),
                            ("pg_ident.conf", b"")):
-            files.write(os.path.join(SCRATCH, name), data, 0o600, uid=uid, gid=gid)
-        with open(SCRATCH_LOG, "w"):
+            files.write(os.path.join(scratch, name), data, 0o600, uid=uid, gid=gid)
+        with open(scratch_log, "w"):
             pass
-        os.chown(SCRATCH_LOG, uid, gid)
-        code, out = files.run([*PG_AS, f"{pj.PG_BIN}/pg_ctl", "-D", SCRATCH, "-l", SCRATCH_LOG, "-w", "-t",
+        os.chown(scratch_log, uid, gid)
+        code, out = files.run([*PG_AS, f"{bin_dir}/pg_ctl", "-D", scratch, "-l", scratch_log, "-w", "-t",
                                str(int(LONG)), "start"], timeout=LONG)
-        log = (files.read(SCRATCH_LOG) or b"").decode(errors="replace")
+        log = (files.read(scratch_log) or b"").decode(errors="replace")
         if code != 0:
             raise Problem(f"the scratch instance did not recover: {_tail(log) or _tail(out)}")
-        # pg_ctl -w returns once the postmaster runs (PG 15: "standby" counts): wait for
+        # pg_ctl -w returns once the postmaster runs (PG 15 and later: "standby" counts): wait for
         # the end of recovery, i.e. for connections (hot_standby is off)
         deadline = time.monotonic() + LONG
         while True:
-            code, out = files.run([*PG_AS, "psql", "-X", "-A", "-t", "-h", SCRATCH, "-p", str(SCRATCH_PORT), "-d",
+            code, out = files.run([*PG_AS, "psql", "-X", "-A", "-t", "-h", scratch, "-p", str(SCRATCH_PORT), "-d",
                                    "postgres", "-c", "SELECT pg_is_in_recovery()"], timeout=60)
             if code == 0 and out.strip() == "f":
                 break
-            if files.run([*PG_AS, f"{pj.PG_BIN}/pg_ctl", "-D", SCRATCH, "status"], timeout=60)[0] != 0:
-                log = (files.read(SCRATCH_LOG) or b"").decode(errors="replace")
+            if files.run([*PG_AS, f"{bin_dir}/pg_ctl", "-D", scratch, "status"], timeout=60)[0] != 0:
+                log = (files.read(scratch_log) or b"").decode(errors="replace")
                 raise Problem(f"the scratch instance stopped while recovering: {_tail(log)}")
             if time.monotonic() > deadline:
                 raise Problem(f"the scratch instance did not finish recovery: {_tail(out)}")
             time.sleep(0.3)
-        where = stopped_at((files.read(SCRATCH_LOG) or b"").decode(errors="replace"))
+        where = stopped_at((files.read(scratch_log) or b"").decode(errors="replace"))
         if "recovery stopping" not in where:
             raise Problem(f"recovery did not stop at the target: {where or _tail(log)}")
-        dump = [*PG_AS, "pg_dump", "-h", SCRATCH, "-p", str(SCRATCH_PORT), "--format=plain", "--clean",
+        dump = [*PG_AS, "pg_dump", "-h", scratch, "-p", str(SCRATCH_PORT), "--format=plain", "--clean",
                 "--if-exists", "--no-owner", "--no-privileges", "--", db]
         load = [*PG_AS, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", db, "-f", "-"]
         _pipe(dump, load, f'SET ROLE "{owner}";\n'.encode())
     finally:
-        _drop_scratch()
+        _drop_scratch(pg_version)
     return pj.PgPitrOutcome(True, changed=True, stopped_at=where)
 
 

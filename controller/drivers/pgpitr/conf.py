@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.agent import pgpitrjobs as pj
+from controller.model import kinds
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 #: bytes of WAL the async archiver may queue while a repository is down before it
@@ -53,13 +54,15 @@ class Stanza:
     repos: tuple[Repo, ...]
     retention_full: int = 3
     retention_diff: int = 15
-    #: the db host's PostgreSQL major version (its release's: ``kinds.RELEASES``), which
-    #: names its cluster's data directory (``pg_data``)
-    pg_version: str = pj.PG_VERSION
+    #: the db host's PostgreSQL major version (its release's: ``kinds.RELEASES``; the
+    #: default release's when not given), which names its cluster's data directory
+    pg_version: str = kinds.RELEASES[kinds.DEFAULT_OS].postgresql
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[0-9]{2}", self.pg_version):
-            raise ValueError(f"stanza {self.name}: PostgreSQL version {self.pg_version!r}")
+        try:
+            pj.major(self.pg_version)
+        except ValueError as exc:
+            raise ValueError(f"stanza {self.name}: PostgreSQL version {self.pg_version!r}") from exc
         name(self.name)
         name(self.db_host)
         for r in self.repos:
@@ -80,7 +83,7 @@ class Stanza:
 
 def pg_data(version: str) -> str:
     """The data directory of Debian's ``main`` cluster of PostgreSQL ``version``."""
-    return f"/var/lib/postgresql/{version}/main"
+    return pj.pg_data(version)
 
 
 def involved(host: str, stanzas: Iterable[Stanza]) -> list[Stanza]:
