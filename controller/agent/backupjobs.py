@@ -106,6 +106,9 @@ class BackupJob:
     dr_address: str = ""
     #: dr restore / clean: the database engines the spare runs (``mariadb``, ``postgresql``)
     dr_engines: list[str] = field(default_factory=list)
+    #: dr restore: the PHP-FPM version of the scratch copy's pool (the drill's PHP probe
+    #: runs there); ``""``: no PHP (the subscription has none, or the spare no PHP-FPM)
+    dr_php: str = ""
     #: dr restore: a FAKE fault for tests: the served index file is changed after its
     #: digest was taken (the HTTP comparison must then fail)
     dr_fake_corrupt_index: bool = False
@@ -147,6 +150,12 @@ class PartResult:
     #: sha256 of its restored bytes ("" : the web space has no index file)
     index: str = ""
     index_digest: str = ""
+    #: dr restore (files, with ``dr_php``): the restored file the PHP probe hashes (relative
+    #: to the document root), the sha256 of its restored bytes, and the PHP version the
+    #: probe should report (it answers ``<php_digest> <php_version>`` at ``PROBE_URL``)
+    php_file: str = ""
+    php_digest: str = ""
+    php_version: str = ""
 
 
 @dataclass(frozen=True)

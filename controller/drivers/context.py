@@ -32,6 +32,8 @@ class Server:
     #: the PostgreSQL major version of its ``main`` cluster (its release's), which names
     #: the cluster's directories (PITR: ``drivers.backup.pgpitr`` sends it in each job)
     pg_version: str = _DEFAULT.postgresql
+    #: ``Server.spec.spare`` (DR-1): configured for its roles, holds no tenant
+    spare: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Context:
         return cls(state_dir, {
             name: Server(name, spec.region, spec.provider, spec.address, tuple(spec.roles),
                          tuple((ip.address, ip.type) for ip in spec.ips), (spec.release.php,),
-                         spec.release.postgresql)
+                         spec.release.postgresql, spec.spare)
             for name, spec in ds.servers.items()
         }, {
             name: Region(name, str(spec.timezone),

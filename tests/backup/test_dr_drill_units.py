@@ -4,14 +4,17 @@ metrics show; and the agent's names and vhost checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from controller import metrics
+from controller import metrics, model
 from controller.agent import backupjobs
-from controller.drivers import context, naming
+from controller.drivers import context, naming, transport
 from controller.drivers.backup import agent, drdrill, units, view
 from controller.drivers.backup import topology as topology_mod
 from controller.state import backups as ledger
@@ -23,8 +26,8 @@ SUB = "shop.example"
 DB = naming.database(SUB, "shop")
 
 
-def server(name: str, region: str, roles: tuple[str, ...], n: int) -> context.Server:
-    return context.Server(name, region, "docker", f"127.0.{n}.1", roles, ((f"127.0.{n}.1", "shared"),))
+def server(name: str, region: str, roles: tuple[str, ...], n: int, *, spare: bool = False) -> context.Server:
+    return context.Server(name, region, "docker", f"127.0.{n}.1", roles, ((f"127.0.{n}.1", "shared"),), spare=spare)
 
 
 def topo(tmp_path: Path, *extra: context.Server) -> topology_mod.Topology:
@@ -54,9 +57,9 @@ def snaps(region: str, at: dt.datetime, prefix: str) -> list[ledger.Snapshot]:
     return out
 
 
-SPARE_US = server("spare-us", "us-east", ("web", "db-mariadb"), 4)
-SPARE_AP = server("spare-ap", "ap-south", ("web", "db-mariadb", "db-postgresql"), 5)
-SPARE_EU = server("spare-eu", "eu-west", ("web", "db-mariadb", "db-postgresql"), 6)
+SPARE_US = server("spare-us", "us-east", ("web", "db-mariadb"), 4, spare=True)
+SPARE_AP = server("spare-ap", "ap-south", ("web", "db-mariadb", "db-postgresql"), 5, spare=True)
+SPARE_EU = server("spare-eu", "eu-west", ("web", "db-mariadb", "db-postgresql"), 6, spare=True)
 
 
 # --- the nightly sample -------------------------------------------------------------------
@@ -190,7 +193,7 @@ def test_scratch_names_cannot_be_a_tenants() -> None:
 ])
 def test_the_vhost_refuses_unchecked_text(domain: str, address: str, docroot: str) -> None:
     with pytest.raises((agent.Problem, ValueError)):
-        agent._dr_vhost(domain, address, docroot, "x")
+        agent.dr_vhost(domain, address, docroot, "x")
 
 
 def test_an_unknown_dr_phase_is_refused() -> None:
@@ -213,3 +216,155 @@ def test_the_drill_fetches_the_index_else_the_first_static_file(tmp_path: Path) 
     (root / "index.htm").write_text("<p>")
     assert agent.probe_file(str(root)) == "index.htm"
     assert agent.probe_file(str(tmp_path / "none")) == ""
+
+
+# --- spares are no backup sources; the drill reads with the sources' logins ------------------
+
+
+def test_a_spare_gets_no_login_and_the_drill_reads_with_the_sources(tmp_path: Path) -> None:
+    assert "spare-us" in topo(tmp_path, dataclasses.replace(SPARE_US, spare=False)).sources()
+    spared = topo(tmp_path, SPARE_US)
+    assert spared.sources() == ["eu-1"]
+    p = drdrill.plan(spared, ["spare-us"], snaps("us-east", T0, "us"), item())
+    assert isinstance(p, drdrill.Plan) and p.spare == "spare-us" and set(p.parts) == {"eu-1"}
+    # the spare restores from eu-1's repository with eu-1's login, never one of its own
+    url = spared.repo("eu-1", p.source_region).url
+    assert url.startswith("rest:https://eu-1:") and "spare-us" not in url
+
+
+# --- PHP on the spare ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("wanted", "offered", "used", "note"), [
+    pytest.param("8.2", ("8.2",), "8.2", "", id="its-own"),
+    pytest.param("8.2", ("8.4",), "8.4", "PHP 8.2 is not on the spare: the probe ran on PHP 8.4", id="another"),
+    pytest.param("8.2", ("8.4", "8.10"), "8.10", "PHP 8.2 is not on the spare: the probe ran on PHP 8.10",
+                 id="the-newest-numerically"),
+    pytest.param("8.2", (), "", "the spare has no PHP-FPM: PHP 8.2 not tried", id="none-on-the-spare"),
+    pytest.param(None, ("8.2",), "", "", id="no-php-wanted"),
+])
+def test_the_scratch_copy_runs_its_php_version_else_says_which(wanted: str | None, offered: tuple[str, ...],
+                                                                used: str, note: str) -> None:
+    assert drdrill.php_version(wanted, offered) == (used, note)
+
+
+def test_the_php_version_wanted_comes_from_the_effective_hosting() -> None:
+    php = {**item(), "effective": {"hosting": {"enabled": True, "php": {"version": "8.4", "handler": "fpm"}}}}
+    assert drdrill.DrDrill.php_wanted(php) == "8.4"
+    assert drdrill.DrDrill.php_wanted({**item(), "effective": {"hosting": {"enabled": False,
+                                                                            "php": {"version": "8.4"}}}}) is None
+    assert drdrill.DrDrill.php_wanted(item()) is None
+
+
+def test_only_the_probe_runs_php_every_other_script_is_refused() -> None:
+    conf = agent.dr_vhost(SUB, "127.0.0.1", "/srv/tenantctl-dr/abc/var/www/httpdocs", "abc",
+                          "/srv/tenantctl-dr/abc/tenantctl-dr-probe.php")
+    probe = conf.index(f"location = {agent.PROBE_URL} {{")
+    assert conf.count("fastcgi_pass") == 1 and f"fastcgi_pass unix:{agent.dr_socket('abc')};" in conf
+    assert "SCRIPT_FILENAME /srv/tenantctl-dr/abc/tenantctl-dr-probe.php;" in conf
+    assert probe < conf.index("location ~ \\.php$ { return 403; }")
+    assert "fastcgi" not in agent.dr_vhost(SUB, "127.0.0.1", "/srv/tenantctl-dr/abc/httpdocs", "abc")
+    with pytest.raises(agent.Problem):
+        agent.dr_vhost(SUB, "127.0.0.1", "/srv/tenantctl-dr/abc/httpdocs", "abc", "/srv/x;\n fastcgi_pass evil")
+
+
+def test_the_scratch_pool_is_confined_to_its_scratch_user_and_directory() -> None:
+    pool = agent.dr_pool("abc", "tdrabc", "/srv/tenantctl-dr/abc")
+    assert "[tenantctl-dr-abc]" in pool and "user = tdrabc\ngroup = tdrabc\n" in pool
+    assert "php_admin_value[open_basedir] = /srv/tenantctl-dr/abc/\n" in pool
+    assert f"listen = {agent.dr_socket('abc')}" in pool
+    assert agent.DR_VHOST.match("tenantctl-dr-abc.conf")  # dr_clean finds it by the vhosts' pattern
+    with pytest.raises(agent.Problem):
+        agent.dr_pool("abc", "www-data", "/srv/tenantctl-dr/abc")
+    with pytest.raises(agent.Problem):
+        agent.dr_pool_dir("8.2/../../nginx")
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param("/srv/tenantctl-dr/abc/it's.html", id="quote"),
+    pytest.param("/srv/tenantctl-dr/abc/a\\b.html", id="backslash"),
+    pytest.param("/srv/tenantctl-dr/abc/../../etc/shadow", id="dotdot"),
+])
+def test_the_probe_refuses_a_path_it_cannot_quote(target: str) -> None:
+    with pytest.raises(agent.Problem):
+        agent.dr_probe(target)
+
+
+def test_the_probe_hashes_a_php_only_site_too(tmp_path: Path) -> None:
+    root = tmp_path / "httpdocs"
+    (root / "lib").mkdir(parents=True)
+    (root / "index.php").write_text("<?php echo 1;")
+    (root / ".env").write_text("x")
+    (root / "lib" / "a.php").write_text("<?php")
+    assert agent.probe_file(str(root)) == ""  # nothing static to fetch
+    assert agent.first_file(str(root)) == "index.php"
+    assert agent.first_file(str(tmp_path / "none")) == ""
+    body = agent.dr_probe(str(root / "index.php")).decode()
+    assert f"hash_file('sha256', '{root / 'index.php'}')" in body
+
+
+# --- the drill's HTTP checks and cleaning, against a FAKE spare ---------------------------------
+
+PAGE = b"<p>restored</p>"
+
+
+class FakeSpareDrill(drdrill.DrDrill):
+    """A FAKE spare: answers the agent's jobs with the restored copy's sums (no server),
+    recording each job; what the spare serves is ``fake_fetch``."""
+
+    def __init__(self, topo: topology_mod.Topology, store: state_store.Store) -> None:
+        super().__init__(topo, store, cast(transport.Pool, None), ["spare-us"])
+        self.jobs: list[dict[str, Any]] = []
+
+    def _job(self, spare: str, **kw: Any) -> backupjobs.BackupOutcome:
+        self.jobs.append(kw)
+        if kw["dr"] == "clean":
+            return backupjobs.BackupOutcome(repos=[backupjobs.RepoResult("", True)])
+        digest = hashlib.sha256(PAGE).hexdigest()
+        return backupjobs.BackupOutcome(parts=[
+            backupjobs.PartResult(SUB, "settings", "settings", True, digest="d"),
+            backupjobs.PartResult(SUB, "files", "webspace", True, digest="d", index="index.html", index_digest=digest,
+                                  php_file="index.html", php_digest=digest, php_version=kw["dr_php"])])
+
+
+def php_item() -> dict[str, Any]:
+    return {**item(), "effective": {"backup": {"content": "settingsAndData"}, "databases": [],
+                                    "hosting": {"enabled": True, "php": {"version": "8.2", "handler": "fpm"}}}}
+
+
+@pytest.mark.parametrize(("spare_php", "probe_says", "ok", "error"), [
+    pytest.param(("8.2",), "8.2", True, None, id="its-own-php"),
+    pytest.param(("8.4",), "8.4", True, "PHP 8.2 is not on the spare: the probe ran on PHP 8.4", id="another-php"),
+    pytest.param(("8.2",), "8.4", False, "PHP probe: HTTP 200", id="the-probe-answers-another-version"),
+    pytest.param(("8.2",), "", False, "PHP probe: HTTP 200", id="the-probe-reads-other-bytes"),
+])
+def test_the_php_probe_decides_and_the_spare_is_cleaned_whatever_happens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spare_php: tuple[str, ...], probe_says: str, ok: bool,
+        error: str | None) -> None:
+    spare = context.Server("spare-us", "us-east", "docker", "127.0.4.1", ("web",), (("127.0.4.1", "shared"),),
+                           spare_php, spare=True)
+    t = topo(tmp_path, spare)
+    digest = hashlib.sha256(PAGE if probe_says else b"other").hexdigest()
+
+    def fake_fetch(address: str, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+        return 200, PAGE if path == "/" else f"{digest} {probe_says or '8.2'}".encode()
+    monkeypatch.setattr(drdrill, "fetch", fake_fetch)
+    monkeypatch.setattr(drdrill, "HTTP_WAIT", 0.0)
+    d_ = FakeSpareDrill(t, state_store.Store(tmp_path / "state.db", now=lambda: T0))
+    p = drdrill.plan(t, ["spare-us"], snaps("us-east", T0, "us") + snaps("eu-west", T0, "eu"), php_item())
+    assert isinstance(p, drdrill.Plan), p
+    d = d_.drill(php_item(), p, T0)
+    assert d.ok is ok and (d.rto_seconds is not None) is ok, d
+    assert (d.error or "").startswith(error or "") and (d.error is None) is (error is None), d
+    assert [j["dr"] for j in d_.jobs] == ["restore", "clean"]
+    assert d_.jobs[0]["dr_php"] == spare_php[0]
+
+
+def test_the_spare_of_the_documents_is_no_source_of_the_topology(tmp_path: Path) -> None:
+    """From ``Server.spec.spare`` to the context to the topology: bk-spare of the live
+    environment's documents gets no repository login and is never backed up."""
+    ds = model.load_desired([Path(__file__).resolve().parent / "desired"])
+    ctx = context.Context.of(ds, tmp_path)
+    assert ctx.servers["bk-spare"].spare and not ctx.servers["bk-a"].spare
+    sources = topology_mod.Topology.of(ctx).sources()
+    assert "bk-spare" not in sources and "bk-a" in sources

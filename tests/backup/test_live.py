@@ -319,7 +319,8 @@ def test_a_deletion_keeps_a_verified_final_backup_in_two_regions_then_purges_it(
     finally:
         live.env.clear()
         live.env.update(env)
-    assert snapshots(live, A, BETA) == [] and snapshots(live, B, BETA) == []
+    left = {addr: [str(x.get("id", ""))[:8] for x in snapshots(live, addr, BETA)] for addr in (A, B)}
+    assert left == {A: [], B: []}, (left, live("events", "--subject", BETA, "--limit", "8").out)
     assert live("backup", "list", BETA, "-o", "json").json()["snapshots"] == []
 
 
@@ -344,7 +345,9 @@ def metric(url: str, series: str) -> float | None:
 def spare_leftovers(live: E2E) -> str:
     """Everything of a DR drill's scratch copy still on the spare (empty: nothing)."""
     script = ("ls -A /srv/tenantctl-dr 2>/dev/null; ls /etc/nginx/conf.d | grep tenantctl-dr; "
-              "getent passwd | grep '^tdr'; mariadb -N -B -e 'SHOW DATABASES' | grep tenantctl_dr; "
+              "ls /etc/php/*/fpm/pool.d /run/php | grep tenantctl-dr; "
+              "getent passwd | grep '^tdr'; getent group | grep '^tdr'; "
+              "mariadb -N -B -e 'SHOW DATABASES' | grep tenantctl_dr; "
               "runuser -u postgres -- psql -X -tA -c 'SELECT datname FROM pg_database' | grep tenantctl_dr; true")
     done = live.on("bk-spare", "sh", "-c", script)
     assert done.returncode == 0, done.error
@@ -354,15 +357,21 @@ def spare_leftovers(live: E2E) -> str:
 def test_dr_drill_restores_into_the_spare_of_the_other_region_and_measures_rto_rpo(
         live: E2E, seeded: tuple[str, str]) -> None:
     """DR-1 through the CLI: alpha (eu-west) is restored from us-east's repository into
-    bk-spare (us-east), its page fetched over HTTP from the spare's address, its databases
-    compared, the scratch copy removed; RTO/RPO in the drill's answer, in status and on
+    bk-spare (us-east), its page fetched over HTTP from the spare's address, then the
+    drill's PHP probe (PHP-FPM 8.2 as the scratch user: the restored page's sha256), its
+    databases compared, the scratch copy (PHP pool included) removed; RTO/RPO in the drill's answer, in status and on
     tenantctl's /metrics; DNS untouched, nothing left on the spare."""
     dns = {server: dig(server, ALPHA) for server in (A, B)}
     assert dns[A] == A, dns
     live("backup", "run", *live.files(), ALPHA)
-    # a crashed drill's leftovers (a scratch user and vhost) are removed first
-    live.on("bk-spare", "sh", "-c", "useradd --system --no-create-home tdrdeadbeef0 && "
-                                    "echo '# left by a crash' > /etc/nginx/conf.d/tenantctl-dr-deadbeef0.conf")
+    # a crashed drill's leftovers (a scratch user, vhost and PHP pool) are removed first
+    crash = ("; crashed drill\\n[tenantctl-dr-deadbeef0]\\nuser = tdrdeadbeef0\\n"
+             "listen = /run/php/tenantctl-dr-deadbeef0.sock\\npm = ondemand\\npm.max_children = 1\\n")
+    done = live.on("bk-spare", "sh", "-c", "useradd --system --user-group --no-create-home tdrdeadbeef0 && "
+                                           "echo '# left by a crash' > /etc/nginx/conf.d/tenantctl-dr-deadbeef0.conf && "
+                                           f"printf '{crash}' > /etc/php/8.2/fpm/pool.d/tenantctl-dr-deadbeef0.conf")
+    assert done.returncode == 0, done.error
+    assert "tenantctl-dr-deadbeef0" in spare_leftovers(live)
     done = live("backup", "dr-drill", *live.files(), "--sub", ALPHA, "-o", "json")
     d = done.json()["drills"][ALPHA]
     assert d["ok"] and d["error"] is None, d

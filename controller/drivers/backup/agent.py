@@ -19,8 +19,11 @@ take no agent lock: backups of several tenants run on one server at once (BKP-1)
 * ``drill`` with ``dr`` (a spare server of another region, DR-1): ``restore`` makes a
   scratch copy of a subscription (its own system user ``tdr<hex>``, web space under
   ``DR_ROOT``, databases ``tenantctl_dr_<hex>_<n>``: names no tenant can have) served by
-  an nginx vhost of its own on the spare's address (plain HTTP, no certificate, no DNS);
-  ``clean`` removes every scratch copy of every DR drill (also a crashed one's).
+  an nginx vhost of its own on the spare's address (plain HTTP, no certificate, no DNS)
+  and, with ``dr_php``, a PHP-FPM pool of the scratch user that runs only the drill's
+  own probe (``PROBE_URL``: the sha256 of a restored file and PHP's version; the
+  customer's PHP is refused); ``clean`` removes every scratch copy of every DR drill
+  (also a crashed one's), pools included.
 * ``logins`` (repository server): the rclone htpasswd file, rewritten when it differs.
 
 Every expected failure is a result with ``ok`` False naming what failed.
@@ -224,25 +227,29 @@ def _backup_part(r: restic.Restic, b: backupjobs.BackupJob, unit: backupjobs.Uni
                                  seconds=round(time.monotonic() - started, 3), **res)
 
 
+def _local(b: backupjobs.BackupJob, stage: str, op: str) -> restic.Restic:
+    """The job's own repository (``local``: backed up into, copied, restored from)."""
+    if b.local is None:
+        raise ValueError(f"{op}: no repository (local)")
+    return restic.Restic(b.local, stage, b.cacert)
+
+
 def backup(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
     started = time.monotonic()
-    if b.local is None:
-        raise ValueError("backup: no local repository")
-    r = restic.Restic(b.local, stage, b.cacert)
+    r = _local(b, stage, "backup")
     try:
         r.ensure()
     except restic.Failed as exc:
         return backupjobs.BackupOutcome(
-            parts=[backupjobs.PartResult(u.subscription, p.kind, p.name, False, str(exc)) for u in b.units
-                   for p in u.parts],
-            repos=[backupjobs.RepoResult(b.local.region, False, str(exc), round(time.monotonic() - started, 3))])
+            parts=_failed_parts(b, str(exc)),
+            repos=[backupjobs.RepoResult(r.repo.region, False, str(exc), round(time.monotonic() - started, 3))])
 
     def unit(u: backupjobs.Unit) -> list[backupjobs.PartResult]:
         return [_backup_part(r, b, u, p, stage) for p in u.parts]
     with concurrent.futures.ThreadPoolExecutor(max(1, b.concurrency)) as pool:
         parts = [p for ps in pool.map(unit, b.units) for p in ps]
     return backupjobs.BackupOutcome(parts=parts, repos=[
-        backupjobs.RepoResult(b.local.region, True, seconds=round(time.monotonic() - started, 3))])
+        backupjobs.RepoResult(r.repo.region, True, seconds=round(time.monotonic() - started, 3))])
 
 
 # --- repositories ---------------------------------------------------------------------------
@@ -266,9 +273,7 @@ def _each(b: backupjobs.BackupJob, stage: str,
 
 
 def copy(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
-    if b.local is None:
-        raise ValueError("copy: no source repository (local)")
-    src = restic.Restic(b.local, stage, b.cacert)
+    src = _local(b, stage, "copy")
     try:
         if not src.probe():
             raise restic.Failed(f"{src.label}: no repository to copy from")
@@ -386,45 +391,60 @@ def _load(r: restic.Restic, part: backupjobs.Part, into: str, role: str = "") ->
         raise Problem(f"loading snapshot {part.snapshot} into {into}: {problem}")
 
 
-def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part, drill: str,
-                  stage: str) -> backupjobs.PartResult:
+def _engine(engine: str) -> str:
+    if engine not in ("mariadb", "postgresql"):
+        raise Problem(f"unknown database engine {engine!r}")
+    return engine
+
+
+def _create_db(engine: str, db: str) -> None:
+    if _engine(engine) == "mariadb":
+        _mariadb(f"CREATE DATABASE `{_name(db, 'database')}`")
+    else:
+        _psql(f'CREATE DATABASE "{_name(db, "database")}"')
+
+
+def _drop_db(engine: str, db: str) -> None:
+    if _engine(engine) == "mariadb":
+        _mariadb(f"DROP DATABASE IF EXISTS `{_name(db, 'database')}`")
+    else:
+        _psql(f'DROP DATABASE IF EXISTS "{_name(db, "database")}" WITH (FORCE)')
+
+
+def _loaded_stats(r: restic.Restic, part: backupjobs.Part, db: str, what: str) -> dict[str, Any]:
+    """Create the scratch database ``db``, load the part's dump into it and dump-stats it:
+    the recomputed sums (``what`` names the copy in an error)."""
+    _create_db(part.engine, db)
+    _load(r, part, db)
+    stats = dumpstats.DumpStats()
+    problem = produce(dump_argv(part.engine, db), lambda _chunk: None, stats)
+    if problem:
+        raise Problem(f"dumping {what}: {problem}")
+    return {"tables": stats.tables, "total": stats.size}
+
+
+def _restored_files(r: restic.Restic, part: backupjobs.Part, target: str) -> tuple[str, dict[str, Any]]:
+    """The part's files restored under ``target``: where they are, and their recomputed sums."""
+    r.check(["restore", part.snapshot, "--target", target, "--include", part.path], timeout=TIMEOUT)
+    copy_ = os.path.join(target, part.path.lstrip("/"))
+    m = dumpstats.manifest(copy_, skip=part.unstable)
+    return copy_, {"files": len(m), "digest": dumpstats.aggregate(m), "total": sum(e.size for e in m.values())}
+
+
+def _settings(r: restic.Restic, part: backupjobs.Part) -> dict[str, Any]:
+    done = r.check(["dump", "--", part.snapshot, "/settings.json"], timeout=600)
+    data = done.out.encode()
+    return {"content": done.out, "digest": hashlib.sha256(data).hexdigest(), "total": len(data)}
+
+
+def _part_result(unit: backupjobs.Unit, part: backupjobs.Part,
+                 work: Callable[[], dict[str, Any]]) -> backupjobs.PartResult:
+    """``work`` for one part of a restore or drill, as its result (its sums, or the error)."""
     started = time.monotonic()
-    res: dict[str, Any] = {}
     try:
         if not part.snapshot:
             raise Problem("no snapshot given")
-        if part.kind == "db":
-            db = _name(part.name, "database")
-            if part.engine not in ("mariadb", "postgresql"):
-                raise Problem(f"unknown database engine {part.engine!r}")
-            role = _name(part.owner, "role") if part.engine == "postgresql" else ""
-            res = _drill_db(r, part, drill) if drill else {}
-            if not drill:
-                if part.engine == "mariadb":
-                    _mariadb(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-                elif not _pg_exists(db):  # dropped: back with its owner, as the db driver makes it
-                    _psql(f'CREATE DATABASE "{db}" OWNER "{role}"')
-                _load(r, part, db, role)
-        elif part.kind == "files":
-            if not os.path.isabs(part.path):
-                raise Problem(f"not an absolute path: {part.path!r}")
-            target = os.path.join(DRILL_ROOT, drill) if drill else "/"
-            if drill:  # tenants' files: readable by root only while the drill runs
-                os.makedirs(DRILL_ROOT, mode=0o700, exist_ok=True)
-                os.chmod(DRILL_ROOT, 0o700)
-            try:
-                r.check(["restore", part.snapshot, "--target", target, "--include", part.path], timeout=TIMEOUT)
-                if drill:
-                    copy_ = os.path.join(target, part.path.lstrip("/"))
-                    m = dumpstats.manifest(copy_, skip=part.unstable)
-                    res = {"files": len(m), "digest": dumpstats.aggregate(m), "total": sum(e.size for e in m.values())}
-            finally:
-                if drill:
-                    shutil.rmtree(target, ignore_errors=True)
-        else:
-            done = r.check(["dump", "--", part.snapshot, "/settings.json"], timeout=600)
-            data = done.out.encode()
-            res = {"content": done.out, "digest": hashlib.sha256(data).hexdigest(), "total": len(data)}
+        res = work()
     except (Problem, restic.Failed, ValueError, OSError) as exc:
         return backupjobs.PartResult(unit.subscription, part.kind, part.name, False, str(exc), snapshot=part.snapshot,
                                      seconds=round(time.monotonic() - started, 3))
@@ -432,38 +452,62 @@ def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part
                                  seconds=round(time.monotonic() - started, 3), **res)
 
 
+def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part, drill: str) -> dict[str, Any]:
+    if part.kind == "db":
+        db = _name(part.name, "database")
+        _engine(part.engine)
+        role = _name(part.owner, "role") if part.engine == "postgresql" else ""
+        if drill:
+            return _drill_db(r, part, drill)
+        if part.engine == "mariadb":
+            _mariadb(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        elif not _pg_exists(db):  # dropped: back with its owner, as the db driver makes it
+            _psql(f'CREATE DATABASE "{db}" OWNER "{role}"')
+        _load(r, part, db, role)
+        return {}
+    if part.kind == "files":
+        if not os.path.isabs(part.path):
+            raise Problem(f"not an absolute path: {part.path!r}")
+        if not drill:
+            r.check(["restore", part.snapshot, "--target", "/", "--include", part.path], timeout=TIMEOUT)
+            return {}
+        target = os.path.join(DRILL_ROOT, drill)
+        os.makedirs(DRILL_ROOT, mode=0o700, exist_ok=True)  # tenants' files: root only while the drill runs
+        os.chmod(DRILL_ROOT, 0o700)
+        try:
+            return _restored_files(r, part, target)[1]
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+    return _settings(r, part)
+
+
 def _drill_db(r: restic.Restic, part: backupjobs.Part, drill: str) -> dict[str, Any]:
     scratch = _name(f"tenantctl_drill_{drill}", "scratch database")
-    drop = f"DROP DATABASE IF EXISTS `{scratch}`" if part.engine == "mariadb" else f'DROP DATABASE IF EXISTS "{scratch}"'
-    run = _mariadb if part.engine == "mariadb" else _psql
-    run(drop)
+    _drop_db(part.engine, scratch)
     try:
-        run(f"CREATE DATABASE `{scratch}`" if part.engine == "mariadb" else f'CREATE DATABASE "{scratch}"')
-        _load(r, part, scratch)
-        stats = dumpstats.DumpStats()
-        problem = produce(dump_argv(part.engine, scratch), lambda _chunk: None, stats)
-        if problem:
-            raise Problem(f"dumping the drill's copy: {problem}")
-        return {"tables": stats.tables, "total": stats.size}
+        return _loaded_stats(r, part, scratch, "the drill's copy")
     finally:
         with contextlib.suppress(Problem):
-            run(drop)
+            _drop_db(part.engine, scratch)
+
+
+def _failed_parts(b: backupjobs.BackupJob, error: str) -> list[backupjobs.PartResult]:
+    """Every part of the job failed with ``error`` (its repository could not be used)."""
+    return [backupjobs.PartResult(u.subscription, p.kind, p.name, False, error, snapshot=p.snapshot)
+            for u in b.units for p in u.parts]
 
 
 def _restore(b: backupjobs.BackupJob, stage: str, drill: str) -> backupjobs.BackupOutcome:
-    if b.local is None:
-        raise ValueError("restore: no repository (local)")
-    r = restic.Restic(b.local, stage, b.cacert)
+    r = _local(b, stage, "restore")
     try:
         r.probe()
     except restic.Failed as exc:
-        return backupjobs.BackupOutcome(parts=[
-            backupjobs.PartResult(u.subscription, p.kind, p.name, False, str(exc), snapshot=p.snapshot)
-            for u in b.units for p in u.parts])
+        return backupjobs.BackupOutcome(parts=_failed_parts(b, str(exc)))
     parts: list[backupjobs.PartResult] = []
     for u in b.units:
         for p in u.parts:
-            parts.append(_restore_part(r, u, p, f"{drill}_{len(parts)}" if drill else "", stage))
+            scratch = f"{drill}_{len(parts)}" if drill else ""
+            parts.append(_part_result(u, p, functools.partial(_restore_part, r, u, p, scratch)))
     return backupjobs.BackupOutcome(parts=parts)
 
 
@@ -490,12 +534,19 @@ DR_ROOT = "/srv/tenantctl-dr"
 #: scratch vhosts (nginx includes conf.d; the web driver's own directory is left alone)
 DR_VHOSTS = "/etc/nginx/conf.d"
 DR_VHOST = re.compile(r"^tenantctl-dr-[a-z0-9]{1,24}\.conf$")
+#: scratch PHP-FPM pools: ``pool.d`` of each installed version (the php driver's own
+#: ``fpm/tenantctl`` directory is left alone), the same file names as the vhosts
+DR_POOLS = "/etc/php"
 DR_USER = re.compile(r"^tdr[a-z0-9]{1,24}$")
 DR_DB = re.compile(r"^tenantctl_dr_[a-z0-9_]{1,40}$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]{1,400}$")
+_PHP = re.compile(r"^[0-9]\.[0-9]{1,2}$")
 INDEXES = ("index.html", "index.htm")
 FAKE_CORRUPTION = b"\n<!-- tenantctl fake corruption (test fault hook) -->\n"
+#: the URL path of the drill's PHP probe (a script of the drill's own, outside the
+#: restored web space: the customer's own PHP is never run on the spare, see dr_probe)
+PROBE_URL = "/tenantctl-dr-probe.php"
 
 
 def dr_user(scratch: str) -> str:
@@ -519,10 +570,32 @@ def _dr_databases(engine: str) -> list[str]:
     return sorted(n for n in (line.strip() for line in out.splitlines()) if DR_DB.match(n))
 
 
+def dr_pool_dir(version: str) -> str:
+    if not _PHP.match(version):
+        raise Problem(f"not a PHP version: {version!r}")
+    return os.path.join(DR_POOLS, version, "fpm", "pool.d")
+
+
+def dr_socket(scratch: str) -> str:
+    return f"/run/php/tenantctl-dr-{scratch}.sock"
+
+
+def _dr_pools() -> dict[str, list[str]]:
+    """``{version: [scratch pool file]}`` of every installed PHP-FPM."""
+    out: dict[str, list[str]] = {}
+    versions = sorted(os.listdir(DR_POOLS)) if os.path.isdir(DR_POOLS) else []
+    for v in versions:
+        if _PHP.match(v) and os.path.isdir(dr_pool_dir(v)):
+            found = [n for n in sorted(os.listdir(dr_pool_dir(v))) if DR_VHOST.match(n)]
+            if found:
+                out[v] = found
+    return out
+
+
 def dr_clean(b: backupjobs.BackupJob) -> backupjobs.BackupOutcome:
-    """Remove every DR scratch copy on this server: vhosts (nginx reloaded), web spaces,
-    databases of ``b.dr_engines``, scratch users. What was removed is ``repos[0].removed``;
-    what could not be is its ``error``."""
+    """Remove every DR scratch copy on this server: vhosts (nginx reloaded), PHP-FPM pools
+    (their php-fpm reloaded), web spaces, databases of ``b.dr_engines``, scratch users.
+    What was removed is ``repos[0].removed``; what could not be is its ``error``."""
     removed: list[str] = []
     problems: list[str] = []
     vhosts = [n for n in sorted(os.listdir(DR_VHOSTS)) if DR_VHOST.match(n)] if os.path.isdir(DR_VHOSTS) else []
@@ -533,6 +606,13 @@ def dr_clean(b: backupjobs.BackupJob) -> backupjobs.BackupOutcome:
         problem = services.reload(services.NGINX, [])
         if problem:
             problems.append(f"nginx reload: {problem}")
+    for version, pools in _dr_pools().items():
+        for n in pools:
+            os.unlink(os.path.join(dr_pool_dir(version), n))
+            removed.append(f"php{version} pool {n}")
+        problem = services.reload(services.php_fpm(version), [])
+        if problem:
+            problems.append(f"php{version}-fpm reload: {problem}")
     if os.path.isdir(DR_ROOT):
         for n in sorted(os.listdir(DR_ROOT)):
             shutil.rmtree(os.path.join(DR_ROOT, n), ignore_errors=True)
@@ -540,10 +620,7 @@ def dr_clean(b: backupjobs.BackupJob) -> backupjobs.BackupOutcome:
     for engine in b.dr_engines:
         try:
             for db in _dr_databases(engine):
-                if engine == "mariadb":
-                    _mariadb(f"DROP DATABASE IF EXISTS `{db}`")
-                else:
-                    _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                _drop_db(engine, db)
                 removed.append(f"{engine} database {db}")
         except Problem as exc:
             problems.append(str(exc))
@@ -557,18 +634,33 @@ def dr_clean(b: backupjobs.BackupJob) -> backupjobs.BackupOutcome:
         backupjobs.RepoResult("", not problems, "; ".join(problems), removed=removed)])
 
 
-def _dr_vhost(domain: str, address: str, docroot: str, scratch: str) -> None:
-    """The scratch copy's vhost: plain HTTP on the spare's address, static files only."""
+def _checked(path: str, what: str) -> str:
+    if not _PATH.match(path) or ".." in path.split("/"):
+        raise Problem(f"not {what}: {path!r}")
+    return path
+
+
+def dr_vhost(domain: str, address: str, docroot: str, scratch: str, probe: str = "") -> str:
+    """The scratch copy's vhost: plain HTTP on the spare's address, static files, and with
+    ``probe`` (the drill's PHP script) that one script through the scratch pool; every
+    other ``.php`` is refused."""
     if not _DOMAIN.match(domain):
         raise Problem(f"not a domain: {domain!r}")
     addr = ipaddress.ip_address(address)
     listen = f"[{addr}]:80" if addr.version == 6 else f"{addr}:80"
-    if not _PATH.match(docroot) or ".." in docroot.split("/"):
-        raise Problem(f"not a document root: {docroot!r}")
-    conf = (f"# tenantctl DR drill {scratch}: a scratch copy, removed after the drill\n"
-            f"server {{\n    listen {listen};\n    server_name {domain};\n    root {docroot};\n"
-            f"    index {' '.join(INDEXES)};\n    access_log off;\n"
+    php = ""
+    if probe:
+        php = (f"    location = {PROBE_URL} {{\n        include fastcgi_params;\n"
+               f"        fastcgi_param SCRIPT_FILENAME {_checked(probe, 'a probe script')};\n"
+               f"        fastcgi_pass unix:{dr_socket(scratch)};\n    }}\n")
+    return (f"# tenantctl DR drill {scratch}: a scratch copy, removed after the drill\n"
+            f"server {{\n    listen {listen};\n    server_name {domain};\n"
+            f"    root {_checked(docroot, 'a document root')};\n"
+            f"    index {' '.join(INDEXES)};\n    access_log off;\n{php}"
             "    location ~ \\.php$ { return 403; }\n    location / { try_files $uri $uri/ =404; }\n}\n")
+
+
+def _dr_serve(conf: str, scratch: str) -> None:
     path = os.path.join(DR_VHOSTS, f"tenantctl-dr-{scratch}.conf")
     files.write(path, conf.encode(), 0o644)
     code, out = files.run(["nginx", "-t"], timeout=60)
@@ -580,29 +672,67 @@ def _dr_vhost(domain: str, address: str, docroot: str, scratch: str) -> None:
         raise Problem(f"nginx reload: {problem}")
 
 
+def dr_pool(scratch: str, user: str, home: str) -> str:
+    """The scratch copy's PHP-FPM pool: its own user, confined to its scratch directory."""
+    if not DR_USER.match(user):
+        raise Problem(f"not a scratch user: {user!r}")
+    return (f"; tenantctl DR drill {scratch}: a scratch copy, removed after the drill\n"
+            f"[tenantctl-dr-{scratch}]\nuser = {user}\ngroup = {user}\nlisten = {dr_socket(scratch)}\n"
+            "listen.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\n"
+            "pm = ondemand\npm.max_children = 2\npm.process_idle_timeout = 10s\nchdir = /\n"
+            "security.limit_extensions = .php\nclear_env = yes\n"
+            f"php_admin_value[open_basedir] = {_checked(home, 'a scratch directory')}/\n")
+
+
+def _dr_php(version: str, scratch: str, user: str, home: str) -> None:
+    path = os.path.join(dr_pool_dir(version), f"tenantctl-dr-{scratch}.conf")
+    files.write(path, dr_pool(scratch, user, home).encode(), 0o644)
+    code, out = files.run([f"php-fpm{version}", "-t"], timeout=60)
+    if code != 0:
+        os.unlink(path)
+        raise Problem(f"php-fpm{version} -t refused the scratch pool: {out[-restic.TAIL:]}")
+    problem = services.reload(services.php_fpm(version), [dr_socket(scratch)])
+    if problem:
+        raise Problem(f"php{version}-fpm reload: {problem}")
+
+
+def dr_probe(target: str) -> bytes:
+    """The drill's PHP probe: prints the sha256 of the restored file ``target`` (read by
+    PHP as the scratch user) and PHP's version (``<hex> <major>.<minor>``)."""
+    _checked(target, "a file to probe")  # no quote or backslash: safe in a single-quoted PHP string
+    return ("<?php\n// tenantctl DR drill probe (removed with the scratch copy)\n"
+            "header('Content-Type: text/plain');\n"
+            f"$h = @hash_file('sha256', '{target}');\n"
+            "echo ($h === false ? 'unreadable' : $h), ' ', PHP_MAJOR_VERSION, '.', PHP_MINOR_VERSION;\n").encode()
+
+
 def _dr_files(r: restic.Restic, b: backupjobs.BackupJob, unit: backupjobs.Unit, part: backupjobs.Part,
               user: str) -> dict[str, Any]:
-    if not _PATH.match(part.path):
-        raise Problem(f"not an absolute path: {part.path!r}")
+    _checked(part.path, "an absolute path")
     os.makedirs(DR_ROOT, mode=0o711, exist_ok=True)
     os.chmod(DR_ROOT, 0o711)
     target = os.path.join(DR_ROOT, b.scratch)
     os.makedirs(target, mode=0o750, exist_ok=True)
-    r.check(["restore", part.snapshot, "--target", target, "--include", part.path], timeout=TIMEOUT)
-    copy_ = os.path.join(target, part.path.lstrip("/"))
-    m = dumpstats.manifest(copy_, skip=part.unstable)
-    res: dict[str, Any] = {"files": len(m), "digest": dumpstats.aggregate(m), "total": sum(e.size for e in m.values())}
-    _dr_run(["chown", "-R", f"{user}:www-data", "--", target], "chown of the scratch web space")
-    _dr_run(["chmod", "-R", "g+rX,o-rwx", "--", target], "chmod of the scratch web space")
+    copy_, res = _restored_files(r, part, target)
     docroot = os.path.join(copy_, "httpdocs")
     index = probe_file(docroot)
+    probed = index or first_file(docroot)
+    probe = ""
+    if b.dr_php and probed:
+        probe = os.path.join(target, "tenantctl-dr-probe.php")
+        files.write(probe, dr_probe(os.path.join(docroot, probed)), 0o640)
+        res.update(php_file=probed, php_digest=files.digest(files.read(os.path.join(docroot, probed)) or b""),
+                   php_version=b.dr_php)
+    _dr_run(["chown", "-R", f"{user}:www-data", "--", target], "chown of the scratch web space")
+    _dr_run(["chmod", "-R", "g+rX,o-rwx", "--", target], "chmod of the scratch web space")
     if index:
-        data = files.read(os.path.join(docroot, index)) or b""
-        res.update(index=index, index_digest=files.digest(data))
-        if b.dr_fake_corrupt_index:
-            with open(os.path.join(docroot, index), "ab") as fh:
-                fh.write(FAKE_CORRUPTION)
-    _dr_vhost(unit.subscription, b.dr_address, docroot, b.scratch)
+        res.update(index=index, index_digest=files.digest(files.read(os.path.join(docroot, index)) or b""))
+    if b.dr_fake_corrupt_index and probed:
+        with open(os.path.join(docroot, probed), "ab") as fh:
+            fh.write(FAKE_CORRUPTION)
+    if probe:
+        _dr_php(b.dr_php, b.scratch, user, target)
+    _dr_serve(dr_vhost(unit.subscription, b.dr_address, docroot, b.scratch, probe), b.scratch)
     return res
 
 
@@ -611,43 +741,36 @@ STATIC = (".html", ".htm", ".txt", ".css", ".js", ".svg", ".png", ".jpg", ".gif"
 _PROBE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 
 
+def _files_in(docroot: str) -> list[str]:
+    """The document root's files a drill may name (relative, name order, no dot files)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(docroot):
+        dirnames.sort()
+        for f in sorted(filenames):
+            rel = os.path.relpath(os.path.join(dirpath, f), docroot)
+            if _PROBE.match(rel) and not f.startswith(".") and os.path.isfile(os.path.join(dirpath, f)):
+                out.append(rel)
+    return out
+
+
 def probe_file(docroot: str) -> str:
     """What the drill fetches over HTTP (relative to ``docroot``): an index page, else the
     first static file in name order ("" : nothing static to fetch)."""
     for n in INDEXES:
         if os.path.isfile(os.path.join(docroot, n)):
             return n
-    for dirpath, dirnames, filenames in os.walk(docroot):
-        dirnames.sort()
-        for f in sorted(filenames):
-            rel = os.path.relpath(os.path.join(dirpath, f), docroot)
-            if f.lower().endswith(STATIC) and _PROBE.match(rel) and not f.startswith("."):
-                return rel
-    return ""
+    return next((rel for rel in _files_in(docroot) if rel.lower().endswith(STATIC)), "")
 
 
-def _dr_db(r: restic.Restic, part: backupjobs.Part, scratch: str) -> dict[str, Any]:
-    """The database into a scratch database that stays until ``dr_clean``; its sums."""
-    db = _name(f"tenantctl_dr_{scratch}", "scratch database")
-    if part.engine not in ("mariadb", "postgresql"):
-        raise Problem(f"unknown database engine {part.engine!r}")
-    if part.engine == "mariadb":
-        _mariadb(f"CREATE DATABASE `{db}`")
-    else:
-        _psql(f'CREATE DATABASE "{db}"')
-    _load(r, part, db)
-    stats = dumpstats.DumpStats()
-    problem = produce(dump_argv(part.engine, db), lambda _chunk: None, stats)
-    if problem:
-        raise Problem(f"dumping the scratch copy: {problem}")
-    return {"tables": stats.tables, "total": stats.size}
+def first_file(docroot: str) -> str:
+    """The file the PHP probe hashes when nothing static is served (e.g. ``index.php``)."""
+    return next(iter(_files_in(docroot)), "")
 
 
 def dr_restore(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
     """A scratch copy of each unit (in practice one) from ``b.local`` (another region's
     repository), served on ``b.dr_address``; per part the recomputed sums."""
-    if b.local is None:
-        raise ValueError("dr restore: no repository (local)")
+    r = _local(b, stage, "dr restore")
     if b.dr_fresh:
         left = dr_clean(b).repos[0]
         if not left.ok:
@@ -658,30 +781,21 @@ def dr_restore(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
     try:
         pwd.getpwnam(user)
     except KeyError:
-        _dr_run(["useradd", "--system", "--no-create-home", "--home-dir", os.path.join(DR_ROOT, b.scratch),
-                 "--shell", "/usr/sbin/nologin", "--", user], "useradd of the scratch user")
-    r = restic.Restic(b.local, stage, b.cacert)
+        _dr_run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                 os.path.join(DR_ROOT, b.scratch), "--shell", "/usr/sbin/nologin", "--", user],
+                "useradd of the scratch user")
     parts: list[backupjobs.PartResult] = []
     for u in b.units:
         for p in u.parts:
-            started = time.monotonic()
-            try:
-                if not p.snapshot:
-                    raise Problem("no snapshot given")
-                if p.kind == "files":
-                    res = _dr_files(r, b, u, p, user)
-                elif p.kind == "db":
-                    res = _dr_db(r, p, f"{b.scratch}_{len(parts)}")
-                else:
-                    done = r.check(["dump", "--", p.snapshot, "/settings.json"], timeout=600)
-                    data = done.out.encode()
-                    res = {"digest": hashlib.sha256(data).hexdigest(), "total": len(data)}
-            except (Problem, restic.Failed, ValueError, OSError) as exc:
-                parts.append(backupjobs.PartResult(u.subscription, p.kind, p.name, False, str(exc),
-                                                   snapshot=p.snapshot, seconds=round(time.monotonic() - started, 3)))
-                continue
-            parts.append(backupjobs.PartResult(u.subscription, p.kind, p.name, True, snapshot=p.snapshot,
-                                               seconds=round(time.monotonic() - started, 3), **res))
+            work: Callable[[], dict[str, Any]]
+            if p.kind == "files":
+                work = functools.partial(_dr_files, r, b, u, p, user)
+            elif p.kind == "db":  # stays until dr_clean
+                work = functools.partial(_loaded_stats, r, p, f"tenantctl_dr_{b.scratch}_{len(parts)}",
+                                         "the scratch copy")
+            else:
+                work = functools.partial(_settings, r, p)
+            parts.append(_part_result(u, p, work))
     return backupjobs.BackupOutcome(parts=parts)
 
 

@@ -14,10 +14,16 @@ sample, without touching anything real.
   databases, an nginx vhost on the spare's address: plain HTTP, no certificate, no DNS
   record), the site is fetched over HTTP from the spare's address with the domain as
   Host header until the body is the restored index page (or, without one, the first
-  static file of the document root: PHP is never run on the spare), databases and files are
-  compared with what the backup recorded (``nightly.compare``), and the scratch copy is
-  removed. RTO = seconds from the start of the restore to the right HTTP answer; RPO =
-  the drill's start minus the restored snapshot's time (for plans with ``backup.pitr``:
+  static file of the document root), then the drill's own PHP probe is fetched (a
+  PHP-FPM pool of the scratch user, the subscription's PHP version when the spare has it,
+  else the spare's, said in the result): its answer is the sha256 PHP computed of a
+  restored file (the index page, else the first file, e.g. ``index.php``) and PHP's
+  version. The customer's own PHP is never run on the spare (its configuration names
+  the real database servers and mail relays). Databases and files are compared with what
+  the backup recorded (``nightly.compare``), and the scratch copy is removed (pool
+  included), on every failure too. RTO = seconds from the start of the restore to the
+  right HTTP answers (the page and the PHP probe); RPO = the drill's start minus the
+  restored snapshot's time (for plans with ``backup.pitr``:
   minus the newest archived log of its databases). Recorded per subscription in
   ``state.drills``.
 
@@ -33,14 +39,14 @@ import http.client
 import os
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller import errors
 from controller.agent import backupjobs
 from controller.drivers import transport
-from controller.drivers.backup import nightly, pitr, runner, topology, units
+from controller.drivers.backup import agent, nightly, pitr, runner, topology, units
 from controller.state import backups as ledger
 from controller.state import drills
 from controller.state import store as state_store
@@ -150,6 +156,31 @@ def fetch(address: str, host: str, path: str = "/", timeout: float = 5.0) -> tup
 def answered(address: str, host: str, want_digest: str, deadline: float, path: str = "/") -> str | None:
     """Wait until the spare answers ``path`` with the body whose sha256 is
     ``want_digest`` (None), else what it answered last."""
+    def judge(status: int, body: bytes) -> str | None:
+        got = hashlib.sha256(body).hexdigest()
+        if status == 200 and got == want_digest:
+            return None
+        return (f"HTTP {status} from {address} for {host}, body sha256 {got[:12]} "
+                f"is not the restored index's {want_digest[:12]}")
+    return _wait(address, host, path, deadline, judge)
+
+
+def php_answered(address: str, host: str, want_digest: str, version: str, deadline: float) -> str | None:
+    """Wait until the drill's PHP probe answers ``<want_digest> <version>`` (None), else
+    what it answered last."""
+    want = f"{want_digest} {version}"
+
+    def judge(status: int, body: bytes) -> str | None:
+        text = body.decode(errors="replace").strip()
+        if status == 200 and text == want:
+            return None
+        return (f"PHP probe: HTTP {status} from {address} for {host}, answered {text[:80]!r}, "
+                f"not the restored file's sha256 {want_digest[:12]} from PHP {version}")
+    return _wait(address, host, agent.PROBE_URL, deadline, judge)
+
+
+def _wait(address: str, host: str, path: str, deadline: float,
+          judge: Callable[[int, bytes], str | None]) -> str | None:
     last = "no answer"
     while True:
         try:
@@ -157,13 +188,27 @@ def answered(address: str, host: str, want_digest: str, deadline: float, path: s
         except (OSError, http.client.HTTPException) as exc:
             last = f"no HTTP answer from {address} for {host}: {exc}"
         else:
-            if status == 200 and hashlib.sha256(body).hexdigest() == want_digest:
+            bad = judge(status, body)
+            if bad is None:
                 return None
-            last = (f"HTTP {status} from {address} for {host}, body sha256 {hashlib.sha256(body).hexdigest()[:12]} "
-                    f"is not the restored index's {want_digest[:12]}")
+            last = bad
         if time.monotonic() >= deadline:
             return last
         time.sleep(0.2)
+
+
+def php_version(wanted: str | None, offered: Sequence[str]) -> tuple[str, str]:
+    """(the PHP-FPM version the scratch copy runs, a note when it is not the
+    subscription's): its own when the spare has it, else the spare's newest; ``""``
+    without PHP (none wanted, or none on the spare: said)."""
+    if not wanted:
+        return "", ""
+    if wanted in offered:
+        return wanted, ""
+    if not offered:
+        return "", f"the spare has no PHP-FPM: PHP {wanted} not tried"
+    used = max(offered, key=lambda v: tuple(int(x) for x in v.split(".")))
+    return used, f"PHP {wanted} is not on the spare: the probe ran on PHP {used}"
 
 
 class DrDrill:
@@ -209,6 +254,7 @@ class DrDrill:
         address = self.topo.ctx.servers[spare].address
         scratch = hashlib.sha256(f"{sub}{now.isoformat()}".encode()).hexdigest()[:10]
         problems: list[str] = []
+        php, note = php_version(self.php_wanted(item), self.topo.ctx.servers[spare].php_versions)
         rto: float | None = None
         t0 = time.monotonic()
         try:
@@ -217,7 +263,7 @@ class DrDrill:
                 res = self._job(spare, local=self.topo.repo(src, p.source_region),
                                 units=[backupjobs.Unit(subscription=sub, parts=parts)], scratch=f"{scratch}{j}",
                                 dr="restore", dr_fresh=j == 0, dr_address=address, dr_engines=self.engines(spare),
-                                dr_fake_corrupt_index=os.environ.get(FAKE_CORRUPT_ENV) == "1")
+                                dr_php=php, dr_fake_corrupt_index=os.environ.get(FAKE_CORRUPT_ENV) == "1")
                 results.extend(res.parts)
             for r in results:
                 problem = r.error if not r.ok else nightly.compare(p.expected.get((r.kind, r.name)), r)
@@ -229,8 +275,12 @@ class DrDrill:
                 bad = answered(address, sub, web.index_digest, time.monotonic() + HTTP_WAIT, path)
                 if bad:
                     problems.append(bad)
-            elif web is not None:
+            elif web is not None and not web.php_digest:
                 problems.append("the restored document root has no static file to fetch over HTTP")
+            if web is not None and web.php_digest and not problems:
+                bad = php_answered(address, sub, web.php_digest, web.php_version, time.monotonic() + HTTP_WAIT)
+                if bad:
+                    problems.append(bad)
             if not problems:
                 rto = time.monotonic() - t0
         except errors.TenantctlError as exc:
@@ -239,8 +289,18 @@ class DrDrill:
             problems.extend(self.clean(spare))
         restored = min((s.taken_at for s in p.used), default=None)
         rpo, basis = self.rpo(item, now, restored)
-        return drills.Drill(sub, now, not problems, "; ".join(problems) or None, rto, rpo, p.source_region, spare,
-                            self.topo.region_of(spare), restored, basis)
+        # a successful drill's error is the note (another PHP version) or None
+        return drills.Drill(sub, now, not problems, "; ".join(problems + ([note] if note else [])) or None, rto, rpo,
+                            p.source_region, spare, self.topo.region_of(spare), restored, basis)
+
+    @staticmethod
+    def php_wanted(item: Mapping[str, Any]) -> str | None:
+        """The subscription's PHP version, or None without hosting or PHP."""
+        hosting = (item.get("effective") or {}).get("hosting") or {}
+        if not hosting.get("enabled", True):
+            return None
+        version = (hosting.get("php") or {}).get("version")
+        return str(version) if version else None
 
     def clean(self, spare: str) -> list[str]:
         """Remove every scratch copy on ``spare``; the problems (leftovers) it met."""

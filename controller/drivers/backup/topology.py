@@ -3,7 +3,9 @@
 A region's repository server is its first server (by name) with the ``backup`` role;
 a source server backs up into its own region's repository, then copies into the
 repository of every region its region's ``backupCopiesTo`` names (``all``: every other
-region that has a repository server; BKP-1, BKP-3). A region without a repository
+region that has a repository server; BKP-1, BKP-3). A spare server (``Server.spec.spare``,
+DR-1) holds no tenant: it is no source (no repository login, nothing backed up); the DR
+drill restores into it with the logins of the servers it reads. A region without a repository
 server cannot hold backups: its sources fall back to copying only (``local`` None) and
 the run says so. One place for these facts: the runner, rotation, drills, restores,
 status and metrics all ask here.
@@ -79,6 +81,6 @@ class Topology:
                                password=provisioning.backup.repo_password(self.state_dir, source), owner=True)
 
     def sources(self) -> list[str]:
-        """Every server that may hold tenants' data (every server with another role than backup/dns only)."""
+        """Every server that may hold tenants' data: a web or database role, not a spare."""
         return sorted(n for n, s in self.ctx.servers.items()
-                      if {"web", "db-mariadb", "db-postgresql"} & set(s.roles))
+                      if {"web", "db-mariadb", "db-postgresql"} & set(s.roles) and not s.spare)
