@@ -245,7 +245,7 @@ def plan_rows(planned: Any, store: state_store.Store | None, drifted: dict[str, 
             continue
         item = planned.item(name)
         rows.append({k: item.get(k) for k in ("name", "customer", "plan", "server", "ip", "state", "stateReason",
-                                               "sync", "conflicts")}
+                                               "sync", "conflicts", "conditions")}
                     | {"concerns": rec["concerns"] if rec else {}, "actions": acts})
     return rows, ages
 

@@ -118,13 +118,19 @@ def wanted(it: Mapping[str, Any], *, customer: str | None = None, server: str | 
 # -- tables -------------------------------------------------------------------------
 
 
+def waiting(it: Mapping[str, Any]) -> bool:
+    """A disruptive change of it waits for its region's maintenance window (OPS-2)."""
+    return any(c.get("type") == "MaintenancePending" and c.get("status") == "True"
+               for c in it.get("conditions") or ())
+
+
 def notable(it: Mapping[str, Any]) -> bool:
     """A row worth showing without ``--all``: it will change, has conflicts, a failed
-    concern, or is not synced with its plan."""
+    concern, is not synced with its plan, or has a change waiting for a window."""
     concerns = it.get("concerns") or {}
     return (bool(it.get("actions")) or bool(it.get("conflicts")) or "failed" in concerns.values()
             or "drifted" in concerns.values() or (it.get("sync") not in ("synced", None)
-            and it.get("state") != "deleted"))
+            and it.get("state") != "deleted") or waiting(it))
 
 
 def summary(items: Sequence[Mapping[str, Any]], shown: int) -> str:
@@ -139,6 +145,8 @@ def summary(items: Sequence[Mapping[str, Any]], shown: int) -> str:
         parts.append(f"{changes} to change")
     if failed:
         parts.append(f"{failed} with a failed concern")
+    if held := sum(1 for it in items if waiting(it)):
+        parts.append(f"{held} waiting for a maintenance window")
     if shown < len(items):
         parts.append(f"{shown} shown (--all for every row)")
     return "; ".join(p for p in parts if p)

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.effective import groups, lifecycle, merge, spec
+from controller.effective import groups, lifecycle, maintenance, merge, spec
 from controller.effective.defaults import fresh
 from controller.effective.history import EMPTY, LOCK, Changes, History
 from controller.model import kinds, validate
@@ -201,11 +201,13 @@ def _condition(type_: str, status: bool, reason: str, message: str) -> dict[str,
 
 def compute(
     ds: DesiredState, now: dt.datetime, hist: History = EMPTY, names: Collection[str] | None = None,
+    *, override_windows: bool = False,
 ) -> dict[str, Subscription]:
     """Every subscription of ``ds`` (or only ``names``), by name (sorted).
 
     Subscriptions left out keep their recorded placement, which still counts toward
-    server capacity and dedicated-IP ownership.
+    server capacity and dedicated-IP ownership. ``override_windows``: disruptive
+    changes run now, whatever the regions' maintenance windows (``apply --now``).
     """
     memo: dict[Any, dict[str, Any]] = {}
     pre: dict[str, tuple[dict[str, Any], str, Changes, list[str]]] = {}
@@ -231,6 +233,11 @@ def compute(
         pl = placements[name]
         for path, value in pl.available.items():  # SYNC-3: run with what is available
             _set_path(eff, path, value)
+        region = ds.regions.get(hist.evacuated.get(spec.region, spec.region))
+        pending = None
+        if region is not None and region.maintenance is not None and pl.server in ds.servers:  # OPS-2
+            pending = maintenance.hold(eff, hist.last_effective.get(name), ds.servers[pl.server].offers.php.versions,
+                                       region, now, override=override_windows)
         settings = eff["hosting"]["php"]["settings"]
         if pl.server is not None:  # PHP-2: server-wide values are the lowest level
             eff["hosting"]["php"]["settings"] = settings = {**server_php[pl.server], **settings}
@@ -259,6 +266,8 @@ def compute(
             _condition("Placed", pl.server is not None, "Placed" if pl.server else "NoServer",
                        f"on {pl.server}" if pl.server else "no server in the region can take it (SYNC-3)"),
         ]
+        if pending is not None:
+            conditions.append(pending)
         if ignored:
             conditions.append(_condition("CustomerSettingsApplied", False, "PermissionMissing",
                                          "ignored without the permission (SYNC-4): " + ", ".join(ignored)))

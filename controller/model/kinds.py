@@ -14,9 +14,9 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
-from controller.model import values
+from controller.model import maintenance, values
 from controller.model.values import UNSET, Unset
 
 
@@ -225,10 +225,31 @@ class Metadata(Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class Maintenance(Strict):
+    """OPS-2: when the region's disruptive changes run: a weekly or monthly window."""
+
+    #: ``DAY HH:MM-HH:MM`` in the region's time zone, e.g. ``MON 22:00-23:00``
+    window: str
+    #: once a month on that weekday (``first`` .. ``fourth``, ``last``); absent: every week
+    monthly: Literal["first", "second", "third", "fourth", "last"] | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        maintenance.Window.parse(v)  # ValueError: what was expected
+        return v
+
+    @property
+    def parsed(self) -> maintenance.Window:
+        return maintenance.Window.parse(self.window, self.monthly)
+
+
 class RegionSpec(Strict):
     timezone: values.TimeZone = "UTC"
     #: ``all`` other regions (BKP-1), or a list of region names.
     backupCopiesTo: Annotated[Literal["all"] | list[str], PlainValidator(_copies_to)] = "all"
+    #: OPS-2: disruptive changes (a PHP version change) wait for this window; absent: none wait
+    maintenance: Maintenance | None = None
 
 
 @dataclasses.dataclass(frozen=True)

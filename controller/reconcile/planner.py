@@ -23,6 +23,7 @@ from typing import Any
 
 from controller import digest, effective
 from controller.drivers import base
+from controller.effective import maintenance
 from controller.effective import spec as typed_spec
 from controller.effective.history import History
 from controller.model.desired import DesiredState
@@ -242,9 +243,12 @@ def concern_fingerprints(item: typed_spec.Item, drivers: Mapping[str, base.Drive
 
 
 def input_keys(
-    ds: DesiredState, now: dt.datetime, observed: Observed, drivers: Mapping[str, base.Driver]
+    ds: DesiredState, now: dt.datetime, observed: Observed, drivers: Mapping[str, base.Driver],
+    *, override_windows: bool = False,
 ) -> dict[str, str]:
-    """The ``inputs`` fingerprint of every subscription (see the module docstring)."""
+    """The ``inputs`` fingerprint of every subscription (see the module docstring); a
+    region's maintenance window opening or closing (OPS-2) is an input too, so that
+    what waited for it is recomputed then."""
     docs = ds.docs
     hist = observed.history
     code = [CODE, sorted(driver_id(d) for d in drivers.values())]
@@ -253,7 +257,9 @@ def input_keys(
         today = now.astimezone(zoneinfo.ZoneInfo(region.timezone)).date().isoformat()
         servers = sorted(docs[("Server", s)].digest for s, sp in ds.servers.items() if sp.region == r)
         regions[r] = digest.of([code, docs[("Region", r)].digest, servers, today]
-                               + ([hist.evacuated[r]] if r in hist.evacuated else []))
+                               + ([hist.evacuated[r]] if r in hist.evacuated else [])
+                               + ([f"window:{open_}"] if (open_ := maintenance.window_open(
+                                   region, now, override=override_windows)) is not None else []))
     out: dict[str, str] = {}
     for name, spec in ds.subscriptions.items():
         rec = hist.placements.get(name)
@@ -295,16 +301,18 @@ def plan(
     observed: Observed | None = None,
     *,
     recorded: bool = True,
+    override_windows: bool = False,
 ) -> Planned:
     """``recorded=False``: the unchanged subscriptions' documents are not read now (a
     front-end that streams them from the store itself, with the store still open, and
-    reads any of them later through ``subscriptions`` or ``item`` while it is)."""
+    reads any of them later through ``subscriptions`` or ``item`` while it is).
+    ``override_windows``: disruptive changes are planned now (``apply --now``, OPS-2)."""
     observed = observed if observed is not None else observe(store)
     hist, status = observed.history, observed.status
     # the whole and inputs fingerprints decide which subscriptions are unchanged; the
     # per-concern ones are read only when some are not (a no-op pass reads 2 rows of 8)
     applied = store.all_fingerprints((INPUTS, WHOLE)) if store is not None else {}
-    keys = input_keys(ds, now, observed, drivers)
+    keys = input_keys(ds, now, observed, drivers, override_windows=override_windows)
     same = {
         n for n, k in keys.items()
         if applied.get(n, {}).get(INPUTS) == k and WHOLE in applied[n] and n in status
@@ -315,7 +323,8 @@ def plan(
         status.raw.load(n for n in ds.subscriptions if n not in same)  # compute reads their last effective
         if recorded:
             status.raw.load(same)  # the result is then usable once the store is closed
-    computed = effective.compute(ds, now, hist, names=set(ds.subscriptions) - same)
+    computed = effective.compute(ds, now, hist, names=set(ds.subscriptions) - same,
+                                 override_windows=override_windows)
     subs = _Subscriptions(computed, status, hist, sorted(ds.subscriptions))
     known = set(hist.placements)
     fps: dict[str, dict[str, str]] = {}

@@ -1,0 +1,55 @@
+"""Disruptive changes wait for the region's maintenance window (OPS-2, PLAT-4).
+
+What is disruptive (the one place that says so): a change of the PHP version a placed,
+already-running subscription runs (its pool moves to another PHP-FPM: every request
+in flight is cut, extensions and php.ini defaults change). Outside the window of the
+subscription's region (``Region.spec.maintenance``) the subscription keeps the version
+it runs, with the condition ``MaintenancePending`` saying what waits and when it will
+run; inside the window, or when the command overrides windows (``apply --now``), the
+change goes through. A region without a window makes nothing wait; a first placement
+is never disruptive; a version the server no longer offers is not kept (the server
+changed, not the plan).
+
+Pure: ``now`` and the last effective spec come from the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from controller.model import kinds
+
+CONDITION = "MaintenancePending"
+
+
+def hold(
+    eff: dict[str, Any], last: Mapping[str, Any] | None, offered: Collection[str],
+    region: kinds.RegionSpec | None, now: dt.datetime, *, override: bool = False,
+) -> dict[str, str] | None:
+    """Keep ``last``'s PHP version in ``eff`` when changing it now would be disruptive
+    outside the window; the ``MaintenancePending`` condition to record, else None."""
+    if region is None or region.maintenance is None or override or not last:
+        return None
+    old = ((last.get("hosting") or {}).get("php") or {}).get("version")
+    new = eff["hosting"]["php"]["version"]
+    if not (eff["hosting"]["enabled"] and (last.get("hosting") or {}).get("enabled")):
+        return None
+    if not old or old == new or old not in offered:
+        return None
+    window = region.maintenance.parsed
+    if window.open_at(region.timezone, now):
+        return None
+    eff["hosting"]["php"]["version"] = old
+    start = window.next_start(region.timezone, now)
+    return {"type": CONDITION, "status": "True", "reason": "WaitingForWindow",
+            "message": f"PHP {old} -> {new} waits for the maintenance window ({window.describe()}, "
+                       f"{region.timezone}): next at {start:%Y-%m-%dT%H:%MZ} (OPS-2; apply --now overrides)"}
+
+
+def window_open(region: kinds.RegionSpec, now: dt.datetime, *, override: bool = False) -> bool | None:
+    """Whether disruptive changes may run in ``region`` now (None: it has no window)."""
+    if region.maintenance is None:
+        return None
+    return override or region.maintenance.parsed.open_at(region.timezone, now)
