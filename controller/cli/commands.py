@@ -75,7 +75,15 @@ def apply(
         "--allow-mass-delete", help="carry out a pass that deletes more than the guard's threshold")] = False,
     retry_now: Annotated[bool, typer.Option(
         "--retry-now", help="clear the backoff of failed work (of SUB... if given) and try it in this pass")] = False,
-    subs: Annotated[list[str] | None, typer.Argument(metavar="[SUB]...", help="with --retry-now: only these")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="hand every concern of every subscription (of SUB... if given) to the drivers, changed "
+                        "or not: they compare with the servers and send only what differs (what an upgrade "
+                        "triggers)")] = False,
+    now_: Annotated[bool, typer.Option(
+        "--now", help="disruptive changes (a PHP version change) run now instead of waiting for their region's "
+                      "maintenance window (OPS-2); recorded as an event naming who")] = False,
+    subs: Annotated[list[str] | None, typer.Argument(
+        metavar="[SUB]...", help="with --retry-now or --force: only these")] = None,
 ) -> None:
     """Reconcile once and report: exit 0 converged, 1 failed, 3 deferred (backing off),
     4 refused (mass deletion without --allow-mass-delete)."""
@@ -84,13 +92,20 @@ def apply(
 
     from controller.reconcile import engine, guard
 
-    if subs and not retry_now:
-        fail(errors.TenantctlError("tenantctl: subscriptions on the command line go with --retry-now"))
+    if subs and not (retry_now or force):
+        fail(errors.TenantctlError("tenantctl: subscriptions on the command line go with --retry-now or --force"))
     ds = load(files)
+    unknown = sorted(set(subs or []) - set(ds.subscriptions))
+    if force and unknown:
+        fail(errors.TenantctlError(f"tenantctl: --force: no such subscription in the desired state: "
+                                   f"{', '.join(unknown)}"))
     if dry_run:
         ro = open_store(readonly=True)
         try:
-            planned = engine.plan(ds, now(), ro, drivers_for(ds))
+            drivers = drivers_for(ds)
+            planned = engine.plan(ds, now(), ro, drivers, override_windows=now_)
+            if force:
+                engine.forced(planned, drivers, set(subs) if subs else None)
             rows, ages = plan_rows(planned, ro, {})
         finally:
             if ro is not None:
@@ -102,9 +117,12 @@ def apply(
     with store:
         live = store.count_live()
         drivers, probe = wiring(ds)
-        eng = engine.Engine(store, drivers, clock=clock(), actor=f"cli:{_user()}", probe=probe, threshold=threshold())
+        eng = engine.Engine(store, drivers, clock=clock(), actor=f"cli:{_user()}", probe=probe, threshold=threshold(),
+                            override_windows=now_)
         try:
             planned = eng.plan(ds)  # the guard decides on it; the pass reuses it
+            if now_:
+                _record_override(store, eng, ds)
             decision = guard.decide(planned.deletions, live, threshold(), allowed=allow_mass_delete)
             if decision.held:
                 sys.stderr.write(f"tenantctl: refused: {decision.message}\n")
@@ -119,16 +137,19 @@ def apply(
                 def show(what: str, done: int, total: int) -> None:
                     bar.update(task, description=what, completed=done, total=total)
 
-                report = eng.reconcile(ds, progress=show, allow_mass_delete=allow_mass_delete, planned=planned)
+                report = eng.reconcile(ds, progress=show, allow_mass_delete=allow_mass_delete, planned=planned,
+                                       force=(subs or True) if force else False)
         finally:
             eng.close()
         rows = status_mod.rows(store)
     at = now()
-    for row in rows:
-        row["actions"] = report.planned.actions.get(row["name"], [])
-    touched = sum(1 for acts in report.planned.actions.values() if acts) + len(report.planned.deletions)
+    for row in rows:  # a forced re-check is no change of its own: the rows show what changed
+        row["actions"] = [a for a in report.planned.actions.get(row["name"], []) if not a.startswith("force:")]
+    acted = [acts for acts in report.planned.actions.values() if acts]
+    touched = sum(1 for acts in acted if not all(a.startswith("force:") for a in acts)) + len(report.planned.deletions)
+    rechecked = f"{len(acted) - touched + len(report.planned.deletions)} re-checked, " if force else ""
     waiting = sorted(set(report.deferred) | set(report.held))
-    output.subscriptions_table(rows, title=f"apply: {touched} changed, {len(report.failed)} failed, "
+    output.subscriptions_table(rows, title=f"apply: {touched} changed, {rechecked}{len(report.failed)} failed, "
                                           f"{len(waiting)} deferred ({report.seconds:.2f} s)", show_all=False,
                                ages={r["name"]: output.age(r["createdAt"], at) for r in rows})
     for server, n in sorted(report.replaced.items()):
@@ -149,6 +170,22 @@ def apply(
         raise typer.Exit(EXIT_FAILED)
     if waiting:
         raise typer.Exit(EXIT_DEFERRED)
+
+
+def _record_override(store: state_store.Store, eng: Any, ds: Any) -> None:
+    """``apply --now``: the disruptive changes that wait for a window run now; one event
+    naming who, and which subscriptions, when there are any (OPS-2)."""
+    from controller.effective import maintenance
+    from controller.reconcile import engine
+
+    waiting = engine.plan(ds, eng.clock(), store, eng.drivers)
+    names = sorted(n for n in waiting.subscriptions
+                   if any(c.get("type") == maintenance.CONDITION for c in waiting.item(n).get("conditions") or ()))
+    if names:
+        events.record(store, actor=f"cli:{_user()}", action="maintenance-override", subject=",".join(names)[:500],
+                      message=f"apply --now: {len(names)} disruptive change(s) run outside the maintenance window "
+                              f"(OPS-2): {', '.join(names[:20])}")
+        sys.stderr.write(f"apply --now: {len(names)} disruptive change(s) run outside the maintenance window\n")
 
 
 def _user() -> str:

@@ -140,6 +140,21 @@ class ServesDns(Protocol):
 
 
 @runtime_checkable
+class OwnServers(Protocol):
+    """A driver that acts on servers of its own (the dns servers of a zone), whatever
+    the subscription's server: the engine hands it one batch per pass (one listing of
+    its servers), not one per subscription server."""
+
+    one_batch_per_pass: bool
+
+
+#: the message of a result whose driver found everything in place and sent nothing: the
+#: engine writes no event for it and leaves a ready condition as it was, so that a forced
+#: re-apply of unchanged subscriptions (``apply --force``) writes nothing but its run
+UP_TO_DATE = "up to date"
+
+
+@runtime_checkable
 class Versioned(Protocol):
     """A driver that names exactly what makes its version: the files (or folders, read
     recursively) of the code and templates that decide what it writes on servers. A

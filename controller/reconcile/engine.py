@@ -3,9 +3,13 @@
 ``plan`` is pure over the store's snapshot. ``Engine.reconcile`` records what it
 decided before any driver acts (placements, sticky values, transfers: a crash then a
 re-run reuses them, so nothing is created twice), calls each concern's driver once per
-server, then records fingerprints of what was applied, conditions, backoff, events and
-the status snapshot. Level-triggered: it compares desired with last-applied, never
-replays events.
+server (once per pass for a driver with servers of its own: dns), then records
+fingerprints of what was applied, conditions, backoff, events and the status snapshot.
+Level-triggered: it compares desired with last-applied, never replays events.
+``force`` (``apply --force``) hands every concern to the drivers whatever changed: a
+result that found everything in place (``base.UP_TO_DATE``) writes no event and leaves a
+ready condition as it was, so a forced pass over unchanged subscriptions writes only
+its run record.
 """
 
 from __future__ import annotations
@@ -64,8 +68,24 @@ def plan(
     drivers: Mapping[str, base.Driver] | None = None,
     *,
     recorded: bool = True,
+    override_windows: bool = False,
 ) -> planner.Planned:
-    return planner.plan(ds, now, drivers if drivers is not None else default_drivers(), store, recorded=recorded)
+    return planner.plan(ds, now, drivers if drivers is not None else default_drivers(), store, recorded=recorded,
+                        override_windows=override_windows)
+
+
+def forced(planned: planner.Planned, drivers: Mapping[str, base.Driver], names: set[str] | None) -> None:
+    """``apply --force``: every concern of the subscriptions ``names`` (None: all) counts
+    as changed in ``planned`` (action ``force:<concern>``): the drivers get them all and
+    compare with the servers."""
+    for name in planned.subscriptions:
+        if names is not None and name not in names:
+            continue
+        per = planner.concern_fingerprints(planned.subscriptions[name].typed, drivers)
+        planned.fingerprints[name].update(per)
+        changed = planned.changed.get(name) or []
+        planned.changed[name] = [*changed, *(c for c in per if c not in changed)]
+        planned.actions.setdefault(name, []).extend(f"force:{c}" for c in per if c not in changed)
 
 
 @dataclass
@@ -146,8 +166,11 @@ class Engine:
         actor: str = "controller",
         probe: identity.Probe | None = None,
         threshold: guard.Threshold | None = None,
+        override_windows: bool = False,
     ) -> None:
         self.store = store
+        #: ``apply --now``: disruptive changes run now, whatever the maintenance windows (OPS-2)
+        self.override_windows = override_windows
         self.limits = limits or RateLimits()
         self.drivers: dict[str, base.Driver] = {}
         self.probe: identity.Probe | None = None
@@ -194,7 +217,7 @@ class Engine:
             self.probe.close()
 
     def plan(self, ds: DesiredState) -> planner.Planned:
-        return planner.plan(ds, self.clock(), self.drivers, self.store)
+        return planner.plan(ds, self.clock(), self.drivers, self.store, override_windows=self.override_windows)
 
     # --- the pass ---------------------------------------------------------------
 
@@ -208,6 +231,7 @@ class Engine:
         check_servers: bool = True,
         command: str = "apply",
         planned: planner.Planned | None = None,
+        force: bool | Iterable[str] = False,
     ) -> Report:
         """One pass. ``progress(what, done, total)`` is called after each server batch.
 
@@ -215,14 +239,17 @@ class Engine:
         server) and re-ensure what was placed on a replaced or wiped server.
         ``planned``: this engine's ``plan(ds)`` made by the caller just before (``apply``
         decides the deletion guard on it): used unless a server was found replaced, so
-        that a pass with nothing to do costs one plan, not two."""
+        that a pass with nothing to do costs one plan, not two.
+        ``force``: hand every concern of every subscription (True) or of the named ones
+        to the drivers, changed or not (``apply --force``: what an upgrade triggers);
+        drivers compare with the servers and send only what differs."""
         started = time.perf_counter()
         now = self.clock()
         run_id = self._begin_run(command)
         report = Report(planner.Planned({}, {}, {}, {}), run_id=run_id)
         try:
             self._pass(ds, only, progress, report, now, allow_mass_delete=allow_mass_delete,
-                       check_servers=check_servers, planned=planned)
+                       check_servers=check_servers, planned=planned, force=force)
         finally:
             report.seconds = time.perf_counter() - started
             self._finish_run(run_id, report)
@@ -231,7 +258,7 @@ class Engine:
     def _pass(
         self, ds: DesiredState, only: Iterable[str] | None, progress: Callable[[str, int, int], None] | None,
         report: Report, now: dt.datetime, *, allow_mass_delete: bool, check_servers: bool,
-        planned: planner.Planned | None = None,
+        planned: planner.Planned | None = None, force: bool | Iterable[str] = False,
     ) -> None:
         evacuated = regions.targets(self.store)
         self._fenced = {s: spec.region for s, spec in ds.servers.items() if spec.region in evacuated}
@@ -239,6 +266,8 @@ class Engine:
             self.check_servers(ds, report)
         if planned is None or report.replaced:
             planned = self.plan(ds)
+        if force is not False:
+            forced(planned, self.drivers, None if force is True else set(force))
         report.planned = planned
         wanted = set(only) if only is not None else None
         targets = [
@@ -260,7 +289,11 @@ class Engine:
                     fps[planner.INPUTS] = planned.fingerprints[name][planner.INPUTS]
                     self.store.set_fingerprints(name, fps)
         before = _Recorded(self.store)  # read on the first change a driver reports
-        batches: dict[tuple[str, str | None], list[base.Change[Any]]] = defaultdict(list)
+        # (concern, server) -> (name, action): each batch's slices are made when it runs
+        # and dropped after it, not held for the whole pass (50,000 subscriptions)
+        batches: dict[tuple[str, str | None], list[tuple[str, base.Action]]] = defaultdict(list)
+        #: subscription -> its server, for the batches of drivers that take one per pass
+        placed: dict[str, str | None] = {}
         for name in targets:
             sub = planned.subscriptions[name]
             action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
@@ -268,32 +301,37 @@ class Engine:
                 if self._backing_off(name, concern, planned.fingerprints[name].get(concern), report):
                     continue
                 driver = self.drivers[concern]
-                batches[(concern, sub.placement.server)].append(base.Change(name, action, driver.slice(sub.typed)))
+                server = sub.placement.server
+                if isinstance(driver, base.OwnServers) and driver.one_batch_per_pass:
+                    placed[name], server = server, None
+                batches[(concern, server)].append((name, action))
         total = sum(len(c) for c in batches.values())
         done = 0
         # Concerns in dependency order: web makes the user and web space php runs in; tls
         # needs the zone (dns) and the vhost (web) of the same pass to have succeeded.
         order = {c: i for i, c in enumerate(ORDER)}
-        for (concern, server), changes in sorted(batches.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
+        for concern, server in sorted(batches, key=lambda k: (order[k[0]], k[1] or "")):
+            changes = batches.pop((concern, server))
+            driver = self.drivers[concern]
             runnable = []
-            for change in changes:
-                if self._blocked(change.name, concern, report):
-                    report.deferred.append(f"{change.name}/{concern}")  # retried with what it waits for
+            for name, action in changes:
+                if self._blocked(name, concern, report):
+                    report.deferred.append(f"{name}/{concern}")  # retried with what it waits for
                 else:
-                    runnable.append(change)
-            results = self._run_driver(concern, server, runnable) if runnable else []
+                    runnable.append(base.Change(name, action, driver.slice(planned.subscriptions[name].typed)))
+            one = isinstance(driver, base.OwnServers) and driver.one_batch_per_pass
+            results = self._run_driver(concern, server, runnable, placed if one else None) if runnable else []
             self._record_usage(self.drivers[concern])
             done += len(changes)
             if progress is not None:
-                progress(f"{concern} on {server or '-'}", done, total)
+                progress(f"{concern} on {'every server' if one else server or '-'}", done, total)
             with self.store.transaction():  # one commit per server batch
-                self.store.set_conditions(
-                    [(res.name, _ready_condition(concern, res.outcome, res.message)) for res in results])
+                self.store.set_conditions(self._conditions(concern, results))
                 for res in results:
                     report.outcomes.setdefault(res.name, {})[concern] = res.outcome
                     if res.degraded and res.outcome == "failed":
                         report.degraded.add(f"{res.name}/{concern}")
-                    self._after(res, concern, report, planned, before.get(res.name))
+                    self._after(res, concern, report, planned, before)
         for start in range(0, len(targets), BATCH):  # one transaction, a few statements, per batch
             with self.store.transaction():
                 self._finish([planned.subscriptions[n] for n in targets[start:start + BATCH]], planned, report)
@@ -305,6 +343,18 @@ class Engine:
             self._held_reported = ()
             self._delete(planned.deletions, report, now)
         self._purge(now)
+
+    def _conditions(self, concern: str, results: list[base.Result]) -> list[tuple[str, records.Condition]]:
+        """The ready condition of each result; one that found everything in place keeps a
+        ready condition as it is (its message says what was last done)."""
+        conds = [(res.name, _ready_condition(concern, res.outcome, res.message)) for res in results]
+        quiet = [res.name for res in results if res.outcome == "provisioned" and res.message == base.UP_TO_DATE]
+        if not quiet:
+            return conds
+        kind = f"{concern.capitalize()}Ready"
+        ready = {n for n, cs in self.store.conditions_of(quiet).items()
+                 if any(c.type == kind and c.status == "True" for c in cs)}
+        return [(n, c) for n, c in conds if n not in ready or c.message != base.UP_TO_DATE]
 
     # --- reality checks -----------------------------------------------------------
 
@@ -470,15 +520,22 @@ class Engine:
         return any((done.get(dep) == "failed" and f"{name}/{dep}" not in report.degraded) or f"{name}/{dep}" in waiting
                    for dep in DEPENDS.get(concern, ()))
 
-    def _run_driver(self, concern: str, server: str | None, changes: list[base.Change[Any]]) -> list[base.Result]:
+    def _run_driver(
+        self, concern: str, server: str | None, changes: list[base.Change[Any]],
+        placed: Mapping[str, str | None] | None = None,
+    ) -> list[base.Result]:
         """The driver's results, one per change; every error becomes a failed result
         (temporary with the driver's delay hint, or permanent): nothing a driver raises
-        ends a pass."""
+        ends a pass. ``placed``: each change's own server (a batch of every server)."""
+        if placed is not None:  # DR-1 per change: fenced ones fail, the others go ahead
+            fenced = {c.name: self._fence(placed.get(c.name), c.name) for c in changes
+                      if placed.get(c.name) in self._fenced}
+            rest = [c for c in changes if c.name not in fenced]
+            got = {r.name: r for r in self._run_driver(concern, server, rest)} if rest else {}
+            return [fenced.get(c.name) or got[c.name] for c in changes]
         dep = f"{concern}:{server or '-'}"
         if server in self._fenced:  # DR-1: nothing is written to a server of an evacuated region
-            return [base.Result(c.name, "failed", f"server {server} is fenced: region {self._fenced[server]} is "
-                                                  f"evacuated (`tenantctl region end {self._fenced[server]}` "
-                                                  "lifts it)", retry_after=300.0) for c in changes]
+            return [self._fence(server, c.name) for c in changes]
         if not self.limits.acquire(dep, timeout=30.0):
             return [base.Result(c.name, "failed", f"rate limit of {dep} exhausted", retry_after=30.0)
                     for c in changes]
@@ -498,9 +555,14 @@ class Engine:
         return [by_name.get(c.name) or base.Result(c.name, "failed", "the driver returned no result")
                 for c in changes]
 
+    def _fence(self, server: str | None, name: str) -> base.Result:
+        assert server is not None
+        region = self._fenced[server]
+        return base.Result(name, "failed", f"server {server} is fenced: region {region} is evacuated "
+                                           f"(`tenantctl region end {region}` lifts it)", retry_after=300.0)
+
     def _after(
-        self, res: base.Result, concern: str, report: Report, planned: planner.Planned,
-        before: Mapping[str, Any] | None,
+        self, res: base.Result, concern: str, report: Report, planned: planner.Planned, before: _Recorded,
     ) -> None:
         key = f"{res.name}/{concern}"  # its condition: written for the batch by the caller
         fingerprint = planned.fingerprints.get(res.name, {}).get(concern)
@@ -523,8 +585,8 @@ class Engine:
         if key in self._backoff:
             self.store.clear_backoff(key)
             del self._backoff[key]
-        if res.outcome == "provisioned":
-            self._audit(res.name, concern, report, planned, before)
+        if res.outcome == "provisioned" and res.message != base.UP_TO_DATE:  # nothing done: nothing to audit
+            self._audit(res.name, concern, report, planned, before.get(res.name))
 
     def _audit(
         self, name: str, concern: str, report: Report, planned: planner.Planned, before: Mapping[str, Any] | None,
@@ -577,7 +639,8 @@ class Engine:
             item = sub.item
             docs[name] = {
                 **item,
-                "conditions": item["conditions"] + [
+                # the item's own conditions (a recorded one, forced, already has the store's)
+                "conditions": [c for c in item["conditions"] if c.get("type") not in conds] + [
                     {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
                      "lastTransitionTime": c.last_transition.isoformat() if c.last_transition else None}
                     for c in sorted(conds.values(), key=lambda c: c.type)

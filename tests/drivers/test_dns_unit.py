@@ -115,3 +115,19 @@ class TestUpToDate:
         if info is not None and info["account"].endswith("/D"):
             info = {**info, "account": info["account"][:-1] + digest_of(wanted())}
         assert not records.up_to_date(info, "ex.org", digest_of(wanted()))
+
+
+class TestOwned:
+    def test_each_subscription_gets_its_own_zones_of_every_server(self) -> None:
+        from controller.drivers.dns import driver
+
+        listing = {
+            "drv-a": {"ex.org.": entry(records.account("ex.org", 5, "d")), "foreign.org.": entry("someone"),
+                      "alias.org.": entry(records.account("ex.org")), "none.org.": entry(None)},
+            "drv-c": {"ex.org.": entry(records.account("ex.org"), kind="Slave"),
+                      "other.org.": entry(records.account("other.org", 7))},
+        }
+        assert driver.owned(listing) == {
+            "ex.org": [("drv-a", "ex.org."), ("drv-a", "alias.org."), ("drv-c", "ex.org.")],
+            "other.org": [("drv-c", "other.org.")],
+        }

@@ -51,6 +51,20 @@ class LostSecondaries(errors.TemporaryError):
     """The zones are served by their primary; secondaries of a lost region are missing."""
 
 Listing = dict[str, dict[str, dict[str, Any]]]  # server -> zone -> entry of GET /zones
+Owned = dict[str, list[tuple[str, str]]]  # subscription -> (server, zone) of its zones in a listing
+
+
+def owned(listing: Listing) -> Owned:
+    """The zones of each subscription in ``listing`` (their account names it), read once
+    per listing: deciding a batch then costs its own zones, not a scan of every zone on
+    every server per subscription (1,000 changes against 2,000 listed zones took 2 s)."""
+    out: Owned = {}
+    for server, zones in listing.items():
+        for zone, info in zones.items():
+            sub = records.parse_account(info.get("account"))[0]
+            if sub is not None:
+                out.setdefault(sub, []).append((server, zone))
+    return out
 
 
 def _env_domain(name: str, default: str) -> str:
@@ -98,6 +112,10 @@ class DnsDriver:
     """``base.Driver`` and ``base.DriftAware`` for the ``dns`` concern."""
 
     concern = "dns"
+    #: zones live on the dns servers, whatever the subscription's server: the engine
+    #: hands over one batch per pass (one ``GET /zones`` per dns server, not one per
+    #: web server's batch)
+    one_batch_per_pass = True
 
     def __init__(self, ctx: Context, settings: Settings | None = None,
                  clock: Callable[[], dt.datetime] | None = None) -> None:
@@ -128,14 +146,15 @@ class DnsDriver:
             return [base.Result(c.name, "failed", "no server has the dns role") for c in changes]
         sent_before = self.sent()
         listing, down = self._list(servers)
+        mine = owned(listing)
         before = {s.name: self.client(s).failures for s in servers}
 
         def one(change: DnsChange) -> base.Result:
             try:
                 if change.action == "delete":
-                    message = self._delete(change.name, servers, listing, down)
+                    message = self._delete(change.name, servers, listing, mine, down)
                 else:
-                    message = self._ensure(self._wanted(change.name, change.slice), servers, listing, down)
+                    message = self._ensure(self._wanted(change.name, change.slice), servers, listing, mine, down)
             except LookupError as exc:
                 return base.Result(change.name, "failed", str(exc))
             except LostSecondaries as exc:
@@ -152,11 +171,11 @@ class DnsDriver:
         for s in servers:
             if s.name in listing and self.client(s).failures == before[s.name]:
                 metrics.synced(s.name, now)
-        if any(r.message != "up to date" for r in results):
+        if any(r.message != base.UP_TO_DATE for r in results):
             self._list(servers)  # the zone counts as this pass left them (one GET /zones a server)
         sent = {m: n - sent_before.get(m, 0) for m, n in self.sent().items() if n != sent_before.get(m, 0)}
         log.info("dns apply: %d change(s), %d up to date, requests %s", len(changes),
-                 sum(r.message == "up to date" for r in results), ",".join(f"{m}={n}" for m, n in sorted(sent.items())))
+                 sum(r.message == base.UP_TO_DATE for r in results), ",".join(f"{m}={n}" for m, n in sorted(sent.items())))
         return results
 
     def sent(self) -> dict[str, int]:
@@ -177,6 +196,7 @@ class DnsDriver:
         del server
         servers = self.servers()
         listing, _down = self._list(servers)
+        mine = owned(listing)
         found: dict[str, str] = {}
         for change in changes:
             if change.action == "delete":
@@ -185,7 +205,7 @@ class DnsDriver:
                 want = self._wanted(change.name, change.slice)
             except LookupError:
                 continue
-            what = self._drift(want, servers, listing)
+            what = self._drift(want, listing, mine)
             if what:
                 found[change.name] = "; ".join(what)
         return found
@@ -248,7 +268,7 @@ class DnsDriver:
     # --- act ------------------------------------------------------------------------
 
     def _ensure(self, want: records.Wanted, servers: Sequence[records.DnsServer], listing: Listing,
-                down: Mapping[str, str]) -> str:
+                mine: Owned, down: Mapping[str, str]) -> str:
         where = {(p.zone, s.name) for p in want.placements for s in p.servers}
         # A secondary in an evacuated region that does not answer (the lost region) is
         # left for later: everything else is done, then the change fails (retried): when
@@ -280,16 +300,16 @@ class DnsDriver:
                     continue
                 if self._secondary(want.sub, p, s, listing[s.name].get(p.zone), changed):
                     done.append(f"{p.zone} secondary on {s.name}")
-        for s in servers:
-            for zone, info in listing.get(s.name, {}).items():
-                if records.parse_account(info.get("account"))[0] == want.sub and (zone, s.name) not in where:
-                    self.client(s).delete(zone)
-                    done.append(f"{zone} removed from {s.name}")
+        by_name = {s.name: s for s in servers}
+        for server, zone in mine.get(want.sub, ()):
+            if (zone, server) not in where and server in by_name:
+                self.client(by_name[server]).delete(zone)
+                done.append(f"{zone} removed from {server}")
         if lost:
             raise LostSecondaries(f"{LOST_SECONDARIES}: {', '.join(sorted(lost))} (served by "
                                         f"{', '.join(sorted({p.primary.name for p in want.placements if p.primary}))}"
                                         f"{'; ' + ', '.join(done) if done else ''})", delay=60.0)
-        return "updated " + ", ".join(done) if done else "up to date"
+        return "updated " + ", ".join(done) if done else base.UP_TO_DATE
 
     def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None) -> bool:
         assert p.primary is not None
@@ -347,10 +367,11 @@ class DnsDriver:
             c.retrieve(p.zone)
         return changed
 
-    def _delete(self, sub: str, servers: Sequence[records.DnsServer], listing: Listing,
+    def _delete(self, sub: str, servers: Sequence[records.DnsServer], listing: Listing, owned_: Owned,
                 down: Mapping[str, str]) -> str:
-        mine = [(s, zone, info) for s in servers for zone, info in listing.get(s.name, {}).items()
-                if records.parse_account(info.get("account"))[0] == sub]
+        by_name = {s.name: s for s in servers}
+        mine = [(by_name[server], zone, listing[server][zone]) for server, zone in owned_.get(sub, ())
+                if server in by_name]
         primaries = [(s, zone) for s, zone, info in mine if info.get("kind") != "Slave"]
         if primaries:
             texts = [f"; zone {zone} from {s.name}\n{self.client(s).export(zone)}" for s, zone in primaries]
@@ -371,7 +392,7 @@ class DnsDriver:
 
     # --- drift ----------------------------------------------------------------------
 
-    def _drift(self, want: records.Wanted, servers: Sequence[records.DnsServer], listing: Listing) -> list[str]:
+    def _drift(self, want: records.Wanted, listing: Listing, mine: Owned) -> list[str]:
         what: list[str] = []
         where = {(p.zone, s.name) for p in want.placements for s in p.servers}
         for p in want.placements:
@@ -394,8 +415,7 @@ class DnsDriver:
                 elif info.get("kind") != "Slave" or sorted(map(_norm_master, info.get("masters") or [])) != sorted(
                         map(_norm_master, p.masters)):
                     what.append(f"zone {p.zone} on {s.name} is not a secondary of {', '.join(p.masters)}")
-        for s in servers:
-            for zone, info in listing.get(s.name, {}).items():
-                if records.parse_account(info.get("account"))[0] == want.sub and (zone, s.name) not in where:
-                    what.append(f"zone {zone} left on {s.name}")
+        for server, zone in mine.get(want.sub, ()):
+            if (zone, server) not in where:
+                what.append(f"zone {zone} left on {server}")
         return what
