@@ -217,8 +217,9 @@ def status(
     server: Server = None,
     selector: Selector = None,
     live: Annotated[bool, typer.Option("--live", help="ask the servers (needs -f): identity markers and drift")] = False,
-    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live and "
-                                                     "--selector: labels live in the documents)")] = None,
+    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="the desired state (for --live, "
+                                                     "--selector: labels live in the documents, and the database "
+                                                     "engines' versions: servers' releases)")] = None,
 ) -> None:
     """Live state from the state store; with --live -f PATH, checked against the servers."""
     check_output(fmt)
@@ -227,16 +228,17 @@ def status(
     if selector is not None and not files:
         fail(errors.TenantctlError("tenantctl: status --selector needs the desired state (-f PATH): "
                                    "labels are read from the documents' metadata.labels"))
-    ds = load(files) if files and (live or selector is not None) else None
+    ds = load(files) if files else None
     names = labelled(ds, selector) if ds is not None else None
     store = open_store(readonly=True)
     try:
+        releases = ds.releases() if ds is not None else None  # PLAT-5: database engines' versions
         if live and ds is not None:
-            items = _status_items(store)
+            items = status_mod.items(store, releases=releases) if store is not None else []
             probe_doc = _live(ds, store, items)
             _show_status(items, fmt, show_all, customer, server, names, probe_doc)
         elif fmt == "json":
-            docs = status_mod.stream(store) if store is not None else iter(())
+            docs = status_mod.stream(store, releases=releases) if store is not None else iter(())
             output.stream_json("subscriptions", (d for d in docs if output.wanted(
                 d, customer=customer, server=server, names=names)))
         else:
