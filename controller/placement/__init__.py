@@ -131,6 +131,9 @@ class _Pool:
         if wanted:
             return wanted[0], []
         other = "shared" if n.ip_type == "dedicated" else "dedicated"
+        if recorded_ip is not None and any(ip.address == recorded_ip and ip.type == other for ip in ips) and (
+                other == "shared" or self.ip_owner.get(recorded_ip, n.customer) == n.customer):
+            return recorded_ip, [Conflict("ip.type", n.ip_type, other)]  # the fallback it was given: kept
         fallback = [ip.address for ip in ips if ip.type == other and (other == "shared" or ip.address not in self.ip_owner)]
         return (fallback[0] if fallback else None), [Conflict("ip.type", n.ip_type, other if fallback else None)]
 

@@ -272,3 +272,21 @@ def test_SYNC_3_recorded_server_that_lost_its_web_role_stays_with_a_conflict() -
     pl = place_all(ds, [needs("a.example.org")], {"a.example.org": Recorded("s1", None)})["a.example.org"]
     assert pl.server == "s1"
     assert Conflict("server", "s1 with the web role", None) in pl.conflicts
+
+
+def test_a_fallback_dedicated_ip_is_kept_when_placed_again() -> None:
+    """SYNC-3 gave a subscription wanting a shared address one of the server's dedicated
+    ones (it has no shared one); placing it again keeps that address: recomputing one
+    subscription must agree with the full pass (SYNC-5; hypothesis found both moving to
+    the third address and the other one losing its own)."""
+    ips = [{"address": f"127.0.10.{i}", "type": "dedicated"} for i in (1, 2, 3)]
+    ds = desired({"web-1": server_spec(10, ips=ips)})
+    recorded = {"a.example.org": Recorded("web-1", "127.0.10.1", {}), "b.example.org": Recorded("web-1", "127.0.10.2", {})}
+    wanted = [needs("a.example.org"), needs("b.example.org")]
+    full = place_all(ds, wanted, recorded)
+    assert (full["a.example.org"].ip, full["b.example.org"].ip) == ("127.0.10.1", "127.0.10.2")
+    assert [c.as_dict() for c in full["a.example.org"].conflicts] == [
+        {"property": "ip.type", "planValue": "shared", "availableValue": "dedicated"}]
+    for one in wanted:
+        part = place_all(ds, [one], recorded, {n: "mermoz" for n in recorded if n != one.name})
+        assert part[one.name].ip == full[one.name].ip
