@@ -6,3 +6,9 @@ Grafana's JSON; one module per dashboard defines its ``BOARD`` (``overview``, ``
 Pure: no I/O but ``boards.write``; ``tenantctl dashboards`` (controller/cli/dashboards.py)
 regenerates ``monitoring/grafana/``.
 """
+
+from pathlib import Path
+
+#: where the generated dashboards are checked in (importing this package costs nothing:
+#: the generator, grafana-foundation-sdk, is imported by ``boards`` only)
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"

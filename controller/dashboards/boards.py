@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controller import dashboards
 from controller.dashboards import backups, dns, overview, panels, servers, tls
 
 BOARDS: dict[str, panels.Board] = {
@@ -13,7 +14,7 @@ BOARDS: dict[str, panels.Board] = {
     "tenantctl-dns.json": dns.BOARD,
     "tenantctl-backups.json": backups.BOARD,
 }
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"
+DEFAULT_DIR = dashboards.DEFAULT_DIR
 
 
 def rendered() -> dict[str, str]:
