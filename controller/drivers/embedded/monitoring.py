@@ -14,8 +14,9 @@ server's own address with ``instance`` = the server's name and ``region``; the
 controller's ``tenantctl run --metrics-addr`` as job ``tenantctl`` (the address written
 in ``<state>/metrics.addr`` when ``run`` serves one, else ``CONTROLLER_DEFAULT``); both
 programs themselves. tenantctl's rules (``monitoring/prometheus/tenantctl.rules.yml``)
-are loaded; Alertmanager routes by the rules' ``severity`` label to one receiver per
-severity (``RECEIVERS``: no notifier configured, a place to add one).
+are loaded (a test may hand a copy of them: ``up(..., rules=PATH)``); Alertmanager
+routes by the rules' ``severity`` label to one receiver per severity (``RECEIVERS``: no
+notifier configured, a place to add one).
 
 State under ``<state>/prometheus/``: ``prometheus.yml``, ``alertmanager.yml``, ``data/``
 (the TSDB), ``alertmanager/`` (silences, notification log), ``<program>.pid``,
@@ -117,9 +118,10 @@ def targets(servers_: Iterable[ServerSpec]) -> dict[str, list[dict[str, Any]]]:
 
 def prometheus_config(
     servers_: Iterable[ServerSpec], state_dir: Path, *, scrape_interval: str = SCRAPE_INTERVAL,
-    controller: str | None = None,
+    controller: str | None = None, rules: Path = RULES,
 ) -> dict[str, Any]:
-    """The scrape configuration of the environment (``prometheus.yml``)."""
+    """The scrape configuration of the environment (``prometheus.yml``); ``rules``: the
+    rule file loaded (tenantctl's unless a test hands a copy of it)."""
     me = host(state_dir)
     scrape: list[dict[str, Any]] = [
         {"job_name": "tenantctl", "static_configs": [{"targets": [controller or controller_address(state_dir)]}]},
@@ -138,7 +140,7 @@ def prometheus_config(
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
                    "external_labels": {"environment": servers.env_id(state_dir)}},
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{me}:{ALERTMANAGER_PORT}"]}]}]},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(Path(rules).resolve())],
         "scrape_configs": scrape,
     }
 
@@ -256,17 +258,17 @@ def _ensure(d: Path, prog: _Program, config: str) -> str:
 
 def up(
     servers_: Iterable[ServerSpec], state_dir: Path, *, scrape_interval: str = SCRAPE_INTERVAL,
-    controller: str | None = None,
+    controller: str | None = None, rules: Path = RULES,
 ) -> dict[str, str]:
     """Run the environment's Alertmanager and Prometheus with the configuration of
-    ``servers_`` (idempotent; a changed configuration is reloaded, not restarted);
-    returns ``{program: "running"|"reloaded"|"started"}``."""
+    ``servers_`` (idempotent; a changed configuration is reloaded, not restarted) and the
+    rule file ``rules``; returns ``{program: "running"|"reloaded"|"started"}``."""
     d = directory(state_dir)
     progs = _programs(state_dir)
     configs = {
         "alertmanager": yaml.safe_dump(alertmanager_config(), sort_keys=False),
         "prometheus": yaml.safe_dump(prometheus_config(servers_, state_dir, scrape_interval=scrape_interval,
-                                                       controller=controller), sort_keys=False),
+                                                       controller=controller, rules=rules), sort_keys=False),
     }
     with concurrent.futures.ThreadPoolExecutor(len(progs)) as pool:
         futures = {p.name: pool.submit(_ensure, d, p, configs[p.name]) for p in progs}

@@ -254,6 +254,7 @@ def up(
                     # the container call open_by_handle_at: fine for this development
                     # environment (its root is tenantctl), not a production isolation boundary.
                     cap_add=FTP_CAPABILITIES,
+                    tmpfs={FILL_MOUNT: f"size={FILL_SIZE}"},
                 )
             else:
                 container.start()
@@ -271,6 +272,15 @@ def up(
 
 #: capabilities beyond Docker's default set that an embedded server is created with
 FTP_CAPABILITIES = ["SYS_NICE", "DAC_READ_SEARCH"]
+
+#: A small empty tmpfs on every embedded server, made with the container (a running
+#: container cannot mount one: no CAP_SYS_ADMIN), so that a test can fill a filesystem
+#: node exporter reports (ServerDiskFull) without touching the host's disk. Not under
+#: /dev, /run or /mnt: node exporter's default mount-point excludes leave those out.
+#: Empty it costs no memory; containers made before it have none (recreated by
+#: ``env down --destroy-data``).
+FILL_MOUNT = "/srv/tenantctl-fill"
+FILL_SIZE = "16m"
 
 
 def check_addresses_free(client: docker.DockerClient, env: str, wanted: Iterable[ServerSpec]) -> None:
