@@ -236,7 +236,7 @@ def test_tls_identity_is_signed_by_the_backup_ca_and_kept(tmp_path: Path) -> Non
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     folder = tmp_path / "secrets" / "pitr"
-    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"bk-a.crt": 0o600, "bk-a.key": 0o600}
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"bk-a.crt": 0o600, "bk-a.key": 0o600, ".lock": 0o600}
     (tmp_path / "leaf.pem").write_text(cert_pem)
     done = subprocess.run(["openssl", "verify", "-CAfile", str(backup_secrets.ca(tmp_path)), "-purpose", "sslclient",
                            str(tmp_path / "leaf.pem")], capture_output=True, text=True, check=False)
