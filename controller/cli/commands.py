@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,8 +60,9 @@ app.add_typer(region_app, name="region")
 app.add_typer(report_app, name="report")
 
 
-def _status_items(store: state_store.Store | None) -> list[dict[str, Any]]:
-    return status_mod.items(store) if store is not None else []
+def _status_items(store: state_store.Store | None,
+                  releases: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    return status_mod.items(store, releases=releases) if store is not None else []
 
 
 #: ``apply``'s exit codes (README, "CLI")
@@ -175,12 +177,10 @@ def apply(
 def _record_override(store: state_store.Store, eng: Any, ds: Any) -> None:
     """``apply --now``: the disruptive changes that wait for a window run now; one event
     naming who, and which subscriptions, when there are any (OPS-2)."""
-    from controller.effective import maintenance
     from controller.reconcile import engine
 
-    waiting = engine.plan(ds, eng.clock(), store, eng.drivers)
-    names = sorted(n for n in waiting.subscriptions
-                   if any(c.get("type") == maintenance.CONDITION for c in waiting.item(n).get("conditions") or ()))
+    waiting = engine.plan(ds, eng.clock(), store, eng.drivers)  # as without --now: what would wait
+    names = sorted(n for n in waiting.subscriptions if output.waiting(waiting.item(n)))
     if names:
         events.record(store, actor=f"cli:{_user()}", action="maintenance-override", subject=",".join(names)[:500],
                       message=f"apply --now: {len(names)} disruptive change(s) run outside the maintenance window "
@@ -234,7 +234,7 @@ def status(
     try:
         releases = ds.releases() if ds is not None else None  # PLAT-5: database engines' versions
         if live and ds is not None:
-            items = status_mod.items(store, releases=releases) if store is not None else []
+            items = _status_items(store, releases)
             probe_doc = _live(ds, store, items)
             _show_status(items, fmt, show_all, customer, server, names, probe_doc)
         elif fmt == "json":

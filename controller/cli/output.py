@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from controller import errors
+from controller.effective import maintenance
 
 FORMATS = ("table", "wide", "json")
 GAP = "   "
@@ -120,7 +121,7 @@ def wanted(it: Mapping[str, Any], *, customer: str | None = None, server: str | 
 
 def waiting(it: Mapping[str, Any]) -> bool:
     """A disruptive change of it waits for its region's maintenance window (OPS-2)."""
-    return any(c.get("type") == "MaintenancePending" and c.get("status") == "True"
+    return any(c.get("type") == maintenance.CONDITION and c.get("status") == "True"
                for c in it.get("conditions") or ())
 
 

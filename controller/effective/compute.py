@@ -233,7 +233,8 @@ def compute(
         pl = placements[name]
         for path, value in pl.available.items():  # SYNC-3: run with what is available
             _set_path(eff, path, value)
-        region = ds.regions.get(hist.evacuated.get(spec.region, spec.region))
+        placed_in = hist.evacuated.get(spec.region, spec.region)  # DR-1: an evacuated region's target
+        region = ds.regions.get(placed_in)
         pending = None
         if region is not None and region.maintenance is not None and pl.server in ds.servers:  # OPS-2
             pending = maintenance.hold(eff, hist.last_effective.get(name), ds.servers[pl.server].offers.php.versions,
@@ -281,7 +282,7 @@ def compute(
             "customer": spec.customer,
             "plan": spec.plan,
             "addons": list(spec.addons),
-            "region": hist.evacuated.get(spec.region, spec.region),
+            "region": placed_in,
             "server": pl.server,
             "ip": pl.ip,
             "state": state,
