@@ -162,20 +162,32 @@ def _access(spec: kinds.SubscriptionSpec, perms: Mapping[str, Any]) -> tuple[dic
     return out, ignored
 
 
-def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any], evacuated: Mapping[str, str]) -> Needs:
+def placed_region(ds: DesiredState, name: str, hist: History) -> str:
+    """The region a subscription is placed in: its move's target server's region (issue
+    13), its document's region's evacuation target (DR-1), else its document's region."""
+    spec = ds.subscriptions[name]
+    target = hist.moves.get(name)
+    if target is not None and target in ds.servers:
+        return ds.servers[target].region
+    return hist.evacuated.get(spec.region, spec.region)
+
+
+def _needs(name: str, spec: kinds.SubscriptionSpec, eff: dict[str, Any], ds: DesiredState, hist: History) -> Needs:
     h = eff["hosting"]
+    region = placed_region(ds, name, hist)
     return Needs(
         name=name,
         customer=spec.customer,
-        region=evacuated.get(spec.region, spec.region),
-        evacuated_from=spec.region if spec.region in evacuated else None,
+        region=region,
+        evacuated_from=spec.region if region != spec.region else None,
+        moving=name in hist.moves,
         web=bool(h["enabled"]),
         php_version=h["php"]["version"],
         php_handler=h["php"]["handler"],
         hard_quota=bool(h["hardQuota"]),
         ip_type=spec.ipType,
         ip=spec.ip,
-        server=spec.server,
+        server=hist.moves.get(name, spec.server),
         databases=tuple((d.name, d.engine) for d in spec.databases),
     )
 
@@ -223,7 +235,7 @@ def compute(
         ignored += skipped
         pre[name] = (eff, sync, changes, ignored)
     placements = place_all(
-        ds, (_needs(n, ds.subscriptions[n], p[0], hist.evacuated) for n, p in pre.items()), hist.placements, unchanged
+        ds, (_needs(n, ds.subscriptions[n], p[0], ds, hist) for n, p in pre.items()), hist.placements, unchanged
     )
     today_cache: dict[str, dt.date] = {}
     server_php = {s: merge.php_settings(spec.phpDefaults) for s, spec in ds.servers.items()}
@@ -233,7 +245,7 @@ def compute(
         pl = placements[name]
         for path, value in pl.available.items():  # SYNC-3: run with what is available
             _set_path(eff, path, value)
-        placed_in = hist.evacuated.get(spec.region, spec.region)  # DR-1: an evacuated region's target
+        placed_in = placed_region(ds, name, hist)  # a move's or an evacuation's target region
         region = ds.regions.get(placed_in)
         pending = None
         if region is not None and region.maintenance is not None and pl.server in ds.servers:  # OPS-2

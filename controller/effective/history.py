@@ -31,6 +31,8 @@ class History:
     usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     #: evacuated region -> the region its subscriptions are placed in (DR-1)
     evacuated: Mapping[str, str] = field(default_factory=dict)
+    #: subscription -> the server a move in progress places it on (issue 13; state.moves)
+    moves: Mapping[str, str] = field(default_factory=dict)
 
 
 EMPTY = History()

@@ -51,8 +51,10 @@ class Needs:
     ip: str | None = None
     server: str | None = None
     databases: tuple[tuple[str, str], ...] = ()  # (name, engine)
-    #: the region its document names, when an evacuation places it in ``region`` instead
+    #: the region its document names, when an evacuation or a move places it in ``region`` instead
     evacuated_from: str | None = None
+    #: a move in progress (``tenantctl move``, state.moves) places it on ``server``
+    moving: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from controller.effective import spec as typed_spec
 from controller.effective.history import History
 from controller.model.desired import DesiredState
 from controller.placement import Placement, Recorded
+from controller.state import moves as moves_state
 from controller.state import regions as regions_state
 from controller.state import store as state_store
 
@@ -130,6 +131,7 @@ def observe(store: state_store.Store | None) -> Observed:
         last_effective=Lazy(status.raw, lambda text: json.loads(text)["effective"]),
         usage=store.all_usage(),
         evacuated=regions_state.targets(store),
+        moves=moves_state.targets(store),
     )
     return Observed(history, sticky_raw, status)
 
@@ -276,6 +278,7 @@ def input_keys(
             observed.sticky_raw.get(name),
             hist.transfers.get(name),
             hist.usage.get(name),
+            hist.moves.get(name),
         ])
     return out
 

@@ -298,8 +298,32 @@ CREATE TABLE dr_drills (
 );
 """
 
+V8_MOVES = """
+-- Moves of subscriptions between servers (issue 13 item 2; controller.state.moves): one
+-- row per subscription while it moves and during the substitute period after (DNS-4);
+-- the planner places a moving subscription on target_server from step 'switching' on.
+CREATE TABLE subscription_moves (
+    subscription   TEXT PRIMARY KEY,
+    source_server  TEXT NOT NULL,
+    target_server  TEXT NOT NULL,
+    -- the last step done (controller.reconcile.move.STEPS); a re-run resumes after it
+    step           TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    -- who asked (the event log names them too)
+    actor          TEXT NOT NULL,
+    -- the end of the substitute period (DNS-4): the source is removed after it
+    substitute_until TEXT,
+    -- JSON: what each step measured or chose (snapshot ids, checksums, downtime)
+    data           TEXT NOT NULL DEFAULT '{}'
+);
+
+-- A passed drill's remarks (a substituted PHP version, ...), apart from a failure's error.
+ALTER TABLE dr_drills ADD COLUMN notes TEXT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE,
-                               V7_DRILLS)
+                               V7_DRILLS, V8_MOVES)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 
