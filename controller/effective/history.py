@@ -33,6 +33,8 @@ class History:
     evacuated: Mapping[str, str] = field(default_factory=dict)
     #: subscription -> the server a move in progress places it on (issue 13; state.moves)
     moves: Mapping[str, str] = field(default_factory=dict)
+    #: subscription -> its move's last step done (an input of the plan: each step re-plans it)
+    move_steps: Mapping[str, str] = field(default_factory=dict)
 
 
 EMPTY = History()

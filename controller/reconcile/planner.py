@@ -132,6 +132,7 @@ def observe(store: state_store.Store | None) -> Observed:
         usage=store.all_usage(),
         evacuated=regions_state.targets(store),
         moves=moves_state.targets(store),
+        move_steps=moves_state.steps(store),
     )
     return Observed(history, sticky_raw, status)
 
@@ -279,6 +280,7 @@ def input_keys(
             hist.transfers.get(name),
             hist.usage.get(name),
             hist.moves.get(name),
+            hist.move_steps.get(name),
         ])
     return out
 

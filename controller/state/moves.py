@@ -17,3 +17,10 @@ def targets(store: Store | None) -> dict[str, str]:
     if store is None:
         return {}
     return {s: t for s, t in store._fetchall("SELECT subscription, target_server FROM subscription_moves")}
+
+
+def steps(store: Store | None) -> dict[str, str]:
+    """Subscription -> the last step its move did."""
+    if store is None:
+        return {}
+    return {s: st for s, st in store._fetchall("SELECT subscription, step FROM subscription_moves")}
