@@ -8,8 +8,11 @@ Actions: ``configure`` (any host: pgBackRest's configuration, TLS identity, ``/e
 entries, its TLS server), ``archive`` (db host: archiving in PostgreSQL, stanza-create,
 check), ``backup`` / ``verify`` (repository host, one repository index), ``info`` (db
 host: ``pgbackrest info`` and the archiver's state; ``switch`` forces a WAL switch and
-waits until it is archived first; ``lag``: the archiver's state only), ``recover`` (db host: scratch restore at a time, one
-database dumped into the live one).
+waits until it is archived first; ``lag``: the archiver's state only), ``catalog``
+(repository host: ``pgbackrest info`` of one repository, the db host may be down),
+``recover`` (db host: scratch restore at a time or, ``latest``, to the end of the
+archive, one database dumped into the live one; ``recovery_conf``: from another server's
+stanza).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class ConfFile:
 
 @dataclass(frozen=True)
 class PgPitrJob:
-    #: configure | archive | backup | verify | info | lag | recover
+    #: configure | archive | backup | verify | info | lag | catalog | recover
     action: str
     #: the stanza (= the db server's name)
     stanza: str = ""
@@ -101,6 +104,11 @@ class PgPitrJob:
     switch: bool = False
     #: recover: ``YYYY-MM-DD HH:MM:SS.ffffff+00``, the backup set, the database
     target: str = ""
+    #: recover: no target, up to the end of the archive (its newest archived point)
+    latest: bool = False
+    #: recover another server's stanza (a lost region's): the pgBackRest configuration
+    #: that reads its repository (``drivers.pgpitr.conf.recovery``); empty: this host's
+    recovery_conf: str = ""
     backup_set: str = ""
     database: str = ""
     #: archive / info / lag / recover: the db host's PostgreSQL major version (its

@@ -173,13 +173,15 @@ def list_(sub: Sub, output: common.Output = "table") -> None:
 
 
 def _dr_line(d: Any) -> str:
-    """One drill as a line: when, ok or the error, RTO, RPO, from where into which spare."""
+    """One drill as a line: when, ok or the error, RTO, RPO, from where into which spare,
+    its notes (remarks that are no failure)."""
     doc = d.as_dict()
     where = f"from {d.source_region} into {d.spare} ({d.spare_region})" if d.spare else "no spare"
+    notes = f" (note: {d.notes})" if d.notes else ""
     if not d.ok:
-        return f"{doc['at']} FAILED {where}: {d.error}"
+        return f"{doc['at']} FAILED {where}: {d.error}{notes}"
     return (f"{doc['at']} ok, RTO {d.rto_seconds:.1f} s, RPO {(d.rpo_seconds or 0.0) / 3600:.2f} h "
-            f"({d.rpo_basis}), {where}")
+            f"({d.rpo_basis}), {where}{notes}")
 
 
 @backup_app.command("dr-drill")

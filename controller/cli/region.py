@@ -33,8 +33,9 @@ def evacuate(
     output: common.Output = "table",
 ) -> None:
     """Place every subscription of REGION in --to, restore it from --to's backup
-    repository, move its DNS primary and addresses, issue its certificates; print the
-    recovery time and point of each."""
+    repository (the databases of plans with backup.pitr from the archives copied
+    there, to their newest archived point), move its DNS primary and addresses, issue
+    its certificates; print the recovery time and point of each."""
     from rich.console import Console
 
     from controller.drivers import context, transport
@@ -64,7 +65,8 @@ def evacuate(
             pool.close()
             eng.close()
     rows = [{"subscription": m.subscription, "server": m.server, "generation": m.generation, "ok": m.ok,
-             "error": m.error, "rtoSeconds": m.rto, "rpoSeconds": m.rpo, "snapshots": m.snapshots}
+             "error": m.error, "rtoSeconds": m.rto, "rpoSeconds": m.rpo, "rpoBasis": m.rpo_basis,
+             "snapshots": m.snapshots, "pointInTime": m.points, "notes": m.notes}
             for m in done.moved]
     if output == "json":
         json.dump({"region": region, "to": to, "seconds": done.seconds, "subscriptions": rows}, sys.stdout, indent=2)
@@ -78,9 +80,16 @@ def evacuate(
         for r in rows:
             table.add_row(str(r["subscription"]), str(r["server"] or "-"), str(r["generation"]),
                           f"{r['rtoSeconds']:.1f}s" if r["rtoSeconds"] is not None else "-",
-                          f"{r['rpoSeconds']:.0f}s" if r["rpoSeconds"] is not None else "-",
+                          f"{r['rpoSeconds']:.0f}s ({r['rpoBasis']})" if r["rpoSeconds"] is not None else "-",
                           "ok" if r["ok"] else f"FAILED: {r['error']}")
         Console().print(table)
+        for m in done.moved:
+            for p in m.points:
+                sys.stdout.write(f"{m.subscription}: db {p['database']} ({p['engine']}) from {p['base']}, "
+                                 f"replay stopped at {p['stoppedAt']} (archive in {p['region']}, "
+                                 f"recovered to {p['point'] or 'unknown'})\n")
+            for n in m.notes:
+                sys.stdout.write(f"{m.subscription}: {n}\n")
     raise typer.Exit(0 if done.ok else 1)
 
 

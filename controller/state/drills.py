@@ -1,6 +1,8 @@
-"""Disaster-recovery drills (DR-1, schema v7): each subscription's latest drill on a
-spare server of another region, recorded by ``drivers.backup.drdrill`` and read by
-``status``, ``backup list``, the nightly sample and the metrics."""
+"""Disaster-recovery drills (DR-1, schema v7; ``notes`` v8): each subscription's latest
+drill on a spare server of another region, recorded by ``drivers.backup.drdrill`` and
+read by ``status``, ``backup list``, the nightly sample and the metrics. ``error`` is
+why a drill failed (None when it passed); ``notes`` are remarks that are no failure (a
+substituted PHP version), kept apart so that a passed drill never carries an error."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class Drill:
     restored_at: datetime | None = None
     #: what ``rpo_seconds`` measured: ``snapshot`` or ``archive`` (newest archived log, PITR plans)
     rpo_basis: str = "snapshot"
+    #: remarks that are no failure (e.g. the probe ran on another PHP version), or None
+    notes: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The ``drDrill`` object of ``status -o json`` and ``backup list -o json``."""
@@ -39,33 +43,35 @@ class Drill:
                 "rtoSeconds": None if self.rto_seconds is None else round(self.rto_seconds, 2),
                 "rpoSeconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 1),
                 "sourceRegion": self.source_region, "spare": self.spare, "spareRegion": self.spare_region,
-                "restoredPoint": _iso(self.restored_at) if self.restored_at else None, "rpoBasis": self.rpo_basis}
+                "restoredPoint": _iso(self.restored_at) if self.restored_at else None, "rpoBasis": self.rpo_basis,
+                "notes": self.notes}
 
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-_COLS = "subscription, started_at, ok, error, rto_seconds, rpo_seconds, source_region, spare, spare_region, restored_at, rpo_basis"
+_COLS = ("subscription, started_at, ok, error, rto_seconds, rpo_seconds, source_region, spare, spare_region, "
+         "restored_at, rpo_basis, notes")
 
 
 def record(store: Store, d: Drill) -> None:
     """Replace ``d.subscription``'s latest drill."""
     store._execute(
-        f"INSERT INTO dr_drills ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription) DO UPDATE "
+        f"INSERT INTO dr_drills ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription) DO UPDATE "
         "SET started_at = excluded.started_at, ok = excluded.ok, error = excluded.error, "
         "rto_seconds = excluded.rto_seconds, rpo_seconds = excluded.rpo_seconds, "
         "source_region = excluded.source_region, spare = excluded.spare, spare_region = excluded.spare_region, "
-        "restored_at = excluded.restored_at, rpo_basis = excluded.rpo_basis",
+        "restored_at = excluded.restored_at, rpo_basis = excluded.rpo_basis, notes = excluded.notes",
         (d.subscription, codec.dt_to_text(d.started_at), int(d.ok), d.error, d.rto_seconds, d.rpo_seconds,
-         d.source_region, d.spare, d.spare_region, codec.opt_dt_to_text(d.restored_at), d.rpo_basis))
+         d.source_region, d.spare, d.spare_region, codec.opt_dt_to_text(d.restored_at), d.rpo_basis, d.notes))
 
 
 def latest(store: Store) -> dict[str, Drill]:
     """Every subscription's latest drill, by subscription."""
     rows = store._fetchall(f"SELECT {_COLS} FROM dr_drills ORDER BY subscription")
     return {r[0]: Drill(r[0], codec.text_to_dt(r[1]), bool(r[2]), r[3], r[4], r[5], r[6], r[7], r[8],
-                        codec.opt_text_to_dt(r[9]), r[10]) for r in rows}
+                        codec.opt_text_to_dt(r[9]), r[10], r[11]) for r in rows}
 
 
 def forget(store: Store, subscription: str) -> None:

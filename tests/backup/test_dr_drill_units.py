@@ -332,15 +332,18 @@ def php_item() -> dict[str, Any]:
                                     "hosting": {"enabled": True, "php": {"version": "8.2", "handler": "fpm"}}}}
 
 
-@pytest.mark.parametrize(("spare_php", "probe_says", "ok", "error"), [
-    pytest.param(("8.2",), "8.2", True, None, id="its-own-php"),
-    pytest.param(("8.4",), "8.4", True, "PHP 8.2 is not on the spare: the probe ran on PHP 8.4", id="another-php"),
-    pytest.param(("8.2",), "8.4", False, "PHP probe: HTTP 200", id="the-probe-answers-another-version"),
-    pytest.param(("8.2",), "", False, "PHP probe: HTTP 200", id="the-probe-reads-other-bytes"),
+@pytest.mark.parametrize(("spare_php", "probe_says", "ok", "error", "notes"), [
+    pytest.param(("8.2",), "8.2", True, None, None, id="its-own-php"),
+    pytest.param(("8.4",), "8.4", True, None, "PHP 8.2 is not on the spare: the probe ran on PHP 8.4",
+                 id="another-php-is-a-note-not-an-error"),
+    pytest.param(("8.2",), "8.4", False, "PHP probe: HTTP 200", None, id="the-probe-answers-another-version"),
+    pytest.param(("8.2",), "", False, "PHP probe: HTTP 200", None, id="the-probe-reads-other-bytes"),
+    pytest.param(("8.4",), "", False, "PHP probe: HTTP 200", "PHP 8.2 is not on the spare: the probe ran on PHP 8.4",
+                 id="a-failed-drill-keeps-its-note-apart"),
 ])
 def test_the_php_probe_decides_and_the_spare_is_cleaned_whatever_happens(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spare_php: tuple[str, ...], probe_says: str, ok: bool,
-        error: str | None) -> None:
+        error: str | None, notes: str | None) -> None:
     spare = context.Server("spare-us", "us-east", "docker", "127.0.4.1", ("web",), (("127.0.4.1", "shared"),),
                            spare_php, spare=True)
     t = topo(tmp_path, spare)
@@ -356,6 +359,7 @@ def test_the_php_probe_decides_and_the_spare_is_cleaned_whatever_happens(
     d = d_.drill(php_item(), p, T0)
     assert d.ok is ok and (d.rto_seconds is not None) is ok, d
     assert (d.error or "").startswith(error or "") and (d.error is None) is (error is None), d
+    assert d.notes == notes and "is not on the spare" not in (d.error or ""), d
     assert [j["dr"] for j in d_.jobs] == ["restore", "clean"]
     assert d_.jobs[0]["dr_php"] == spare_php[0]
 
@@ -368,3 +372,30 @@ def test_the_spare_of_the_documents_is_no_source_of_the_topology(tmp_path: Path)
     assert ctx.servers["bk-spare"].spare and not ctx.servers["bk-a"].spare
     sources = topology_mod.Topology.of(ctx).sources()
     assert "bk-spare" not in sources and "bk-a" in sources
+
+
+# --- notes: a passed drill's remarks are no error (schema v8, dr_drills.notes) ------------------
+
+
+@pytest.mark.parametrize(("ok", "error", "notes"), [
+    pytest.param(True, None, "PHP 8.2 is not on the spare: the probe ran on PHP 8.4", id="passed-with-a-note"),
+    pytest.param(False, "files webspace: digest differs", "PHP 8.2 is not on the spare: the probe ran on PHP 8.4",
+                 id="failed-with-a-note"),
+    pytest.param(True, None, None, id="passed-without"),
+])
+def test_notes_are_stored_apart_from_the_error_and_shown(tmp_path: Path, ok: bool, error: str | None,
+                                                         notes: str | None) -> None:
+    from controller.cli import backup as backup_cli
+
+    store = state_store.Store(tmp_path / "state.db", now=lambda: T0)
+    d = dataclasses.replace(drill(SUB, T0, ok), error=error, notes=notes)
+    drills.record(store, d)
+    back = drills.latest(store)[SUB]
+    assert back == d
+    doc = back.as_dict()
+    assert (doc["ok"], doc["error"], doc["notes"]) == (ok, error, notes)
+    line = backup_cli._dr_line(back)
+    assert line.startswith(f"{doc['at']} {'ok' if ok else 'FAILED'}"), line
+    assert (f"(note: {notes})" in line) is (notes is not None), line
+    drills.record(store, dataclasses.replace(d, notes=None))  # the next drill replaces the note
+    assert drills.latest(store)[SUB].notes is None

@@ -2,8 +2,11 @@
 stopped (its containers gone dark, as in a region outage), ``tenantctl region evacuate
 eu-west --to us-east`` runs, and real clients check the result on us-east: curl over
 HTTP and HTTPS (certificate verified against the environment's ACME CA), dig on
-us-east's dns server, the MariaDB and PostgreSQL clients. Then eu-west comes back and
-an ``apply`` runs: nothing of it overwrites the moved subscriptions.
+us-east's dns server, the MariaDB and PostgreSQL clients. The plan has ``backup.pitr``:
+a row written after the nightly backup and archived (MariaDB's binary logs, PostgreSQL's
+WAL, both copied to us-east) is there after the evacuation, and the RPO is measured
+against the archive. Then eu-west comes back and an ``apply`` runs: nothing of it
+overwrites the moved subscriptions.
 
 The tests run in file order and build on each other.
 """
@@ -20,6 +23,7 @@ from e2e.conftest import E2E, curl
 
 from controller import errors
 from controller.drivers import naming
+from controller.provisioning import binlog as binlog_secrets
 
 pytestmark = pytest.mark.embedded
 
@@ -75,6 +79,35 @@ def https(drill: E2E, domain: str, ip: str, path: str = "") -> str:
     return curl(f"https://{domain}/{path}", f"{domain}:443:{ip}", cacert=drill.state / "pebble" / "ca-bundle.pem")
 
 
+def as_postgres(drill: E2E, server: str, sql: str) -> str:
+    done = drill.on(server, "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-c", sql)
+    assert done.returncode == 0, done.error
+    return done.text.strip()
+
+
+def binlog_archived(drill: E2E) -> bool:
+    """ev-a's binary log, up to its current position, is in us-east's archive (on ev-b)."""
+    done = drill.on("ev-a", "mariadb", "-N", "-B", "-e", "SHOW MASTER STATUS")
+    assert done.returncode == 0, done.error
+    name, pos = done.text.split("\t")[:2]
+    size = drill.on("ev-b", "stat", "-c", "%s", f"{binlog_secrets.ARCHIVE_ROOT}/ev-a/{name}")
+    return size.returncode == 0 and int(size.text) >= int(pos)
+
+
+def wait_archived(drill: E2E, segment: str, timeout: float = 120.0) -> float:
+    """Seconds until the last commits on ev-a are archived: MariaDB's binary log in
+    us-east's archive, and PostgreSQL's WAL ``segment`` pushed (pgBackRest pushes every
+    segment to both regions' repositories when it is full; archive_timeout 60 s is the
+    bound on an idle server: polled, never slept)."""
+    started = time.monotonic()
+    while not (binlog_archived(drill)
+               and as_postgres(drill, "ev-a", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+               >= segment):
+        assert time.monotonic() - started < timeout, f"not archived within {timeout:.0f} s (segment {segment})"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def test_the_tenants_live_in_eu_west_with_backups_in_both_regions(drill: E2E) -> None:
     drill("apply", *drill.files())
     status = drill.status()
@@ -91,6 +124,16 @@ def test_the_tenants_live_in_eu_west_with_backups_in_both_regions(drill: E2E) ->
     listed = drill("backup", "list", ALPHA, "-o", "json").json()["snapshots"]
     assert {s["region"] for s in listed} == {"eu-west", "us-east"}
     assert dig(A, ALPHA) == A and dig(B, ALPHA) == A  # primary in eu-west, secondary in us-east
+    # after the nightly backup: rows only the archives hold
+    mariadb(drill, "INSERT INTO orders VALUES (3, 'three')")
+    psql(drill, "INSERT INTO entries VALUES (3, 'c')")
+    segment = as_postgres(drill, "ev-a", "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    # a busy server: more writes (20 MB, rolled back: nothing to restore) fill the WAL
+    # segment of row 3, which is then pushed at once (an idle one waits for
+    # archive_timeout: tests/pitr_pg measures that bound)
+    psql(drill, "BEGIN; CREATE TABLE busy AS SELECT g, repeat(md5(g::text), 32) AS v "
+                "FROM generate_series(1, 20000) g; ROLLBACK;")
+    print(f"\nrows written after the nightly backup archived in {wait_archived(drill, segment):.1f} s")
 
 
 def test_evacuating_a_lost_region_brings_every_tenant_back_in_the_other(drill: E2E) -> None:
@@ -104,14 +147,23 @@ def test_evacuating_a_lost_region_brings_every_tenant_back_in_the_other(drill: E
     assert set(moved) == {ALPHA, BETA}, doc
     assert all(m["ok"] and m["server"] == "ev-b" and m["generation"] == 2 for m in moved.values()), doc
     print(f"\nregion evacuate eu-west -> us-east: {wall:.1f} s for the command; per subscription RTO "
-          + ", ".join(f"{n} {m['rtoSeconds']} s (RPO {m['rpoSeconds']} s)" for n, m in sorted(moved.items())))
+          + ", ".join(f"{n} {m['rtoSeconds']} s (RPO {m['rpoSeconds']} s, {m['rpoBasis']})"
+                      for n, m in sorted(moved.items())))
+    for p in moved[ALPHA]["pointInTime"]:
+        print(f"  {p['database']} ({p['engine']}): from {p['base']}, replay stopped at {p['stoppedAt']}, "
+              f"archive in {p['region']}, recovered to {p['point']}")
+    assert moved[ALPHA]["rpoBasis"] == "archive" and moved[BETA]["rpoBasis"] == "snapshot", moved
+    assert {(p["engine"], p["region"]) for p in moved[ALPHA]["pointInTime"]} == {
+        ("mariadb", "us-east"), ("postgresql", "us-east")}, moved[ALPHA]
+    assert moved[ALPHA]["notes"] == [] and moved[ALPHA]["rpoSeconds"] < moved[BETA]["rpoSeconds"], moved
     for sub in (ALPHA, BETA):
         assert dig(B, sub) == B, sub
         assert curl(f"http://{sub}/marker.txt", f"{sub}:80:{B}").strip() == f"{sub} before the outage" \
             or https(drill, sub, B, "marker.txt").strip() == f"{sub} before the outage"
         assert https(drill, sub, B, "marker.txt").strip() == f"{sub} before the outage"
-    assert mariadb(drill, "SELECT GROUP_CONCAT(v ORDER BY id) FROM orders") == "one,two"
-    assert psql(drill, "SELECT string_agg(v, ',' ORDER BY id) FROM entries") == "a,b"
+    # the rows written after the nightly backup: from the archives copied to us-east
+    assert mariadb(drill, "SELECT GROUP_CONCAT(v ORDER BY id) FROM orders") == "one,two,three"
+    assert psql(drill, "SELECT string_agg(v, ',' ORDER BY id) FROM entries") == "a,b,c"
     assert creds(drill, ALPHA, "app")["host"] == B
     assert https(drill, GAMMA, B) == gamma_before  # the region's own tenant untouched
     status = drill.status()
@@ -125,7 +177,7 @@ def test_evacuating_a_lost_region_brings_every_tenant_back_in_the_other(drill: E
 
 def test_the_lost_region_coming_back_overwrites_nothing(drill: E2E) -> None:
     put(drill, "ev-b", ALPHA, "after.txt", "written after the evacuation\n")
-    mariadb(drill, "INSERT INTO orders VALUES (3, 'three')")
+    mariadb(drill, "INSERT INTO orders VALUES (4, 'four')")
     drill.docker("start", drill.container("ev-a"))
     deadline = time.monotonic() + 120
     while not answers(drill, "ev-a") and time.monotonic() < deadline:
@@ -134,7 +186,7 @@ def test_the_lost_region_coming_back_overwrites_nothing(drill: E2E) -> None:
     status = drill.status()
     assert (status[ALPHA]["server"], status[BETA]["server"]) == ("ev-b", "ev-b")
     assert https(drill, ALPHA, B, "after.txt").strip() == "written after the evacuation"
-    assert mariadb(drill, "SELECT GROUP_CONCAT(v ORDER BY id) FROM orders") == "one,two,three"
+    assert mariadb(drill, "SELECT GROUP_CONCAT(v ORDER BY id) FROM orders") == "one,two,three,four"
     assert dig(B, ALPHA) == B
     assert dig(A, ALPHA) == B, "the returned region's dns server became a secondary of the new primary"
     drill("backup", "run", *drill.files(), ALPHA)

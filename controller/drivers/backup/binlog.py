@@ -65,6 +65,9 @@ class Recovered:
     #: bytes of replay SQL loaded
     replayed: int = 0
     seconds: float = 0.0
+    #: the time the database was recovered to (the target; without one, the newest
+    #: archived event, or the dump's time when nothing was archived after it)
+    point: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -284,15 +287,17 @@ def replay_argv(source: str, database: str, files: Sequence[str], start: int, at
 
 
 def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.Store, server: str,
-            subscription: str, database: str, at: dt.datetime, *, now: dt.datetime | None = None,
+            subscription: str, database: str, at: dt.datetime | None, *, now: dt.datetime | None = None,
             region: str | None = None) -> Recovered:
     """Recover ``database`` (its name on the server) of ``subscription`` on ``server`` to
-    ``at`` (see the module docstring). ``region``: take the dump and the archive from
-    that region (after a region loss: a surviving one); default: the dump's source's own
-    region first."""
+    ``at`` (see the module docstring); ``at`` None: to the newest archived event (from
+    the newest dump: after a region loss). ``region``: take the dump and the archive
+    from that region (after a region loss: a surviving one); default: the dump's
+    source's own region first."""
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
-    at = at.astimezone(dt.UTC)
+    latest = at is None
+    at = now if at is None else at.astimezone(dt.UTC)
     if not binlog_agent.DATABASE.match(database):
         raise OutOfRange(f"not a database name: {database!r}")
     if at > now:
@@ -315,6 +320,8 @@ def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.St
     snap = sorted(same, key=lambda s: (order.index(s.region) if s.region in order else len(order), s.region))[0]
     first, start = _position(topo, pool, server, snap)
     arch = _archive_for(topo, pool, snap.server, first, now, region)
+    if latest:
+        at = min(at, arch.newest)
     if at > arch.newest:
         raise OutOfRange(f"{at.isoformat()} is after the newest archived binlog event of {snap.server} "
                          f"({arch.newest.isoformat()}, region {arch.region})")
@@ -341,7 +348,8 @@ def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.St
         raise errors.PermanentError(f"restoring dump {snap.id[:12]}: {failed[0].error}")
     pool.get(server).check(["mariadb", "--binary-mode", "--batch"], stdin=sql, timeout=TIMEOUT)
     return Recovered(dump_snapshot=snap.id, stopped_at=progress.stopped_at, archive_region=arch.region,
-                     dump_position=f"{first}:{start}", replayed=len(sql), seconds=time.monotonic() - started)
+                     dump_position=f"{first}:{start}", replayed=len(sql), seconds=time.monotonic() - started,
+                     point=max(at, snap.taken_at) if latest else at)
 
 
 _CHARSET = re.compile(r"^[a-z0-9_]{1,64}$")

@@ -16,7 +16,7 @@ sample, without touching anything real.
   Host header until the body is the restored index page (or, without one, the first
   static file of the document root), then the drill's own PHP probe is fetched (a
   PHP-FPM pool of the scratch user, the subscription's PHP version when the spare has it,
-  else the spare's, said in the result): its answer is the sha256 PHP computed of a
+  else the spare's, said in the drill's ``notes``): its answer is the sha256 PHP computed of a
   restored file (the index page, else the first file, e.g. ``index.php``) and PHP's
   version. The customer's own PHP is never run on the spare (its configuration names
   the real database servers and mail relays). Databases and files are compared with what
@@ -289,9 +289,9 @@ class DrDrill:
             problems.extend(self.clean(spare))
         restored = min((s.taken_at for s in p.used), default=None)
         rpo, basis = self.rpo(item, now, restored)
-        # a successful drill's error is the note (another PHP version) or None
-        return drills.Drill(sub, now, not problems, "; ".join(problems + ([note] if note else [])) or None, rto, rpo,
-                            p.source_region, spare, self.topo.region_of(spare), restored, basis)
+        # the note (another PHP version) is no failure: in ``notes``, never in ``error``
+        return drills.Drill(sub, now, not problems, "; ".join(problems) or None, rto, rpo,
+                            p.source_region, spare, self.topo.region_of(spare), restored, basis, note or None)
 
     @staticmethod
     def php_wanted(item: Mapping[str, Any]) -> str | None:

@@ -130,14 +130,26 @@ class BackupDriver:
             elif server is None:
                 out.append(base.Result(c.name, "not provisioned", "not placed on a server"))
             elif archiving.get(c.name):
-                out.append(base.Result(c.name, "failed", f"point-in-time archiving: {archiving[c.name]}",
-                                       retry_after=60.0))
+                lost = self._lost_archive(c.slice["databases"])
+                out.append(base.Result(c.name, "failed", f"point-in-time archiving: {archiving[c.name]}" + (
+                    f" (its archive involves the evacuated region {lost}: set up again when it answers)"
+                    if lost else ""), retry_after=60.0, degraded=bool(lost)))
             else:
                 outcome, msg = self._describe(server, c.slice)
                 if outcome == "provisioned" and c.slice["backup"]["pitr"] and c.slice["databases"]:
                     msg += "; databases archived continuously (point-in-time recovery)"
                 out.append(base.Result(c.name, outcome, msg))
         return out
+
+    def _lost_archive(self, databases: Sequence[Mapping[str, Any]]) -> str:
+        """An evacuated region among the regions archiving these databases' servers ("":
+        none). Archiving that fails there is a degraded failure: the databases were
+        placed (an evacuation's are restored) and it is set up again when the region
+        answers."""
+        evacuated = regions.targets(self.store)
+        lost = sorted({r for d in databases if d.get("server") in self.ctx.servers
+                       for r in self.topo.regions_of(d["server"]) if r in evacuated})
+        return ", ".join(lost)
 
     def _archiving(self, changes: Sequence[base.Change[Any]]) -> dict[str, str]:
         """PITR archiving (BKP-4) on the database servers of ``changes`` whose plan has

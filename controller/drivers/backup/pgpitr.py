@@ -14,6 +14,9 @@ agent entry ``pgpitr`` does the work on each server; this module decides who doe
 * ``recover``: WAL switch and wait until archived, then the target checked against the
   archive (``OutOfRange``, nothing changed), then the stanza restored into a scratch
   instance on the db server and one database dumped into the live one (BKP-5).
+* ``recover_latest``: after the loss of a server's region, one of its databases
+  recovered on another server from the end of its archive in a surviving region's
+  repository (the lost server is never asked: ``evacuate``).
 * ``lag`` and ``window`` for status and metrics.
 
 A db server's PostgreSQL major version (its release's, ``context.Server.pg_version``
@@ -79,6 +82,8 @@ class Recovered:
     stopped_at: str
     repository_region: str
     seconds: float = 0.0
+    #: the time recovered to (the target; to the end of the archive: its last transaction)
+    point: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,12 @@ def stanza_of(topo: topology.Topology, server: str, keep_daily: int = KEEP_DAILY
     if not repos:
         return None
     full, diff = retention(keep_daily)
-    return conf.Stanza(server, server, tuple(repos), full, diff, topo.ctx.servers[server].pg_version)
+    # the db servers of its copy region may recover it there (from the repository of
+    # their own region) after the loss of its region
+    readers = tuple(sorted((n, r.index) for r in repos if r.region != region
+                           for n, s in topo.ctx.servers.items() if ROLE in s.roles and n != server
+                           and s.region == r.region))
+    return conf.Stanza(server, server, tuple(repos), full, diff, topo.ctx.servers[server].pg_version, readers)
 
 
 def stanzas(topo: topology.Topology, keep_daily: int = KEEP_DAILY) -> list[conf.Stanza]:
@@ -293,4 +303,65 @@ def recover(topo: topology.Topology, pool: transport.Pool, server: str, database
     done = run(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, target=target,
                                           backup_set=base.label, database=database, pg_version=st.pg_version),
                timeout=LONG)
-    return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3))
+    return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3), at)
+
+
+_LAST_TX = re.compile(r"last completed transaction was at log time (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?[+-]\d\d)")
+
+
+def last_transaction(stopped_at: str) -> dt.datetime | None:
+    """The time of the last transaction a recovery replayed (``stopped_at``: the agent's
+    excerpt of the scratch instance's log), None when the log does not say."""
+    m = _LAST_TX.search(stopped_at)
+    if m is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(m.group(1) + ":00").astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def catalog(topo: topology.Topology, pool: transport.Pool, source: str, region: str) -> tuple[conf.Repo, info.Stanza]:
+    """``source``'s stanza as its repository in ``region`` holds it (read on that
+    repository's host: ``source`` itself is not asked)."""
+    st = _stanza(topo, source)
+    repo = next((r for r in st.repos if r.region == region), None)
+    if repo is None:
+        raise OutOfRange(f"{source}'s WAL archive has no repository in {region} "
+                         f"(it is archived in {', '.join(r.region for r in st.repos)})")
+    out = run(pool, repo.host, pj.PgPitrJob(action="catalog", stanza=st.name, repo=repo.index))
+    try:
+        return repo, info.parse(out.info, st.name)
+    except ValueError as exc:
+        raise errors.PermanentError(f"server {repo.host}: {exc}") from exc
+
+
+def recover_latest(topo: topology.Topology, pool: transport.Pool, server: str, source: str, database: str,
+                   region: str) -> Recovered:
+    """``database`` on ``server`` (BKP-5 overwrite) as ``source``'s WAL archive in
+    ``region``'s repository last holds it: its newest base backup there, replayed to the
+    end of the archive (``source`` may be down: a lost region's server; ``server`` can
+    be ``source`` itself). ``OutOfRange`` (nothing changed) without a base backup there
+    or when ``server`` runs another PostgreSQL major version than ``source``'s."""
+    started = time.monotonic()
+    if not _DB.match(database):
+        raise errors.PermanentError(f"not a database name: {database!r}")
+    _stanza(topo, server)
+    st = _stanza(topo, source)
+    here = topo.ctx.servers[server].pg_version
+    if here != st.pg_version:  # a cluster's files are recovered by its own major version only
+        raise OutOfRange(f"{source}'s archive is of PostgreSQL {st.pg_version}, {server} runs {here}")
+    repo, parsed = catalog(topo, pool, source, region)
+    if parsed.repos.get(repo.index, (1, ""))[0] != 0:
+        raise OutOfRange(f"{source}'s repository in {region} ({repo.host}) is not usable: "
+                         f"{parsed.repos.get(repo.index, (1, 'not listed'))[1]}")
+    backups = parsed.usable(repo.index)
+    if not backups:
+        raise OutOfRange(f"no base backup of {source} in its repository in {region} ({repo.host})")
+    base = max(backups, key=lambda b: b.stop)
+    done = run(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, latest=True,
+                                          backup_set=base.label, database=database, pg_version=st.pg_version,
+                                          recovery_conf=conf.recovery(st, server, repo.index)),
+               timeout=LONG)
+    return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3),
+                     max(filter(None, [last_transaction(done.stopped_at), base.stop])))

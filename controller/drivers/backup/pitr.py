@@ -6,7 +6,8 @@ A database server archives (PostgreSQL WAL through pgBackRest into two regions:
 when it holds a database of a subscription whose plan has ``backup.pitr``. The backup
 driver ensures the archiving when such a subscription is applied, the scheduler takes
 PostgreSQL's base backups (weekly full, nightly differential) and verifies them, and
-measures every archive's lag each minute; ``restore --at`` recovers a database here.
+measures every archive's lag each minute; ``restore --at`` recovers a database here,
+and a region's evacuation its databases to the newest archived point (``recover_latest``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from controller import errors
 from controller.drivers import naming, transport
 from controller.drivers.backup import binlog, pgpitr, topology
+from controller.state import backups as ledger
 from controller.state import store as state_store
 
 ENGINES = ("postgresql", "mariadb")
@@ -41,6 +43,9 @@ class Recovered:
     stopped_at: str
     #: the region whose archive was read
     region: str
+    #: the time recovered to (``recover``: the target; ``recover_latest``: the newest
+    #: archived write, or the base backup's or dump's time when none came after it)
+    point: dt.datetime | None = None
 
 
 def wanted(item: Mapping[str, Any]) -> bool:
@@ -126,10 +131,45 @@ def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.St
     try:
         if engine == "postgresql":
             pg = pgpitr.recover(topo, pool, server, database, at)
-            return Recovered(engine, database, server, pg.base_backup, pg.stopped_at, pg.repository_region)
+            return Recovered(engine, database, server, pg.base_backup, pg.stopped_at, pg.repository_region, pg.point)
         mb = binlog.recover(topo, pool, store, server, sub, database, at, region=region)
         return Recovered(engine, database, server, f"{mb.dump_snapshot[:12]} (dump at {mb.dump_position})",
-                         mb.stopped_at, mb.archive_region)
+                         mb.stopped_at, mb.archive_region, mb.point)
+    except (pgpitr.OutOfRange, binlog.OutOfRange) as exc:
+        raise OutOfRange(str(exc)) from exc
+
+
+def source_of(store: state_store.Store, sub: str, database: str, region: str, default: str) -> str:
+    """The server whose archive holds ``database`` (its name on the server): the one that
+    took its newest nightly dump in ``region``'s repository, ``default`` without one."""
+    dumps = [s for s in ledger.snapshots(store, sub) if s.kind == "db" and s.name == database]  # newest first
+    here = [s for s in dumps if s.region == region] or dumps
+    return here[0].server if here else default
+
+
+def recover_latest(topo: topology.Topology, pool: transport.Pool, store: state_store.Store,
+                   item: Mapping[str, Any], db: str, region: str) -> Recovered:
+    """``item``'s database ``db`` on its (new) server as the archive in ``region`` last
+    holds it (region loss, DR-1: the server that archived it may be down and is never
+    asked): PostgreSQL from the newest base backup in that region's repository replayed
+    to the end of the WAL archive, MariaDB from the newest nightly dump there plus its
+    binary logs to the newest archived event. ``OutOfRange`` (nothing changed) when that
+    region's archive cannot serve it."""
+    sub = item["name"]
+    entry = next((d for d in (item.get("effective") or {}).get("databases") or [] if d.get("name") == db), None)
+    if entry is None or not entry.get("server"):
+        raise OutOfRange(f"{sub} has no placed database {db!r}")
+    server, engine = entry["server"], entry["engine"]
+    database = naming.database(sub, db)
+    source = source_of(store, sub, database, region, server)
+    try:
+        if engine == "postgresql":
+            pg = pgpitr.recover_latest(topo, pool, server, source, database, region)
+            return Recovered(engine, database, server, f"{pg.base_backup} of {source}", pg.stopped_at,
+                             pg.repository_region, pg.point)
+        mb = binlog.recover(topo, pool, store, server, sub, database, None, region=region)
+        return Recovered(engine, database, server, f"{mb.dump_snapshot[:12]} (dump at {mb.dump_position})",
+                         mb.stopped_at, mb.archive_region, mb.point)
     except (pgpitr.OutOfRange, binlog.OutOfRange) as exc:
         raise OutOfRange(str(exc)) from exc
 

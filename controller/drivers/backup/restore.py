@@ -13,7 +13,7 @@ other files stay.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +87,12 @@ def choose(topo: topology.Topology, snaps: Sequence[ledger.Snapshot], item: Mapp
     return Choice(region, parts, chosen)
 
 
-def without_databases(choice: Choice) -> Choice:
-    """``choice`` less its databases (they are recovered to a point in time instead)."""
-    parts = {s: [p for p in ps if p.kind != "db"] for s, ps in choice.parts.items()}
+def without_databases(choice: Choice, keep: Collection[str] = ()) -> Choice:
+    """``choice`` less its databases (they are recovered to a point in time instead),
+    but for those named in ``keep`` (their names on the server)."""
+    parts = {s: [p for p in ps if p.kind != "db" or p.name in keep] for s, ps in choice.parts.items()}
     return Choice(choice.region, {s: ps for s, ps in parts.items() if ps},
-                  [s for s in choice.snapshots if s.kind != "db"])
+                  [s for s in choice.snapshots if s.kind != "db" or s.name in keep])
 
 
 def restore(topo: topology.Topology, pool: transport.Pool, sub: str, choice: Choice

@@ -12,7 +12,11 @@
 * ``info`` (db host): ``pgbackrest info`` JSON, ``pg_stat_archiver``, and the age of the
   oldest completed segment not archived yet (``pg_wal/archive_status/*.ready``);
   ``switch``: first a transaction and ``pg_switch_wal()``, waiting until archived.
-* ``recover`` (db host): the stanza restored at a time into a scratch data directory,
+* ``catalog`` (repository host): ``pgbackrest info`` of one repository (the stanza's db
+  host may be down: a lost region's).
+* ``recover`` (db host): the stanza restored at a time (``latest``: to the end of the
+  archive) into a scratch data directory (``recovery_conf``: another server's stanza,
+  read with that configuration, e.g. after its region was lost),
   started on a Unix socket only (no TCP), one database dumped from it and loaded into
   the live one in one transaction (BKP-5 overwrite: what the dump holds is dropped and
   re-created), the scratch stopped and removed whatever happened.
@@ -283,6 +287,10 @@ def backup(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     return pj.PgPitrOutcome(True, changed=True, info=pgbackrest([*_repo(j), "--output=json", "info"]))
 
 
+def catalog(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
+    return pj.PgPitrOutcome(True, info=pgbackrest([*_repo(j), "--output=json", "info"], 120))
+
+
 def verify(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     # verify exits 0 even when it found errors (pgbackrest#2502): read its report
     bad = verify_problems(pgbackrest([*_repo(j), "--log-level-console=info", "verify"], LONG))
@@ -367,8 +375,23 @@ def _drop_scratch(pg_version: str) -> None:
         files.run([*PG_AS, f"{pj.pg_bin(pg_version)}/pg_ctl", "-D", scratch, "-m", "immediate", "-w", "stop"],
                   timeout=120)
     shutil.rmtree(scratch, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(f"{scratch}.log")
+    for leftover in (f"{scratch}.log", recovery_conf_path(pg_version)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+
+
+def recovery_conf_path(pg_version: str) -> str:
+    """Where a recovery of another server's stanza keeps its pgBackRest configuration
+    (beside the scratch directory: the scratch instance's ``archive-get`` reads it)."""
+    return f"{pj.scratch(pg_version)}.pgbackrest.conf"
+
+
+def finished(where: str, latest: bool) -> bool:
+    """Whether the scratch log's ``where`` shows a recovery that reached its end: the
+    target (``recovery stopping``), or with ``latest`` the end of the archive."""
+    if latest:
+        return "redo done" in where or "last completed transaction" in where
+    return "recovery stopping" in where
 
 
 def stopped_at(log: str) -> str:
@@ -413,7 +436,7 @@ def _pipe(src_argv: list[str], dst_argv: list[str], prefix: bytes) -> None:
 
 def recover(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     db = _check(j.database, _DB, "database name")
-    target = _check(j.target, _TARGET, "recovery target time")
+    target = "" if j.latest else _check(j.target, _TARGET, "recovery target time")
     label = _check(j.backup_set, _LABEL, "backup label")
     repo = _repo(j)
     pg_version = version(j)
@@ -428,8 +451,13 @@ def recover(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
     try:
         os.mkdir(scratch, 0o700)
         os.chown(scratch, uid, gid)
-        pgbackrest([*repo, f"--set={label}", f"--pg1-path={scratch}", "--type=time", f"--target={target}",
-                    "--target-action=promote", "--archive-mode=off", "restore"], LONG)
+        config: list[str] = []
+        if j.recovery_conf:
+            files.write(recovery_conf_path(pg_version), j.recovery_conf.encode(), 0o600, uid=uid, gid=gid)
+            config = [f"--config={recovery_conf_path(pg_version)}"]
+        kind = ["--type=default"] if j.latest else ["--type=time", f"--target={target}", "--target-action=promote"]
+        pgbackrest([*config, *repo, f"--set={label}", f"--pg1-path={scratch}", *kind, "--archive-mode=off",
+                    "restore"], LONG)
         for name, data in (("postgresql.conf", scratch_conf(scratch)), ("pg_hba.conf", b"local all postgres peer\n"),
                            ("pg_ident.conf", b"")):
             files.write(os.path.join(scratch, name), data, 0o600, uid=uid, gid=gid)
@@ -456,7 +484,7 @@ def recover(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
                 raise Problem(f"the scratch instance did not finish recovery: {_tail(out)}")
             time.sleep(0.3)
         where = stopped_at((files.read(scratch_log) or b"").decode(errors="replace"))
-        if "recovery stopping" not in where:
+        if not finished(where, j.latest):
             raise Problem(f"recovery did not stop at the target: {where or _tail(log)}")
         dump = [*PG_AS, "pg_dump", "-h", scratch, "-p", str(SCRATCH_PORT), "--format=plain", "--clean",
                 "--if-exists", "--no-owner", "--no-privileges", "--", db]
@@ -469,7 +497,7 @@ def recover(j: pj.PgPitrJob, stage: str) -> pj.PgPitrOutcome:
 
 ACTIONS: dict[str, Callable[[pj.PgPitrJob, str], pj.PgPitrOutcome]] = {
     "configure": configure, "archive": archive, "backup": backup, "verify": verify, "info": info, "lag": info,
-    "recover": recover,
+    "catalog": catalog, "recover": recover,
 }
 
 

@@ -9,8 +9,11 @@ else ``repoN-host`` over TLS); on a repository host ``repoN-path`` with the *sam
 index (pgBackRest refuses another one: ``key '2' is not valid for 'repo' option``) and
 ``pg1-host`` over TLS (backups run there). Every host runs ``pgbackrest server`` on its
 own address; ``tls-server-auth`` lets each peer (client CN = its name) reach only the
-stanzas it shares. Nothing unchecked reaches the text: names are DNS labels, addresses
-parse as IP addresses, numbers are ints. Pure functions (no I/O).
+stanzas it shares, and a repository host also lets the db hosts of its own region read
+the stanzas it holds for another region (``Stanza.readers``: after the loss of that
+region they recover its databases with ``recovery``, a configuration naming that one
+repository). Nothing unchecked reaches the text: names are DNS labels, addresses parse
+as IP addresses, numbers are ints. Pure functions (no I/O).
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ class Stanza:
     #: the db host's PostgreSQL major version (its release's: ``kinds.RELEASES``; the
     #: default release's when not given), which names its cluster's data directory
     pg_version: str = kinds.RELEASES[kinds.DEFAULT_OS].postgresql
+    #: (db host, repository index): other db hosts that may read this stanza from that
+    #: repository (a recovery in the repository's region after the loss of the
+    #: stanza's: ``recovery``)
+    readers: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -65,6 +72,10 @@ class Stanza:
             raise ValueError(f"stanza {self.name}: PostgreSQL version {self.pg_version!r}") from exc
         name(self.name)
         name(self.db_host)
+        for reader, index in self.readers:
+            name(reader)
+            if index not in {r.index for r in self.repos}:
+                raise ValueError(f"stanza {self.name}: reader {reader} of repository {index}, which it has not")
         for r in self.repos:
             name(r.host)
             if r.index not in (1, 2):
@@ -97,6 +108,10 @@ def peers(host: str, stanzas: Iterable[Stanza]) -> dict[str, list[str]]:
         for other in s.hosts() - {host}:
             if host == s.db_host or other == s.db_host:  # repository hosts never talk to each other
                 out.setdefault(other, set()).add(s.name)
+        mine = {r.index for r in s.repos if r.host == host}
+        for reader, index in s.readers:
+            if index in mine and reader not in (host, s.db_host):
+                out.setdefault(reader, set()).add(s.name)
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
@@ -143,3 +158,22 @@ def hosts_entries(host: str, stanzas: Sequence[Stanza], addresses: Mapping[str, 
     """The peers ``host`` must resolve by name (certificates carry names, not addresses)."""
     wanted = {p for s in involved(host, stanzas) for p in s.hosts()}
     return {p: address(addresses[p]) for p in sorted(wanted)}
+
+
+def recovery(stanza: Stanza, host: str, index: int) -> str:
+    """The ``pgbackrest.conf`` with which ``host`` (a db host, not necessarily the
+    stanza's: after the loss of its region, one of ``readers``) restores ``stanza`` from
+    its repository ``index`` alone (a local path when ``host`` is that repository's
+    host, else over TLS). The data directory is the command's (``--pg1-path``)."""
+    name(host)
+    repo = stanza.repo(index)
+    lines = ["# tenantctl: a recovery of another server's stanza (issue 10, DR-1); written by the controller",
+             "[global]", "log-level-console=warn", "log-level-file=info", f"log-path={pj.LOG_PATH}", "",
+             f"[{stanza.name}]"]
+    n = f"repo{repo.index}"
+    if host == repo.host:
+        lines.append(f"{n}-path={pj.REPO_PATH}")
+    else:
+        lines += [f"{n}-host={repo.host}", f"{n}-host-type=tls", f"{n}-host-port={pj.TLS_PORT}",
+                  *_tls(f"{n}-host"), f"{n}-path={pj.REPO_PATH}"]
+    return "\n".join(lines) + "\n"
