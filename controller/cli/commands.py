@@ -15,6 +15,7 @@ from controller.cli import crds as _crds  # noqa: F401  (registers crds, resourc
 from controller.cli import dashboards as _dashboards
 from controller.cli import events as _events  # noqa: F401  (registers `events`)
 from controller.cli import infra as _infra  # noqa: F401  (registers `infra`)
+from controller.cli import move as _move  # noqa: F401  (registers `move`)
 from controller.cli import operator as _operator  # noqa: F401  (registers `operator`)
 from controller.cli import output
 from controller.cli.backup import backup_app

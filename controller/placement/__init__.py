@@ -2,7 +2,9 @@
 
 Pure: takes the desired state, what each subscription needs and the recorded
 placements; returns where each subscription runs and what its server cannot offer.
-A placed subscription never moves implicitly: only ``spec.server`` moves it.
+A placed subscription never moves implicitly: a changed ``spec.server`` is a pending
+move (it stays, with a ``server`` conflict naming ``tenantctl move``) until a move in
+progress (``Needs.moving``, state.moves) places it on its target, databases included.
 Spare servers (``Server.spec.spare``, DR-1) receive nothing: they are never chosen for a
 site, a database or an address; a subscription pinned to one by ``spec.server`` is not
 placed and gets a ``server`` conflict; one recorded on a server that became spare stays
@@ -19,7 +21,7 @@ from typing import Any
 from controller.model import kinds
 from controller.model.desired import DesiredState
 
-__all__ = ["Conflict", "Needs", "Placement", "place_all"]
+__all__ = ["Conflict", "Needs", "Placement", "pending_move", "pending_move_conflict", "place_all"]
 
 HANDLER_PREFERENCE = ("fpm", "cgi", "module")
 
@@ -206,6 +208,19 @@ def _fit_conflicts(n: Needs, server: str, pool: _Pool, *, moving: bool) -> list[
     return out
 
 
+def pending_move(n: Needs, rec: Recorded | None, ds: DesiredState) -> bool:
+    """``spec.server`` names another server than the one the subscription is placed on,
+    and no move is in progress: it stays where it is (its files and databases are not
+    on the other server) until ``tenantctl move`` copies them there (issue 13)."""
+    return (n.server is not None and not n.moving and rec is not None and rec.server is not None
+            and rec.server in ds.servers and rec.server != n.server)
+
+
+def pending_move_conflict(name: str, server: str) -> Conflict:
+    """SYNC-3 of a pending move: what to run to make it."""
+    return Conflict("server", f"{server}: a pending move (run `tenantctl move {name} --to {server}`)", None)
+
+
 def _evacuated(ds: DesiredState, n: Needs, rec: Recorded | None) -> Recorded | None:
     """A recorded placement as an evacuation sees it: servers of the evacuated region are
     forgotten (the subscription is placed anew in its target region), the rest kept."""
@@ -257,7 +272,14 @@ def place_all(
         rec = _evacuated(ds, n, recorded.get(n.name))
         conflicts: list[Conflict] = []
         server: str | None
-        if n.server is not None and n.server in ds.servers and ds.servers[n.server].spare and (
+        if n.moving and rec is not None:
+            # a move takes its databases along (to the target, or a server of its region)
+            rec = Recorded(rec.server, rec.ip, {})
+        if pending_move(n, rec, ds):
+            assert rec is not None and rec.server is not None
+            server = rec.server  # never moved implicitly: `tenantctl move` copies its data first
+            conflicts.append(pending_move_conflict(n.name, n.server or ""))
+        elif n.server is not None and n.server in ds.servers and ds.servers[n.server].spare and (
                 rec is None or rec.server != n.server):
             server = None  # pinned to a spare (DR-1): not placed, said as a conflict
             conflicts.append(spare_conflict(n.server))

@@ -28,7 +28,7 @@ from controller.drivers.dns import metrics as dns_metrics
 from controller.drivers.tls import metrics as tls_metrics
 from controller.drivers.usage import schedule as usage_schedule
 from controller.model import loader
-from controller.reconcile import backups, guard
+from controller.reconcile import backups, guard, move
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
 from controller.state import events
@@ -197,6 +197,8 @@ def _iteration(
             _server_metrics(eng, m, st)
             if timer:
                 eng.resync(current)  # drift: what was changed or lost on the servers
+                if wiring is not None and not settings.current().core.drivers_off:
+                    move.run_due(current, store, eng)  # issue 13: sources past their substitute period
                 if on_timer is not None:
                     on_timer(store)
             planned = eng.plan(current)

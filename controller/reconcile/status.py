@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import metrics
 from controller.model import kinds
-from controller.state import codec, records
+from controller.state import codec, moves, records
 from controller.state import store as state_store
 
 if TYPE_CHECKING:  # imported when used: a status table needs no backup ledger (nor its imports)
@@ -51,8 +51,10 @@ def items(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | N
     out = store.get_status()
     out.extend(_deleted(rec) for rec in _deleted_records(store))
     _with_backups(store, out)
+    going = moves.all_moves(store)
     for item in out:
         merge_versions(item, releases)
+        merge_move(item, going)
     return sorted(out, key=lambda i: i["name"])
 
 
@@ -61,12 +63,14 @@ def stream(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | 
     """``items``, one document at a time (in name order): never all of them decoded at once."""
     facts = _facts(store)
     now = store.now()
+    going = moves.all_moves(store)
     gone = {rec.name: rec for rec in _deleted_records(store)}
     texts = ((row[0], row[1]) for row in store.iter_status_raw())
     for name, text in heapq.merge(texts, ((n, "") for n in sorted(gone)), key=lambda t: t[0]):
         item = codec.loads(text) if text else _deleted(gone[name])
         _merge_backup(facts, now, item)
         merge_versions(item, releases)
+        merge_move(item, going)
         yield item
 
 
@@ -95,6 +99,35 @@ def merge_versions(item: dict[str, Any], releases: Mapping[str, kinds.Release] |
         conditions.append({"type": VERSIONS_CONDITION, "status": "False", "reason": "Outdated",
                            "message": f"{message} (PLAT-5)"})
     item["conditions"] = conditions
+
+
+#: the condition of a subscription with a move in progress or in its substitute period (issue 13)
+MOVE_CONDITION = "Moving"
+
+
+def merge_move(item: dict[str, Any], going: Mapping[str, moves.Move]) -> None:
+    """``item``'s ``Moving`` condition (reason: the move's last step done; message: its
+    source and target) and ``move`` object, while it has a move."""
+    mv = going.get(item.get("name", ""))
+    if mv is None or item.get("state") == "deleted":
+        return
+    if mv.step == "removed":
+        cond = {"type": MOVE_CONDITION, "status": "True", "reason": "RegionToEdit",
+                "message": f"moved from {mv.source} to {mv.target}, source removed; placed in {mv.target}'s "
+                           "region until its document's spec.region names it"}
+    elif mv.step == "switched":
+        until = mv.substitute_until.isoformat() if mv.substitute_until else "?"
+        cond = {"type": MOVE_CONDITION, "status": "True", "reason": "Substitute",
+                "message": f"moved from {mv.source} to {mv.target}; {mv.source} serves as read-only substitute "
+                           f"until {until} (DNS-4), then is removed"}
+    else:
+        cond = {"type": MOVE_CONDITION, "status": "True", "reason": mv.step,
+                "message": f"moving from {mv.source} to {mv.target}: step {mv.step} done "
+                           f"(`tenantctl move {mv.subscription} --to {mv.target}` resumes)"}
+    item["conditions"] = [c for c in item.get("conditions") or [] if c.get("type") != MOVE_CONDITION] + [cond]
+    item["move"] = {"source": mv.source, "target": mv.target, "step": mv.step,
+                    "startedAt": mv.started_at.isoformat(),
+                    "substituteUntil": mv.substitute_until.isoformat() if mv.substitute_until else None}
 
 
 def rows(store: state_store.Store) -> list[dict[str, Any]]:

@@ -308,15 +308,16 @@ def test_SYNC_3_placed_subscription_keeps_its_ip(world: World) -> None:
     assert world.item(history=hist)["ip"] == "127.0.10.1"
 
 
-def test_SYNC_3_spec_server_moves_a_placed_subscription(world: World) -> None:
+def test_SYNC_3_spec_server_of_a_placed_subscription_is_a_pending_move(world: World) -> None:
+    """Issue 13: a changed spec.server does not re-place it empty: `tenantctl move` does."""
     world.sub()
     _, hist = run(world)
     world.servers["eu-west-2"] = server_spec(11)
     world.subs[SUB]["server"] = "eu-west-2"
     item = world.item(history=hist)
-    assert item["server"] == "eu-west-2"
-    assert item["ip"] == "127.0.11.1"
-    assert item["conflicts"] == []
+    assert (item["server"], item["ip"]) == ("eu-west-1", "127.0.10.1")
+    assert [c["property"] for c in item["conflicts"]] == ["server"]
+    assert f"tenantctl move {SUB} --to eu-west-2" in item["conflicts"][0]["planValue"]
 
 
 def test_SYNC_3_recorded_server_removed_is_a_conflict(world: World) -> None:

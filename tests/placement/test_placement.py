@@ -128,10 +128,28 @@ def test_SYNC_3_recorded_server_is_kept_even_if_another_is_better() -> None:
     assert "hosting.php.version" in _conflicts(pl["x.example.org"])
 
 
-def test_SYNC_3_spec_server_moves_it() -> None:
+def test_SYNC_3_spec_server_of_a_placed_subscription_is_a_pending_move() -> None:
+    """Issue 13: it stays where its files and databases are, and says what to run."""
     ds = desired({"s1": server_spec(10), "s2": server_spec(11)})
-    pl = place_all(ds, [needs("x.example.org", server="s2")], {"x.example.org": Recorded("s1", "127.0.10.1")})
-    assert (pl["x.example.org"].server, pl["x.example.org"].ip) == ("s2", "127.0.11.1")
+    rec = {"x.example.org": Recorded("s1", "127.0.10.1", {"shop": "s1"})}
+    pl = place_all(ds, [needs("x.example.org", server="s2", databases=(("shop", "mariadb"),))], rec)["x.example.org"]
+    assert (pl.server, pl.ip, pl.dbServers) == ("s1", "127.0.10.1", {"shop": "s1"})
+    assert Conflict("server", "s2: a pending move (run `tenantctl move x.example.org --to s2`)", None) in pl.conflicts
+
+
+def test_SYNC_3_a_move_in_progress_places_it_and_its_databases_on_the_target() -> None:
+    ds = desired({"s1": server_spec(10), "s2": server_spec(11)})
+    rec = {"x.example.org": Recorded("s1", "127.0.10.1", {"shop": "s1"})}
+    pl = place_all(ds, [needs("x.example.org", server="s2", moving=True, databases=(("shop", "mariadb"),))],
+                   rec)["x.example.org"]
+    assert (pl.server, pl.ip, pl.dbServers) == ("s2", "127.0.11.1", {"shop": "s2"})
+    assert pl.conflicts == ()
+
+
+def test_SYNC_3_spec_server_places_a_new_subscription() -> None:
+    ds = desired({"s1": server_spec(10), "s2": server_spec(11)})
+    pl = place_all(ds, [needs("x.example.org", server="s2")], {})["x.example.org"]
+    assert (pl.server, pl.ip, pl.conflicts) == ("s2", "127.0.11.1", ())
 
 
 def test_SYNC_3_recorded_server_gone() -> None:
@@ -261,7 +279,7 @@ def test_SYNC_3_explicit_server_without_web_role_is_a_conflict() -> None:
 def test_SYNC_3_explicit_move_to_a_full_server_is_a_conflict() -> None:
     ds = desired({"s1": server_spec(1, capacity={"sites": 1}), "s2": server_spec(2, capacity={"sites": 1})})
     recorded = {"a.example.org": Recorded("s1", None), "b.example.org": Recorded("s2", None)}
-    out = place_all(ds, [needs("a.example.org"), needs("b.example.org", server="s1")], recorded)
+    out = place_all(ds, [needs("a.example.org"), needs("b.example.org", server="s1", moving=True)], recorded)
     assert out["b.example.org"].server == "s1"
     assert Conflict("server", "s1 with free capacity", None) in out["b.example.org"].conflicts
     assert out["a.example.org"].conflicts == ()

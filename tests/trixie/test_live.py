@@ -1,13 +1,22 @@
 """Servers of two Debian releases (issue 13, item 1), for real: a plan asking PHP 8.4 is
 unsynced on the bookworm server (SYNC-3, PHP-4: it offers 8.2 only) and synced on the
 trixie one, where PHP-FPM 8.4 serves the tenant's page and MariaDB 11.8 and PostgreSQL 17
-hold its databases (the host's mariadb and psql clients, the tenant's own logins).
+hold its databases (the host's mariadb and psql clients, the tenant's own logins). Last, a
+subscription moves from the bookworm server (us-east) to the trixie one (eu-west) with
+``tenantctl move`` (issue 13, item 2).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import hashlib
 import os
 import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e.conftest import E2E, curl
@@ -92,3 +101,151 @@ def test_the_pitr_agents_paths_name_the_trixie_cluster(live: E2E) -> None:
         done = live.on("tx-13", *check)
         assert done.returncode == 0, (check, done.stderr)
     assert live.on("tx-13", "cat", f"{pj.pg_data(version)}/PG_VERSION").text.strip() == "17"
+
+
+# --- a move from bookworm (us-east) to trixie (eu-west), issue 13 item 2 -------------------
+
+MOVING = "mv.tx.example.org"
+
+
+def _sql(c: dict[str, Any], sql: str, *, engine_: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if engine_ == "mariadb":
+        argv = ["mariadb", "-N", "-B", "-h", str(c["host"]), "-P", str(c["port"]), "-u", c["user"],
+                f"-p{c['password']}", c["database"], "-e", sql]
+        env = None
+    else:
+        argv = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(c["host"]), "-p", str(c["port"]),
+                "-U", c["user"], "-d", c["database"], "-c", sql]
+        env = {"PGPASSWORD": c["password"], "PATH": "/usr/bin:/bin"}
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+SUMS = {"mariadb": "SELECT COUNT(*), MD5(GROUP_CONCAT(id, ':', name ORDER BY id SEPARATOR ',')) FROM items",
+        "postgresql": "SELECT count(*) || ' ' || md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM books"}
+
+
+def resolve(name: str) -> str:
+    """The A record of ``name`` as the environment's dns servers answer it (tx-13 first)."""
+    for server in (TRIXIE, BOOKWORM):
+        p = subprocess.run(["dig", "+short", "+time=1", "+tries=1", f"@{server}", name, "A"],
+                           capture_output=True, text=True, timeout=10)
+        if p.stdout.strip():
+            return p.stdout.strip().splitlines()[-1]
+    return ""
+
+
+class Poller(threading.Thread):
+    """Every 100 ms until stopped: resolve ``domain`` (dig), then GET ``path`` over HTTPS
+    on the address found (curl, the environment's ACME CA): how many answered, failed,
+    the longest time without an answer and the addresses that answered, in order."""
+
+    def __init__(self, domain: str, path: str, cacert: Path) -> None:
+        super().__init__(daemon=True)
+        self.domain, self.path, self.cacert = domain, path, cacert
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failed: list[str] = []
+        self.gap = 0.0
+        self.addresses: list[str] = []
+
+    def run(self) -> None:
+        last = time.monotonic()
+        while not self.stop.is_set():
+            ip = resolve(self.domain)
+            p = subprocess.run(["curl", "-sS", "--fail", "--max-time", "5", "--cacert", str(self.cacert),
+                                "--resolve", f"{self.domain}:443:{ip}", f"https://{self.domain}/{self.path}"],
+                               capture_output=True, text=True, timeout=10)
+            now = time.monotonic()
+            if ip and p.returncode == 0 and p.stdout == "ok\n":
+                self.ok += 1
+                self.gap = max(self.gap, now - last)
+                last = now
+                if not self.addresses or self.addresses[-1] != ip:
+                    self.addresses.append(ip)
+            else:
+                self.failed.append(f"{ip or 'no address'}: {p.stderr.strip() or p.stdout[:80]}")
+            self.stop.wait(0.1)
+        self.gap = max(self.gap, time.monotonic() - last)
+
+
+def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
+    """Files, a MariaDB and a PostgreSQL database move from tx-12 (us-east) to tx-13
+    (eu-west) through the backups: equal checksums by the real clients, the site answers
+    from the target over HTTPS (PHP 8.4 there), a client following DNS every 100 ms never
+    failed, the old address forwards to the target during the substitute period (its
+    databases read-only), then the source is removed once the period is over (fake clock)."""
+    live("apply", *live.files(), check=None)
+    item = live.status()[MOVING]
+    assert item["server"] == "tx-12" and item["region"] == "us-east", item
+    assert {c: item["concerns"][c] for c in ("web", "php", "db", "dns", "tls")} == dict.fromkeys(
+        ("web", "php", "db", "dns", "tls"), "provisioned"), item["conditions"]
+    blob = os.urandom(300_000)
+    docroot = f"/srv/www/{MOVING}/httpdocs"
+    as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/blob.bin", blob)
+    as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/check.txt", b"ok\n")
+    as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/index.php", PAGE)
+    src = {db: {k: str(v) for k, v in live("db", "credentials", MOVING, db, "-o", "json").json().items()}
+           for db in ("shop", "books")}
+    _sql(src["shop"], "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO items (id, name) "
+         "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1000) "
+         "SELECT n, CONCAT('item-', n) FROM s", engine_="mariadb")
+    _sql(src["books"], "CREATE TABLE books (id int PRIMARY KEY, title text); "
+         "INSERT INTO books SELECT g, 'book-' || g FROM generate_series(1, 1000) g", engine_="postgresql")
+    before = {"shop": _sql(src["shop"], SUMS["mariadb"], engine_="mariadb").stdout,
+              "books": _sql(src["books"], SUMS["postgresql"], engine_="postgresql").stdout}
+    cacert = live.state / "pebble" / "ca-bundle.pem"
+    assert resolve(MOVING) == BOOKWORM
+    poll = Poller(MOVING, "check.txt", cacert)
+    poll.start()
+    started = time.monotonic()
+    try:
+        done = live("move", *live.files(), MOVING, "--to", "tx-13", "-o", "json", check=None, timeout=900)
+    finally:
+        seconds = time.monotonic() - started
+        poll.stop.set()
+        poll.join(timeout=30)
+    print(f"\nmove {MOVING} tx-12 -> tx-13: {seconds:.1f} s; polled (dig, then curl over HTTPS) {poll.ok} times "
+          f"every 100 ms, {len(poll.failed)} failed, longest gap {poll.gap:.2f} s, served by {poll.addresses}")
+    assert done.rc == 0, (done.out, done.err)
+    assert done.json()["step"] == "switched", done.out
+    print(f"seconds per step: {done.json()['stepSeconds']}")
+    # DNS named the source until the target was restored and verified, then the target
+    assert not poll.failed, poll.failed[:5]
+    assert poll.addresses == [BOOKWORM, TRIXIE], poll.addresses
+    assert resolve(MOVING) == TRIXIE
+
+    item = live.status()[MOVING]
+    assert (item["server"], item["region"], item["sync"]) == ("tx-13", "eu-west", "synced"), item
+    moving = next(c for c in item["conditions"] if c["type"] == "Moving")
+    assert moving["reason"] == "Substitute" and "tx-12" in moving["message"], moving
+    dst = {db: {k: str(v) for k, v in live("db", "credentials", MOVING, db, "-o", "json").json().items()}
+           for db in ("shop", "books")}
+    assert {c["host"] for c in dst.values()} == {TRIXIE}
+    after = {"shop": _sql(dst["shop"], SUMS["mariadb"], engine_="mariadb").stdout,
+             "books": _sql(dst["books"], SUMS["postgresql"], engine_="postgresql").stdout}
+    assert after == before and before["shop"].startswith("1000\t"), (before, after)
+    p = subprocess.run(["curl", "-sS", "--fail", "--cacert", str(cacert), "--resolve", f"{MOVING}:443:{TRIXIE}",
+                        f"https://{MOVING}/blob.bin"], capture_output=True, timeout=30)
+    assert p.returncode == 0 and hashlib.sha256(p.stdout).hexdigest() == hashlib.sha256(blob).hexdigest(), p.stderr
+    assert curl(f"https://{MOVING}/", f"{MOVING}:443:{TRIXIE}", cacert=cacert).startswith("8.4.")
+    # the substitute: its vhost forwards to the target (what only the target has answers through
+    # the old address), its databases stay read-only (nothing written there after the backup)
+    as_tenant(live, "tx-13", MOVING, f"cat > {docroot}/only-on-target.txt", b"target\n")
+    assert curl(f"https://{MOVING}/only-on-target.txt", f"{MOVING}:443:{BOOKWORM}", cacert=cacert) == "target\n"
+    assert curl(f"https://{MOVING}/", f"{MOVING}:443:{BOOKWORM}", cacert=cacert).startswith("8.4.")
+    src = {db: {**c, "host": BOOKWORM} for db, c in src.items()}
+    assert _sql(src["shop"], "INSERT INTO items VALUES (9999, 'late')", engine_="mariadb", check=False).returncode
+    assert _sql(src["books"], "INSERT INTO books VALUES (9999, 'late')", engine_="postgresql", check=False).returncode
+
+    # after the substitute period (DNS-4, 7 days: a fake clock) the source is removed
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=8)).isoformat()
+    removed = dataclasses.replace(live, env={**live.env, "TENANTCTL_NOW": later})(
+        "move", *live.files(), MOVING, "--to", "tx-13", "-o", "json", check=None, timeout=600)
+    assert removed.rc == 0 and removed.json()["step"] == "removed", (removed.out, removed.err)
+    assert live.on("tx-12", "test", "-e", f"/srv/www/{MOVING}").returncode != 0
+    assert _sql(src["shop"], "SELECT 1", engine_="mariadb", check=False).returncode  # login and database dropped
+    assert _sql(dst["shop"], SUMS["mariadb"], engine_="mariadb").stdout == before["shop"]  # the target untouched
+    assert curl(f"https://{MOVING}/check.txt", f"{MOVING}:443:{TRIXIE}", cacert=cacert) == "ok\n"

@@ -90,6 +90,8 @@ class DbDriver:
         self.last_changes = 0
         #: regions under evacuation (from the state store): their databases may move out
         self._evacuated: Callable[[], Mapping[str, str]] = dict
+        #: subscriptions placed on another server by a move (state.moves): their databases follow
+        self._moving: Callable[[], Mapping[str, str]] = dict
 
     @property
     def state_dir(self) -> Path:
@@ -101,9 +103,10 @@ class DbDriver:
         return [Path(__file__).resolve().parent, Path(naming.__file__).resolve()]
 
     def use_store(self, store: object) -> None:
-        from controller.state import regions
+        from controller.state import moves, regions
 
         self._evacuated = lambda: regions.targets(store)  # type: ignore[arg-type]
+        self._moving = lambda: moves.targets(store)  # type: ignore[arg-type]
 
     def _evacuating(self, creds: credentials.Credentials, server: str) -> bool:
         """The database's recorded server is in a region under evacuation and its new
@@ -172,6 +175,12 @@ class DbDriver:
                 host, port = self._address(server, engine)
                 creds = credentials.move(self.state_dir, creds, server=server, host=host, port=port)
                 out.notes.append(f"{db}: moved out of an evacuated region to {server}")
+            elif creds.engine == engine and creds.server != server and create and change.name in self._moving():
+                # issue 13: created empty on the move's server, restored there from its backup; the
+                # source's copy stays (read-only) until the move removes it (``drop_copy``)
+                host, port = self._address(server, engine)
+                out.notes.append(f"{db}: moved from {creds.server} to {server} (tenantctl move)")
+                creds = credentials.move(self.state_dir, creds, server=server, host=host, port=port)
             if (creds.engine, creds.server) != (engine, server):
                 out.fail(errors.PermanentError(
                     f"{db}: lives on {creds.engine} on {creds.server}; moving it to {engine} on {server} is not "
@@ -369,6 +378,56 @@ class DbDriver:
             for change, want in items:
                 outs[change.name].size += obs.databases.get(want.database, 0)
         return {c.name: {"databaseMB": round(_mb(outs[c.name].size), 3)} for c in changes if c.action != "delete"}
+
+
+# --- moves (issue 13): the source's copy of a database ----------------------------------
+
+
+def freeze(driver: DbDriver, creds: credentials.Credentials, *, read_only: bool = True) -> None:
+    """Make the database ``creds`` names read-only for its login (or writable again) and
+    end the login's sessions, so that no write is committed after the move's backup.
+    MariaDB: the login keeps SELECT, SHOW VIEW and LOCK TABLES only. PostgreSQL (the
+    login owns its database): new transactions are read-only by default
+    (``default_transaction_read_only``), which a session could still turn off."""
+    backend = driver._connect((creds.server, creds.engine))
+    try:
+        if isinstance(backend, mariadb.MariaDB):
+            who = (decide.ident(creds.user), backend.login_host)
+            db = mariadb.grant_pattern(creds.database)
+            if read_only:
+                backend._exec(f"REVOKE ALL PRIVILEGES ON {db}.* FROM %s@%s", who)
+                backend._exec(f"GRANT SELECT, SHOW VIEW, LOCK TABLES ON {db}.* TO %s@%s", who)
+            else:
+                backend._exec(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@%s", who)
+            backend.end_sessions(creds.user)
+        elif isinstance(backend, postgresql.PostgreSQL):
+            from psycopg import sql
+
+            backend._exec(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+                sql.Identifier(decide.ident(creds.database)), sql.SQL("on" if read_only else "off")))
+            backend.end_sessions(creds.user)
+    finally:
+        backend.close()
+
+
+def drop_copy(driver: DbDriver, creds: credentials.Credentials) -> str:
+    """LIFE-6 for the source's copy of a moved database: a final dump first, then the
+    database and its login dropped there (the credentials on file name the new server
+    and stay). Returns where the dump is."""
+    backend = driver._connect((creds.server, creds.engine))
+    try:
+        if creds.database not in backend.observe().databases:
+            return "nothing to dump: the database was already gone"
+        secrets = driver.ctx.secrets(creds.server)
+        prefix = creds.engine if creds.engine == "mariadb" else "postgresql"
+        path = dump.dump(driver.state_dir, creds.subscription, creds.db, engine=creds.engine, host=creds.host,
+                         port=creds.port, user=secrets[f"{prefix}_admin_user"],
+                         password=secrets[f"{prefix}_admin_password"], database=creds.database,
+                         now=driver.clock())
+        backend.drop(creds.database, creds.user)
+        return f"dumped to {path.relative_to(driver.state_dir)}, then dropped"
+    finally:
+        backend.close()
 
 
 def credentials_of(state_dir: Path, sub: str, db: str) -> credentials.Credentials | None:

@@ -126,11 +126,14 @@ class DnsDriver:
         self._lock = threading.Lock()
         #: regions under evacuation (DR-1), from the state store once the engine hands it over
         self._evacuated: Callable[[], Mapping[str, str]] = dict
+        #: moving subscriptions whose records keep the source's address until switched (issue 13)
+        self._substitutes: Callable[[], Mapping[str, str]] = dict
 
     def use_store(self, store: object) -> None:
-        from controller.state import regions
+        from controller.state import moves, regions
 
         self._evacuated = lambda: regions.targets(store)  # type: ignore[arg-type]
+        self._substitutes = lambda: moves.substitutes(store)  # type: ignore[arg-type]
 
     # --- the Driver protocol ------------------------------------------------------
 
@@ -248,6 +251,9 @@ class DnsDriver:
 
     def _wanted(self, sub: str, slice_: slices.DnsSlice) -> records.Wanted:
         s = self.settings
+        source = self._substitutes().get(sub)
+        if source is not None:  # a move places it, but the target is not restored yet: clients stay
+            slice_ = {**slice_, "ip": source}
         return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template)
 
     def _list(self, servers: Sequence[records.DnsServer]) -> tuple[Listing, dict[str, str]]:

@@ -262,6 +262,24 @@ class WebDriver(_Hosting):
                 results.append(self._delete(server, c.name))
         return results
 
+    def substitute(self, server: str, sub: str, sl: WebSlice, target: str) -> base.Result:
+        """Issue 13 (DNS-4): on ``server``, the source of a move, ``sub``'s vhost forwards
+        every request to ``target`` (its new server's address); nothing else there changes
+        (user, web space, pool stay until the move removes them). ``sl``: its slice, with
+        the source's address."""
+        text = render.vhost(sub, sl, proxy_to=target)
+        if text is None:
+            return base.Result(sub, "provisioned", "no vhost to forward (HOST-1)")
+        staged = f"files/{naming.system_user(sub)}.conf"
+        job = _job("apply", validate=[NGINX_TEST], reload=[services.NGINX],
+                   items=[jobs.Item(sub, "ensure", files=[jobs.File(render.vhost_path(sub), staged)])])
+        try:
+            out = self._run(server, job, [transport.File(staged, text.encode())])
+        except errors.DriverError as exc:
+            return base.Result(sub, "failed", str(exc))
+        c = base.Change(sub, "ensure", {"name": sub})
+        return self._results([c], out, lambda _c: f"forwards to {target}")[0]
+
     def _delete(self, server: str, sub: str) -> base.Result:
         """LIFE-6: archive the web space on the controller, then remove everything."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -124,8 +124,10 @@ def _limit(value: Any) -> int | None:
     return None if value == "unlimited" or value is None else int(value)
 
 
-def vhost(sub: str, sl: slices.Web) -> str | None:
-    """The subscription's nginx file (one server block per site), or None (HOST-1)."""
+def vhost(sub: str, sl: slices.Web, proxy_to: str | None = None) -> str | None:
+    """The subscription's nginx file (one server block per site), or None (HOST-1).
+    ``proxy_to``: the address of the server it moved to: every request is forwarded
+    there (a move's substitute, DNS-4; HTTPS upstream where the plan has SSL)."""
     hosting = sl["hosting"]
     if not hosting["enabled"]:
         return None
@@ -142,6 +144,7 @@ def vhost(sub: str, sl: slices.Web) -> str | None:
     return template("nginx/vhost.conf.j2").render(
         sub=sub, user=user, ip=sl["ip"], sites=sites, home=naming.home(sub),
         suspended=sl["state"] == "suspended", pages_dir=PAGES_DIR,
+        proxy_to=proxy_to, proxy_scheme="https" if hosting.get("ssl") else "http",
         max_connections=_limit(perf["maxConnections"]), bandwidth_kbps=_limit(perf["bandwidthKBps"]),
         error_documents=bool(hosting["errorDocuments"]), error_codes=ERROR_CODES,
         acme_root=naming.acme_root(sub) if hosting.get("ssl") else None,  # TLS-1: only where SSL is sold

@@ -1,0 +1,547 @@
+"""Moves of a subscription to another server (issue 13 item 2): ``tenantctl move SUB --to S``.
+
+A journaled sequence of idempotent steps (``state.moves.STEPS``), each recorded in the
+state store with an event once done: a re-run resumes after the last step done, and a
+crash anywhere (before a step is recorded, its work is redone, each step's work being
+idempotent) then a re-run converges with every step recorded once.
+
+1. ``started``: the checks passed (``check``: nothing changed when one fails).
+2. ``frozen``: the source's databases are made read-only (MariaDB: SELECT only;
+   PostgreSQL: read-only transactions by default) and their sessions ended, so that no
+   write committed after the next step's backup is lost. Files are not frozen.
+3. ``backed-up``: a fresh backup of the subscription (BKP: the source stays untouched
+   until the end), its snapshots found in the ledger.
+4. ``placing`` (generation bumped; from here the planner places it on the target, its
+   databases with it) then ``placed``: one engine pass creates user, web space, vhost,
+   pool, databases, certificate (the one on file: no new order) on the target; its DNS
+   zone keeps the source's address (``state.moves.substitutes``, read by the dns driver).
+5. ``restored``: web space and databases restored from that backup (BKP-5; the copy in
+   the target's region when there is one), the files given to the target's system user.
+6. ``verified``: each table's rows and digest in a backup of the target equal the
+   source's backup's, and the web space's files (sha256 of each, logs/ and tmp/ left
+   out) read on both servers are equal.
+7. ``switching`` then ``switched``: a pass over the subscription with every concern
+   handed to the drivers: DNS names the target's address; the source's vhost forwards
+   every request to the target (the substitute, DNS-4, for ``substitute_days``); the
+   source's databases stay read-only.
+8. ``removed``: once the period is over (``Mover.due``: ``tenantctl move`` again, or
+   ``run``), the source's databases (final dump first), web space, vhost and pool (final
+   copy first, LIFE-6) are removed; the row is dropped once the document's region is
+   the target's (a move across regions keeps placing it there until then).
+
+The work of each step is an ``Ops`` (``Live`` on real servers; tests inject failures
+with a fake).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller import effective, errors
+from controller.model.desired import DesiredState
+from controller.reconcile import planner
+from controller.state import events, moves, regions
+from controller.state import store as state_store
+
+Move = moves.Move
+#: DNS-4: a substitute address stays valid for one week
+SUBSTITUTE_DAYS = 7.0
+#: Steps with work of their own (the others are marks: ``started``, ``placing``, ``switching``).
+WORK = ("frozen", "backed-up", "placed", "restored", "verified", "switched", "removed")
+
+
+class CannotMove(errors.PermanentError):
+    """The move asked for cannot start (nothing was changed)."""
+
+
+class StepFailed(errors.DriverError):
+    """A step could not be done: the move stops there; a re-run resumes with it."""
+
+
+class Ops(Protocol):
+    """The work of each step; each returns what it measured or chose (recorded in the
+    move's ``data``) and raises a ``TenantctlError`` when it could not be done."""
+
+    def freeze(self, mv: Move) -> dict[str, Any]: ...
+    def backup(self, mv: Move) -> dict[str, Any]: ...
+    def place(self, mv: Move) -> dict[str, Any]: ...
+    def restore(self, mv: Move) -> dict[str, Any]: ...
+    def verify(self, mv: Move) -> dict[str, Any]: ...
+    def switch(self, mv: Move) -> dict[str, Any]: ...
+    def remove(self, mv: Move) -> dict[str, Any]: ...
+
+
+def _work(ops: Ops, step: str) -> Callable[[Move], dict[str, Any]]:
+    return {"frozen": ops.freeze, "backed-up": ops.backup, "placed": ops.place, "restored": ops.restore,
+            "verified": ops.verify, "switched": ops.switch, "removed": ops.remove}[step]
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def check(ds: DesiredState, store: state_store.Store | None, sub: str, target: str,
+          now: dt.datetime | None = None) -> str:
+    """The source server of the move of ``sub`` to ``target`` (a move in progress to
+    ``target``: its source); ``CannotMove`` says why it cannot start."""
+    if sub not in ds.subscriptions:
+        raise CannotMove(f"unknown subscription {sub!r}")
+    if target not in ds.servers:
+        raise CannotMove(f"unknown server {target!r} (servers: {', '.join(sorted(ds.servers))})")
+    srv = ds.servers[target]
+    if srv.spare:
+        raise CannotMove(f"{target} is a spare server (DR-1): nothing is placed on it")
+    if "web" not in srv.roles:
+        raise CannotMove(f"{target} has no web role: it cannot serve {sub}")
+    going = moves.get(store, sub) if store is not None else None
+    if going is not None:
+        if going.target != target:
+            raise CannotMove(f"{sub} is moving to {going.target} (step {going.step}): finish that move first "
+                             f"(tenantctl move {sub} --to {going.target})")
+        return going.source
+    rec = store.get_subscription(sub) if store is not None else None
+    if rec is None or rec.server is None or rec.deleted_at is not None:
+        raise CannotMove(f"{sub} is not placed on a server yet: nothing to move (apply places it)")
+    if rec.server == target:
+        raise CannotMove(f"{sub} is on {target} already")
+    pinned = ds.subscriptions[sub].server
+    if pinned is not None and pinned != target:
+        raise CannotMove(f"spec.server pins {sub} to {pinned}: edit spec.server instead (to {target}, or remove it)")
+    conflicts = target_conflicts(ds, store, sub, target, now or dt.datetime.now(dt.UTC))
+    if conflicts:
+        raise CannotMove(f"{target} cannot provide what {sub} needs (SYNC-3): " + "; ".join(
+            f"{c['property']}: plan {c['planValue']}, available {c['availableValue']}" for c in conflicts))
+    return rec.server
+
+
+def target_conflicts(ds: DesiredState, store: state_store.Store | None, sub: str, target: str,
+                     now: dt.datetime) -> list[dict[str, Any]]:
+    """The SYNC-3 conflicts ``sub`` would have on ``target`` (its placement computed as
+    the move will make it)."""
+    hist = planner.observe(store).history
+    hist = dataclasses.replace(hist, moves={**hist.moves, sub: target})
+    item = effective.compute(ds, now, hist, names=[sub])[sub].item
+    return list(item.get("conflicts") or [])
+
+
+# --- the step machine ----------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    subscription: str
+    source: str
+    target: str
+    step: str
+    #: steps done by this run, in order
+    done: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    substitute_until: dt.datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Mover:
+    """Runs moves' steps against a store, with ``ops`` doing each step's work."""
+
+    def __init__(self, store: state_store.Store, ops: Ops, *, clock: Callable[[], dt.datetime],
+                 actor: str = "controller") -> None:
+        self.store = store
+        self.ops = ops
+        self.clock = clock
+        self.actor = actor
+
+    def _event(self, mv: Move, action: str, message: str, data: Mapping[str, Any] | None = None) -> None:
+        events.record(self.store, actor=self.actor, action=action, subject=mv.subscription, concern="move",
+                      message=message, data={"source": mv.source, "target": mv.target, **(data or {})})
+
+    def _mark(self, mv: Move, step: str, data: dict[str, Any] | None = None,
+              substitute_until: dt.datetime | None = None) -> Move:
+        """Record ``step`` done and its event, in one transaction (both or neither)."""
+        with self.store.transaction():
+            if step == moves.PLACED_FROM:  # fencing: what was written for the old placement is stale
+                data = {**(data or {}), "generation": regions.bump(self.store, [mv.subscription])[mv.subscription]}
+            mv = moves.advance(self.store, mv.subscription, step, self.clock(), data=data,
+                               substitute_until=substitute_until)
+            self._event(mv, "move", f"move {mv.source} -> {mv.target}: {step}", {"step": step, **(data or {})})
+        return mv
+
+    def move(self, ds: DesiredState, sub: str, target: str, *, substitute_days: float = SUBSTITUTE_DAYS,
+             check_target: bool = True) -> Outcome:
+        """Start (or resume) the move of ``sub`` to ``target``; up to ``switched``, then
+        ``removed`` when its substitute period is already over."""
+        started = time.monotonic()
+        source = check(ds, self.store, sub, target, self.clock()) if check_target else None
+        mv = moves.get(self.store, sub)
+        if mv is None:
+            assert source is not None
+            with self.store.transaction():
+                rec = self.store.get_subscription(sub)
+                mv = moves.start(self.store, sub, source, target, self.actor, self.clock(),
+                                 data={"substituteDays": substitute_days, "sourceIp": rec.ip if rec else None})
+                self._event(mv, "move", f"move {source} -> {target}: started", {"step": "started"})
+        out = Outcome(sub, mv.source, mv.target, mv.step)
+        try:
+            mv = self._steps(ds, mv, out, until="switched")
+            if mv.step == "switched" and mv.substitute_until is not None and mv.substitute_until <= self.clock():
+                mv = self._steps(ds, mv, out, until="removed")
+            elif mv.step == "removed":
+                self._settle(ds, mv)
+        except errors.TenantctlError as exc:
+            mv = moves.get(self.store, sub) or mv  # where it stopped
+            out.error = f"step {moves.STEPS[moves.done_index(mv.step) + 1]}: {exc}"
+            self._event(mv, "failed", f"move {mv.source} -> {mv.target}: {out.error} (a re-run resumes there)",
+                        {"step": mv.step})
+        out.step = mv.step
+        out.data = dict(mv.data)
+        out.substitute_until = mv.substitute_until
+        out.seconds = round(time.monotonic() - started, 2)
+        return out
+
+    def _settle(self, ds: DesiredState, mv: Move) -> bool:
+        """The end of a removed move: its row is dropped once the subscription's document
+        names the target's region (a move across regions keeps placing it there until
+        then: ``spec.region`` is the business's to edit). True when dropped."""
+        spec = ds.subscriptions.get(mv.subscription)
+        srv = ds.servers.get(mv.target)
+        if spec is not None and srv is not None and spec.region != srv.region:
+            return False
+        with self.store.transaction():
+            moves.finish(self.store, mv.subscription)
+            self._event(mv, "moved", f"moved {mv.source} -> {mv.target}: source removed after the "
+                                     "substitute period (DNS-4)")
+        return True
+
+    def _steps(self, ds: DesiredState, mv: Move, out: Outcome, *, until: str) -> Move:
+        last = moves.STEPS.index(until)
+        while moves.done_index(mv.step) < last:
+            step = moves.STEPS[moves.done_index(mv.step) + 1]
+            data: dict[str, Any] = {}
+            until_at = None
+            if step in WORK:
+                t0 = time.monotonic()
+                data = dict(_work(self.ops, step)(mv))
+                data[f"{step}Seconds"] = round(time.monotonic() - t0, 2)
+            if step == "switched":
+                days = float(mv.data.get("substituteDays", SUBSTITUTE_DAYS))
+                until_at = self.clock() + dt.timedelta(days=days)
+            with self.store.transaction():  # the last step and the end of the move: both or neither
+                mv = self._mark(mv, step, data, substitute_until=until_at)
+                if step == "removed":
+                    self._settle(ds, mv)
+            out.done.append(step)
+        return mv
+
+    def due(self, ds: DesiredState) -> list[Outcome]:
+        """Remove the source of every move whose substitute period is over; drop the
+        rows of removed moves whose document now names the target's region."""
+        out: list[Outcome] = []
+        for mv in moves.all_moves(self.store).values():
+            if mv.step == "removed" and self._settle(ds, mv):
+                out.append(Outcome(mv.subscription, mv.source, mv.target, mv.step))
+        for mv in moves.due(self.store, self.clock()):
+            o = Outcome(mv.subscription, mv.source, mv.target, mv.step)
+            try:
+                mv = self._steps(ds, mv, o, until="removed")
+            except errors.TenantctlError as exc:
+                mv = moves.get(self.store, mv.subscription) or mv
+                o.error = f"step removed: {exc}"
+                self._event(mv, "failed", f"move {mv.source} -> {mv.target}: {o.error} (retried)", {"step": mv.step})
+            o.step = mv.step
+            out.append(o)
+        return out
+
+
+def condition(mv: Move) -> dict[str, str]:
+    """The ``Moving`` condition ``status`` shows for a subscription with a move."""
+    from controller.reconcile import status as status_mod
+
+    item: dict[str, Any] = {"name": mv.subscription}
+    status_mod.merge_move(item, {mv.subscription: mv})
+    cond: dict[str, str] = item["conditions"][-1]
+    return cond
+
+
+# --- the steps on real servers -------------------------------------------------------
+
+
+class Live:
+    """``Ops`` on the servers: the engine for placement and switch, the backup
+    repositories for the copy (``drivers.backup``), the db driver for databases."""
+
+    def __init__(self, ds: DesiredState, store: state_store.Store, eng: Any, pool: Any,
+                 progress: Callable[[str], None] = lambda _what: None) -> None:
+        from controller.drivers import backup_settings
+        from controller.drivers.backup import topology
+
+        self.ds = ds
+        self.store = store
+        self.eng = eng
+        self.pool = pool
+        self.ctx = pool.ctx
+        self.topo = topology.Topology.of(self.ctx)
+        self.progress = progress
+        self.settings_of = backup_settings.builder(self.ctx, lambda s: [
+            d.model_dump(mode="json", warnings=False) for n, d in ds.subscriptions.items() if n == s])
+
+    def _item(self, sub: str) -> dict[str, Any]:
+        from controller.reconcile import status as status_mod
+
+        item = next((i for i in status_mod.items(self.store) if i["name"] == sub), None)
+        if item is None:
+            raise StepFailed(f"{sub} has no status: apply it first")
+        return item
+
+    def _db(self) -> Any:
+        from controller.drivers.db import driver as db_driver
+
+        return db_driver.DbDriver(self.ctx)
+
+    def freeze(self, mv: Move) -> dict[str, Any]:
+        from controller.drivers.db import credentials
+        from controller.drivers.db import driver as db_driver
+
+        self.progress(f"freezing {mv.subscription}'s databases on {mv.source}")
+        found = credentials.list_for(self.ctx.state_dir, mv.subscription)
+        recorded = {c["db"]: c for c in mv.data.get("sourceDatabases", [])}  # a re-run: the first list
+        db = self._db()
+        for c in found:
+            db_driver.freeze(db, c)
+        return {"sourceDatabases": list(recorded.values()) or [c.without_password() for c in found]}
+
+    def _backup(self, sub: str) -> dict[str, Any]:
+        from controller.drivers.backup import driver as backup_driver
+        from controller.drivers.backup import runner
+        from controller.state import backups as ledger
+
+        if not self.topo.repositories:
+            raise StepFailed("no region has a backup repository: a move copies through the backups")
+        item = self._item(sub)
+        if (item.get("effective") or {}).get("backup", {}).get("content", "settingsAndData") != "settingsAndData":
+            raise StepFailed(f"{sub}'s backups hold settings only: its data cannot be copied through them")
+        at = self.eng.clock()
+        backup_driver.BackupDriver(self.ctx, self.settings_of).ensure_logins()
+        report = runner.Runner(self.topo, self.store, self.pool, self.settings_of).run([item], at, only=[sub])
+        if report.subscriptions.get(sub):
+            raise StepFailed(f"backup: {report.subscriptions[sub]}")
+        server = item["server"]
+        region = self.topo.local_region(server) or (self.topo.regions_of(server) or (None,))[0]
+        taken = [s for s in ledger.snapshots(self.store, sub) if s.server == server and s.original is None
+                 and s.kind != "settings" and s.region == region]
+        newest: dict[tuple[str, str], Any] = {}
+        for s in taken:  # newest first
+            newest.setdefault((s.kind, s.name), s)
+        if not newest:
+            raise StepFailed(f"backup of {sub} on {server}: no snapshot found in the ledger")
+        return {"server": server, "region": region,
+                "snapshots": {f"{k}:{n}": {"id": s.id, "sums": s.sums} for (k, n), s in sorted(newest.items())}}
+
+    def backup(self, mv: Move) -> dict[str, Any]:
+        self.progress(f"backing up {mv.subscription} on {mv.source}")
+        got = self._backup(mv.subscription)
+        return {"backup": got}
+
+    def place(self, mv: Move) -> dict[str, Any]:
+        self.progress(f"placing {mv.subscription} on {mv.target}")
+        report = self.eng.reconcile(self.ds, only=[mv.subscription], check_servers=False, command="move",
+                                    force=[mv.subscription])
+        failed = report.failed.get(mv.subscription)
+        if failed:
+            raise StepFailed("; ".join(failed))
+        item = self._item(mv.subscription)
+        if item.get("server") != mv.target:
+            raise StepFailed(f"placed on {item.get('server')}, not {mv.target} (see its conflicts in status)")
+        return {"targetIp": item.get("ip")}
+
+    def restore(self, mv: Move) -> dict[str, Any]:
+        from controller.agent import backupjobs
+        from controller.drivers.backup import restore
+        from controller.state import backups as ledger
+
+        self.progress(f"restoring {mv.subscription} on {mv.target}")
+        taken = mv.data["backup"]
+        ids = {v["id"] for v in taken["snapshots"].values()}
+        item = self._item(mv.subscription)
+        moved = {d["database"] for d in mv.data.get("sourceDatabases", [])}  # every one was frozen
+        snaps = [s for s in ledger.snapshots(self.store, mv.subscription) if s.source_id in ids]
+        # the copy in the target's own region when there is one, else the source's original
+        near = self.topo.local_region(mv.target)
+        region = near if near is not None and len([s for s in snaps if s.region == near]) >= len(ids) \
+            else taken["region"]
+        choice = restore.choose(self.topo, snaps, item, at=None, region=region, only=None)
+        parts: dict[str, list[backupjobs.Part]] = {
+            s: [p for p in ps if p.kind != "db" or p.name in moved] for s, ps in choice.parts.items()}
+        choice = restore.Choice(choice.region, {s: ps for s, ps in parts.items() if ps}, choice.snapshots)
+        results = restore.restore(self.topo, self.pool, mv.subscription, choice)
+        bad = [f"{r.kind} {r.name}: {r.error}" for r in results if not r.ok]
+        if bad:
+            raise StepFailed("restore: " + "; ".join(bad))
+        owner = self._own(mv)
+        return {"restored": sorted(f"{r.kind}:{r.name}" for r in results), "region": region, **owner}
+
+    def _own(self, mv: Move) -> dict[str, Any]:
+        """The restored files belong to the target's system user: restic restores the
+        source's numeric owner, which on another server may be nobody's (or another's)."""
+        from controller.drivers import naming
+
+        user = naming.system_user(mv.subscription)
+        ids: dict[str, str] = {}
+        for server in (mv.source, mv.target):
+            done = self.pool.get(server).run(["id", "-u", user], timeout=30)
+            group = self.pool.get(server).run(["id", "-g", user], timeout=30)
+            if done.returncode != 0 or group.returncode != 0:
+                raise StepFailed(f"{user} on {server}: {done.error or group.error}")
+            ids[server] = f"{done.text.strip()}:{group.text.strip()}"
+        if ids[mv.source] != ids[mv.target]:
+            home = naming.home(mv.subscription)
+            done = self.pool.get(mv.target).run(["chown", "-R", "-h", f"--from={ids[mv.source]}", ids[mv.target],
+                                                 "--", home], timeout=600)
+            if done.returncode != 0:
+                raise StepFailed(f"chown of {home} on {mv.target}: {done.error}")
+        return {"owner": ids}
+
+    def verify(self, mv: Move) -> dict[str, Any]:
+        self.progress(f"verifying {mv.subscription} on {mv.target}")
+        # databases: each table's rows and digest in the source's backup (frozen since) and
+        # in a backup of the target; files: the web space read on both servers now
+        source = {k: v for k, v in mv.data["backup"]["snapshots"].items() if k.startswith("db:")}
+        target = self._backup(mv.subscription)["snapshots"]
+        problems = compare_sums(source, target)
+        files = {server: self._manifest(server, mv.subscription) for server in (mv.source, mv.target)}
+        problems += compare_manifests(files[mv.source], files[mv.target])
+        if problems:
+            raise StepFailed(f"{mv.target} differs from {mv.source}: " + "; ".join(problems))
+        return {"verified": sorted(source), "files": len(files[mv.source])}
+
+    def _manifest(self, server: str, sub: str) -> dict[str, str]:
+        """Path -> sha256 of every file of the web space on ``server`` (logs and tmp,
+        which each server writes on its own, left out)."""
+        from controller.drivers import naming
+
+        done = self.pool.get(server).run(["sh", "-c", MANIFEST, "sh", naming.home(sub)], timeout=600)
+        if done.returncode != 0:
+            raise StepFailed(f"checksums of {sub}'s web space on {server}: {done.error}")
+        out: dict[str, str] = {}
+        for line in done.text.splitlines():
+            digest, _, path = line.partition("  ")
+            out[path] = digest
+        return out
+
+    def switch(self, mv: Move) -> dict[str, Any]:
+        from controller.drivers.db import driver as db_driver
+
+        self.progress(f"switching {mv.subscription} to {mv.target}")
+        report = self.eng.reconcile(self.ds, only=[mv.subscription], check_servers=False, command="move",
+                                    force=[mv.subscription])
+        failed = report.failed.get(mv.subscription)
+        if failed:
+            raise StepFailed("; ".join(failed))
+        thawed = []
+        for c in self._stayed(mv):  # on the same database server as before: writable again
+            db_driver.freeze(self._db(), c, read_only=False)
+            thawed.append(c.db)
+        return {"thawed": thawed, "substitute": self._forward(mv)}
+
+    def _forward(self, mv: Move) -> str:
+        """The source's vhost forwards every request to the target (DNS-4): clients that
+        still resolve the old address reach the moved site, writes included."""
+        from controller.drivers.hosting import drivers as hosting_drivers
+        from controller.effective import spec
+
+        web = self.eng.drivers.get("web")
+        item = self._item(mv.subscription)
+        source_ip, target_ip = mv.data.get("sourceIp"), item.get("ip")
+        if not isinstance(web, hosting_drivers.WebDriver) or not source_ip or not target_ip:
+            return "not forwarded (no web driver or no address)"
+        sl = web.slice(spec.of(planner.recorded_item(item)))
+        res = web.substitute(mv.source, mv.subscription, {**sl, "ip": source_ip}, str(target_ip))
+        if res.outcome == "failed":
+            raise StepFailed(f"forwarding {mv.source} to {mv.target}: {res.message}")
+        return res.message
+
+    def _stayed(self, mv: Move) -> list[Any]:
+        """The frozen databases whose server the move did not change."""
+        from controller.drivers.db import credentials
+
+        before = {d["db"]: d["server"] for d in mv.data.get("sourceDatabases", [])}
+        return [c for c in credentials.list_for(self.ctx.state_dir, mv.subscription) if before.get(c.db) == c.server]
+
+    def remove(self, mv: Move) -> dict[str, Any]:
+        from controller.drivers import base
+        from controller.drivers.db import credentials
+        from controller.drivers.db import driver as db_driver
+
+        self.progress(f"removing {mv.subscription} from {mv.source}")
+        notes: list[str] = []
+        db = self._db()
+        stayed = {c.db for c in self._stayed(mv)}
+        for d in mv.data.get("sourceDatabases", []):
+            c = credentials.Credentials(**{**d, "password": ""})
+            if c.db in stayed:
+                continue
+            notes.append(f"{c.db}: {db_driver.drop_copy(db, c)}")
+        for concern in ("web", "php"):  # LIFE-6: the web driver keeps a final copy first
+            driver = self.eng.drivers[concern]
+            (res,) = driver.apply(mv.source, [base.Change(mv.subscription, "delete", {"name": mv.subscription})])
+            if res.outcome == "failed":
+                raise StepFailed(f"{concern} on {mv.source}: {res.message}")
+            notes.append(f"{concern}: {res.message or 'removed'}")
+        return {"removedFromSource": notes}
+
+
+#: ``sh -c MANIFEST sh HOME``: sha256sum lines of the web space's files, sorted, less
+#: logs/ and tmp/ (the home is an argument, never part of the script)
+MANIFEST = ('cd "$1" && find . \\( -path ./logs -o -path ./tmp \\) -prune -o -type f -print0 '
+            '| LC_ALL=C sort -z | xargs -0 -r sha256sum --')
+
+
+def compare_manifests(source: Mapping[str, str], target: Mapping[str, str]) -> list[str]:
+    """The files that differ between two web spaces (missing, extra or changed)."""
+    diff = sorted(p for p in set(source) | set(target) if source.get(p) != target.get(p))
+    if not diff:
+        return []
+    return [f"files: {len(diff)} differ ({', '.join(diff[:10])}{', ...' if len(diff) > 10 else ''})"]
+
+
+def compare_sums(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[str]:
+    """What differs between two backups' sums (``"kind:name" -> {"sums": ...}``): each
+    table's rows and digest, the files' digest (as the restore drill compares)."""
+    problems: list[str] = []
+    for key, want in sorted(source.items()):
+        got = target.get(key)
+        if got is None:
+            problems.append(f"{key}: missing on the target")
+            continue
+        a, b = want.get("sums") or {}, got.get("sums") or {}
+        if key.startswith("db:"):
+            ta = {t: (v.get("rows"), v.get("digest")) for t, v in (a.get("tables") or {}).items()}
+            tb = {t: (v.get("rows"), v.get("digest")) for t, v in (b.get("tables") or {}).items()}
+            diff = sorted(t for t in set(ta) | set(tb) if ta.get(t) != tb.get(t))
+            if diff:
+                problems.append(f"{key}: tables differ: {', '.join(diff[:10])}")
+        elif a.get("digest") != b.get("digest"):
+            problems.append(f"{key}: files digest {str(a.get('digest'))[:12]} != {str(b.get('digest'))[:12]}")
+    return problems
+
+
+def run_due(ds: DesiredState, store: state_store.Store, eng: Any, *, actor: str = "run") -> list[Outcome]:
+    """``tenantctl run``'s share of moves: remove the sources whose substitute period is
+    over (servers reached only when there is one)."""
+    now = eng.clock()
+    if not moves.due(store, now) and not any(m.step == "removed" for m in moves.all_moves(store).values()):
+        return []
+    from controller.drivers import context, transport
+
+    pool = transport.Pool(context.Context.of(ds, store.path.parent))
+    try:
+        return Mover(store, Live(ds, store, eng, pool), clock=eng.clock, actor=actor).due(ds)
+    finally:
+        pool.close()
