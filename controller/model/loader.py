@@ -10,7 +10,9 @@ unchanged file is neither parsed nor checked again. Cross-document rules are in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import hashlib
+import json.encoder
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,28 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield from sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
         else:
             yield p
+
+
+def _encoder() -> Callable[[Any], str] | None:
+    """``digest.canonical``'s text made by one C encoder built once, not one per call
+    (json.dumps builds an encoder each time: half the cost of a small document's
+    digest). Same arguments as ``digest.canonical``; no circular-reference check (a
+    document's data has no cycle: recursive YAML aliases are refused by ``parse``)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython without _json
+        return None
+    encode = make(None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    return lambda doc: "".join(encode(doc, 0))
+
+
+_ENCODE = _encoder()
+
+
+def document_digest(data: dict[str, Any]) -> str:
+    """``digest.of(data)`` of a document's data, the same text hashed the same way."""
+    if _ENCODE is None:  # pragma: no cover
+        return digest.of(data)
+    return hashlib.blake2b(_ENCODE(data).encode(), digest_size=16).hexdigest()
 
 
 def _name_for(kind: str, raw: Any) -> str:
@@ -210,15 +234,21 @@ def _document(data: Any, lines: Mapping[Loc, int], line: int, file: str, issues:
         ok = False
     meta_raw = data.get("metadata")
     name = ""
-    meta: kinds.Metadata | None = None
-    try:
-        meta = kinds.Metadata.model_validate(meta_raw)
-    except pydantic.ValidationError as exc:
-        _pydantic_issues(exc, ("metadata",), lines, line, file, issues)
-        ok = False
+    #: name, labels and annotations of a valid metadata
+    meta: tuple[str, dict[str, str], dict[str, str]] | None = None
+    if meta_raw.__class__ is dict and len(meta_raw) == 1 and meta_raw.get("name").__class__ is str:
+        meta = (meta_raw["name"], {}, {})  # the common case, a name alone: what validating it gives
+    else:
+        try:
+            m = kinds.Metadata.model_validate(meta_raw)
+        except pydantic.ValidationError as exc:
+            _pydantic_issues(exc, ("metadata",), lines, line, file, issues)
+            ok = False
+        else:
+            meta = (m.name, dict(m.labels), dict(m.annotations))
     if meta is not None:
         try:
-            name = _name_for(kind, meta.name)
+            name = _name_for(kind, meta[0])
         except ValueError as exc:
             err(("metadata", "name"), str(exc))
             ok = False
@@ -232,8 +262,7 @@ def _document(data: Any, lines: Mapping[Loc, int], line: int, file: str, issues:
         return None
     if not ok or meta is None:
         return None
-    return Document(kind, name, spec, dict(meta.labels), dict(meta.annotations), file, line, lines,
-                    digest.of(data))
+    return Document(kind, name, spec, meta[1], meta[2], file, line, lines, document_digest(data))
 
 
 def _pydantic_issues(

@@ -14,7 +14,9 @@ first time an error asks for one, which only error paths do.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import operator
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,28 +39,32 @@ except AttributeError:  # pragma: no cover - libyaml missing
 _STR = yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG
 _SEQ = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
 _MAP = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
-#: Tags of plain scalars, memoised by value: the same keys and values recur thousands
-#: of times in a large file, and resolving one costs a few regular expressions.
-_TAGS: dict[str, str] = {}
+#: Tags memoised: the same keys and values recur thousands of times in a large file,
+#: and resolving a plain scalar costs a few regular expressions.
 _TAGS_MAX = 65_536
+#: The safe loader's resolver: no path resolvers, so a tag depends on the node's kind,
+#: value and implicitness alone.
+_RESOLVER = yaml.resolver.Resolver()
+
+
+@functools.lru_cache(maxsize=_TAGS_MAX)
+def _tag(kind: Any, value: Any, implicit: Any) -> Any:
+    if kind is yaml.ScalarNode and not implicit[0]:
+        return _STR
+    return _RESOLVER.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
 
 class _Loader(_Base):  # type: ignore[valid-type,misc]
     """Safe loader; a timestamp-looking scalar that is no real date (2027-02-30) stays
-    text, so the field's own grammar reports it with its line instead of a crash."""
+    text, so the field's own grammar reports it with its line instead of a crash.
 
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        # The safe loader has no path resolvers: a tag depends on the scalar alone.
-        if kind is yaml.ScalarNode:
-            if not implicit[0]:
-                return _STR
-            tag = _TAGS.get(value)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)
-                if len(_TAGS) < _TAGS_MAX:
-                    _TAGS[value] = tag
-            return tag
-        return super().resolve(kind, value, implicit)
+    The C composer asks ``resolve`` once per node, and ``descend_resolver`` and
+    ``ascend_resolver`` around each (both do nothing without path resolvers; what they
+    return is ignored): C callables answer, not Python methods (a tenth of the parse)."""
+
+    resolve = staticmethod(_tag)
+    descend_resolver = staticmethod(operator.is_)  # (parent, index): nothing to do
+    ascend_resolver = staticmethod(tuple)  # (): nothing to do
 
 
 def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:

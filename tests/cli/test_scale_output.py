@@ -154,3 +154,41 @@ def test_help_lists_each_command_once() -> None:
                          env={"COLUMNS": "120", "PATH": str(Path(CLI).parent)}).stdout
     assert "events-" not in out
     assert sum(1 for line in out.splitlines() if line.strip("│ ").startswith("events ")) == 1
+
+
+LIGHT_PROBE = ("import sys\n"
+               "from controller.cli import main\n"
+               "sys.argv = ['tenantctl', *sys.argv[1:]]\n"
+               "try:\n"
+               "    main.main()\n"
+               "except SystemExit as exc:\n"
+               "    code = exc.code\n"
+               "else:\n"
+               "    code = 0\n"
+               "print('commands imported:', 'controller.cli.commands' in sys.modules, 'exit:', code)\n")
+
+
+@pytest.mark.parametrize(("args", "light"), [
+    pytest.param(["validate", "-f", "{desired}"], True, id="validate"),
+    pytest.param(["validate", "-f", "{desired}/nothing.yaml"], True, id="validate-missing-file"),
+    pytest.param(["plan", "-f", "{desired}", "-o", "json"], False, id="plan"),
+    pytest.param(["--help"], False, id="help"),
+])
+def test_validate_runs_without_the_other_command_groups(cli: Cli, args: list[str], light: bool) -> None:
+    """``tenantctl validate`` starts with ``common``'s app alone (issue 15: a cold
+    validate is measured against a bare parse); its output and exit are those of the
+    full app, and every other command line registers every group."""
+    import subprocess
+    import sys
+
+    from controller.cli import main
+
+    argv = [a.format(desired=cli.desired) for a in args]
+    probe = subprocess.run([sys.executable, "-c", LIGHT_PROBE, *argv], capture_output=True, text=True,
+                           env=cli.env, timeout=120)
+    assert f"commands imported: {not light}" in probe.stdout, probe.stderr
+    full = cli(*argv, check=None)
+    out, _, tail = probe.stdout.rpartition("commands imported:")
+    assert (out, tail.split()[-1]) == (full.out, str(full.rc))
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in main.app.registered_commands}
+    assert {"validate", "plan", "apply", "status"} <= names

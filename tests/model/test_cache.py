@@ -8,11 +8,12 @@ import os
 import shutil
 from pathlib import Path
 
+import pydantic
 import pytest
 
 import controller
 from controller import errors, model
-from controller.model import cache, loader
+from controller.model import cache, kinds, loader
 
 from .cli_run import BASE, CORPUS, EXAMPLES
 
@@ -199,3 +200,39 @@ def test_loading_leaves_the_garbage_collector_as_it_was(desired: Path, tmp_path:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_process_that_froze_its_modules_gets_the_documents_frozen_beside_them(desired: Path, tmp_path: Path) -> None:
+    """``tenantctl`` freezes its modules first: the documents a load makes join them, so
+    no young collection walks them all when the collector is enabled again."""
+    was_frozen = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        ds = model.load_desired([desired], cache_dir=tmp_path / "c")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > before + len(ds.subscriptions)
+        assert gc.get_count()[0] < 100  # nothing of the load left to the young collection
+    finally:
+        if not was_frozen:
+            gc.unfreeze()
+
+
+def test_a_group_left_out_is_one_shared_frozen_instance(desired: Path, tmp_path: Path) -> None:
+    """Every subscription without customer settings holds the same ``CustomerSettings``
+    (and so on down): what the model validates and what the cache reads back."""
+    for cache_dir in (None, tmp_path / "c", tmp_path / "c"):  # no cache, cold, warm
+        ds = model.load_desired([desired], cache_dir=cache_dir)
+        bare = [s for s in ds.subscriptions.values() if not s.customerSettings.model_fields_set]
+        assert len(bare) >= 2
+        assert all(s.customerSettings is kinds.default(kinds.CustomerSettings) for s in bare)
+        assert all(s.access is kinds.default(kinds.Access) for s in ds.subscriptions.values() if not s.access.ftpUsers
+                   and not s.access.sshKeys)
+    shared = kinds.default(kinds.Hosting)
+    assert shared == kinds.Hosting() and shared.php is kinds.default(kinds.Php)
+    with pytest.raises(pydantic.ValidationError):
+        shared.ssl = True  # type: ignore[misc]
+    own = kinds.SubscriptionSpec.model_validate({"customer": "c", "region": "r",
+                                                 "customerSettings": {"hosting": {"ssl": True}}})
+    assert own.customerSettings.hosting.ssl is True and shared.ssl is not True
+    assert own.customerSettings.mail is kinds.default(kinds.Mail)
