@@ -10,9 +10,7 @@ unchanged file is neither parsed nor checked again. Cross-document rules are in
 
 from __future__ import annotations
 
-import hashlib
-import json.encoder
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,28 +67,6 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield from sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
         else:
             yield p
-
-
-def _encoder() -> Callable[[Any], str] | None:
-    """``digest.canonical``'s text made by one C encoder built once, not one per call
-    (json.dumps builds an encoder each time: half the cost of a small document's
-    digest). Same arguments as ``digest.canonical``; no circular-reference check (a
-    document's data has no cycle: recursive YAML aliases are refused by ``parse``)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython without _json
-        return None
-    encode = make(None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
-    return lambda doc: "".join(encode(doc, 0))
-
-
-_ENCODE = _encoder()
-
-
-def document_digest(data: dict[str, Any]) -> str:
-    """``digest.of(data)`` of a document's data, the same text hashed the same way."""
-    if _ENCODE is None:  # pragma: no cover
-        return digest.of(data)
-    return hashlib.blake2b(_ENCODE(data).encode(), digest_size=16).hexdigest()
 
 
 def _name_for(kind: str, raw: Any) -> str:
@@ -262,7 +238,7 @@ def _document(data: Any, lines: Mapping[Loc, int], line: int, file: str, issues:
         return None
     if not ok or meta is None:
         return None
-    return Document(kind, name, spec, meta[1], meta[2], file, line, lines, document_digest(data))
+    return Document(kind, name, spec, meta[1], meta[2], file, line, lines, digest.of(data))
 
 
 def _pydantic_issues(

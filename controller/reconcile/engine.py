@@ -294,15 +294,16 @@ class Engine:
         batches: dict[tuple[str, str | None], list[tuple[str, base.Action]]] = defaultdict(list)
         #: subscription -> its server, for the batches of drivers that take one per pass
         placed: dict[str, str | None] = {}
+        # a runtime Protocol check walks the protocol's attributes: once per concern, not per row
+        one_per_pass = {c for c, d in self.drivers.items() if isinstance(d, base.OwnServers) and d.one_batch_per_pass}
         for name in targets:
             sub = planned.subscriptions[name]
             action: base.Action = "suspend" if sub.item["state"] == "suspended" else "ensure"
             for concern in planned.changed[name]:
                 if self._backing_off(name, concern, planned.fingerprints[name].get(concern), report):
                     continue
-                driver = self.drivers[concern]
                 server = sub.placement.server
-                if isinstance(driver, base.OwnServers) and driver.one_batch_per_pass:
+                if concern in one_per_pass:
                     placed[name], server = server, None
                 batches[(concern, server)].append((name, action))
         total = sum(len(c) for c in batches.values())
@@ -319,7 +320,7 @@ class Engine:
                     report.deferred.append(f"{name}/{concern}")  # retried with what it waits for
                 else:
                     runnable.append(base.Change(name, action, driver.slice(planned.subscriptions[name].typed)))
-            one = isinstance(driver, base.OwnServers) and driver.one_batch_per_pass
+            one = concern in one_per_pass
             results = self._run_driver(concern, server, runnable, placed if one else None) if runnable else []
             self._record_usage(self.drivers[concern])
             done += len(changes)
@@ -616,6 +617,9 @@ class Engine:
         applied = self.store.fingerprints_of(names)
         fps_of: dict[str, dict[str, str]] = {}
         docs: dict[str, dict[str, Any]] = {}
+        web, dns = self.drivers["web"], self.drivers["dns"]  # Protocol checks once, not per row
+        access = web.access if isinstance(web, base.GivesAccess) else None
+        dns_servers = dns.dns_servers if isinstance(dns, base.ServesDns) else None
         for sub in subs:
             name = sub.name
             conds = {c.type: c for c in conds_of[name]}
@@ -646,21 +650,13 @@ class Engine:
                     for c in sorted(conds.values(), key=lambda c: c.type)
                 ],
                 "concerns": concerns,
-                "dnsServers": self._dns_servers(sub.typed) if concerns["dns"] == "provisioned" else [],
-                "access": self._access(sub.typed) if concerns["web"] == "provisioned" else {},
+                # ``ip:port`` of every DNS server serving the zone, primary first
+                "dnsServers": list(dns_servers(sub.typed)) if dns_servers and concerns["dns"] == "provisioned" else [],
+                # ``{"sftp": "USER@HOST:PORT"}`` of a subscription with hosting (issue 14)
+                "access": dict(access(sub.typed)) if access and concerns["web"] == "provisioned" else {},
             }
         self.store.set_fingerprints_many(fps_of)
         self.store.put_status_many(docs)
-
-    def _access(self, item: spec.Item) -> dict[str, str]:
-        """``{"sftp": "USER@HOST:PORT"}`` of a subscription with hosting (issue 14)."""
-        driver = self.drivers["web"]
-        return dict(driver.access(item)) if isinstance(driver, base.GivesAccess) else {}
-
-    def _dns_servers(self, item: spec.Item) -> list[str]:
-        """``ip:port`` of every DNS server serving the zone, primary first."""
-        driver = self.drivers["dns"]
-        return list(driver.dns_servers(item)) if isinstance(driver, base.ServesDns) else []
 
     @staticmethod
     def _deferred(report: Report, name: str) -> set[str]:
