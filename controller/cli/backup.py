@@ -131,16 +131,10 @@ def _record_event(store: Any, action: str, report: Any) -> None:
     from controller.state import events
 
     failed = report.failed
-    events.record(store, actor=_actor(), action=action, subject="*", concern="backup",
+    events.record(store, actor=common.actor(), action=action, subject="*", concern="backup",
                   message=("succeeded" if report.ok else f"partially failed: {', '.join(sorted(failed))}"),
                   data={"failed": failed, "copiesMissing": {f"{s}->{r}": e for (s, r), e in
                                                             report.copies_missing.items()}})
-
-
-def _actor() -> str:
-    import getpass
-
-    return f"operator:{getpass.getuser()}"
 
 
 @backup_app.command("list")
@@ -210,7 +204,7 @@ def dr_drill(
         from controller.state import events
 
         bad = {s: d.error for s, d in done.items() if not d.ok}
-        events.record(w.store, actor=_actor(), action="dr-drill" if not bad else "failed", subject="*",
+        events.record(w.store, actor=common.actor(), action="dr-drill" if not bad else "failed", subject="*",
                       concern="backup", message=(f"{len(done)} subscription(s) drilled on spares" if not bad else
                                                  f"DR drill failed: {', '.join(sorted(bad))}"),
                       data={s: d.as_dict() for s, d in done.items()})
@@ -369,7 +363,7 @@ def restore(
             saved.chmod(0o600)
         points = [{"database": r.database, "engine": r.engine, "base": r.base, "stoppedAt": r.stopped_at,
                    "region": r.region} for r in recovered]
-        events.record(store, actor=_actor(), action="restore" if failure is None else "failed", subject=sub,
+        events.record(store, actor=common.actor(), action="restore" if failure is None else "failed", subject=sub,
                       concern="backup", message=(f"restored from {source} in {seconds:.1f} s"
                                                  if failure is None else f"restore failed: {failure}"),
                       data={"region": choice.region if choice else None,

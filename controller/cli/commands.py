@@ -26,6 +26,7 @@ from controller.cli.common import (
     Selector,
     Server,
     ShowAll,
+    actor,
     app,
     check_output,
     clock,
@@ -43,6 +44,7 @@ from controller.cli.common import (
 )
 from controller.cli.db import db_app
 from controller.cli.env import env_app
+from controller.cli.maintenance import maintenance_app
 from controller.cli.region import region_app
 from controller.cli.report import report_app
 from controller.cli.state import state_app
@@ -58,6 +60,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(tls_app, name="tls")
 app.add_typer(backup_app, name="backup")
 app.add_typer(region_app, name="region")
+app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(report_app, name="report")
 
 
@@ -120,7 +123,7 @@ def apply(
     with store:
         live = store.count_live()
         drivers, probe = wiring(ds)
-        eng = engine.Engine(store, drivers, clock=clock(), actor=f"cli:{_user()}", probe=probe, threshold=threshold(),
+        eng = engine.Engine(store, drivers, clock=clock(), actor=actor(), probe=probe, threshold=threshold(),
                             override_windows=now_)
         try:
             planned = eng.plan(ds)  # the guard decides on it; the pass reuses it
@@ -183,19 +186,10 @@ def _record_override(store: state_store.Store, eng: Any, ds: Any) -> None:
     waiting = engine.plan(ds, eng.clock(), store, eng.drivers)  # as without --now: what would wait
     names = sorted(n for n in waiting.subscriptions if output.waiting(waiting.item(n)))
     if names:
-        events.record(store, actor=f"cli:{_user()}", action="maintenance-override", subject=",".join(names)[:500],
+        events.record(store, actor=actor(), action="maintenance-override", subject=",".join(names)[:500],
                       message=f"apply --now: {len(names)} disruptive change(s) run outside the maintenance window "
                               f"(OPS-2): {', '.join(names[:20])}")
         sys.stderr.write(f"apply --now: {len(names)} disruptive change(s) run outside the maintenance window\n")
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _clear_backoff(store: state_store.Store, subs: list[str]) -> None:
@@ -205,7 +199,7 @@ def _clear_backoff(store: state_store.Store, subs: list[str]) -> None:
         for key in cleared:
             store.clear_backoff(key)
         if cleared:
-            events.record(store, actor=f"cli:{_user()}", action="retry-now", subject=",".join(subs) or "*",
+            events.record(store, actor=actor(), action="retry-now", subject=",".join(subs) or "*",
                           message=f"backoff cleared for {len(cleared)} item(s): {', '.join(cleared[:20])}")
     sys.stderr.write(f"retry now: backoff cleared for {len(cleared)} item(s)\n")
 
@@ -245,6 +239,11 @@ def status(
         else:
             rows = status_mod.rows(store) if store is not None else []
             _show_status(rows, fmt, show_all, customer, server, names, {})
+            from controller.cli import maintenance as maintenance_cli
+            from controller.state import notices
+
+            for line in maintenance_cli.lines(notices.pending(store, now())):  # OPS-2: announced windows
+                sys.stdout.write(line + "\n")
     finally:
         if store is not None:
             store.close()

@@ -50,6 +50,16 @@ def clock() -> Callable[[], dt.datetime]:
     return lambda: dt.datetime.now(dt.UTC)
 
 
+def actor() -> str:
+    """Who runs this command, as the event log names them (OPS-5): ``cli:USER``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def fail(err: errors.TenantctlError, code: int = 2) -> None:
     for line in str(err).splitlines():
         sys.stderr.write(f"{line}\n")

@@ -16,15 +16,6 @@ from controller.cli import common
 from controller.cli.common import app
 
 
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
-
-
 @app.command("move")
 def move(
     files: common.Files,
@@ -58,12 +49,12 @@ def move(
         except move_mod.CannotMove as exc:
             common.fail(exc, 2)
         drivers, probe = common.wiring(ds)
-        eng = engine.Engine(store, drivers, clock=clock, actor=_actor(), probe=probe, threshold=common.threshold())
+        eng = engine.Engine(store, drivers, clock=clock, actor=common.actor(), probe=probe, threshold=common.threshold())
         pool = transport.Pool(context.Context.of(ds, common.state_dir()))
         try:
             with console.status(f"moving {sub} to {to}") as status:
                 ops = move_mod.Live(ds, store, eng, pool, progress=lambda what: status.update(what))
-                done = move_mod.Mover(store, ops, clock=clock, actor=_actor()).move(
+                done = move_mod.Mover(store, ops, clock=clock, actor=common.actor()).move(
                     ds, sub, to, substitute_days=substitute_days)
         finally:
             pool.close()

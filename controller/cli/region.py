@@ -16,15 +16,6 @@ from controller.cli import common
 region_app = typer.Typer(help="Regions: evacuate one after its loss (DR-1).", no_args_is_help=True)
 
 
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
-
-
 @region_app.command("evacuate")
 def evacuate(
     files: common.Files,
@@ -54,13 +45,13 @@ def evacuate(
     console = Console(stderr=True)
     with store:
         drivers, probe = common.wiring(ds)
-        eng = engine.Engine(store, drivers, clock=common.now, actor=_actor(), probe=probe,
+        eng = engine.Engine(store, drivers, clock=common.now, actor=common.actor(), probe=probe,
                             threshold=common.threshold())
         pool = transport.Pool(context.Context.of(ds, common.state_dir()))
         try:
             with console.status(f"evacuating {region} to {to}: {len(subs)} subscription(s)") as status:
                 done = evacuate_mod.evacuate(ds, store, eng, topology.Topology.of(pool.ctx), pool, region, to,
-                                             actor=_actor(), progress=lambda what: status.update(what))
+                                             actor=common.actor(), progress=lambda what: status.update(what))
         finally:
             pool.close()
             eng.close()
@@ -104,7 +95,7 @@ def end(region: Annotated[str, typer.Argument(help="an evacuated region")]) -> N
     with store:
         if not regions.end(store, region):
             common.fail(errors.UnknownObject(f"region {region!r} is not evacuated"), 2)
-        events.record(store, actor=_actor(), action="evacuation-ended", subject="*",
+        events.record(store, actor=common.actor(), action="evacuation-ended", subject="*",
                       message=f"region {region}: evacuation ended")
 
 

@@ -250,7 +250,8 @@ def compute(
         pending = None
         if region is not None and region.maintenance is not None and pl.server in ds.servers:  # OPS-2
             pending = maintenance.hold(eff, hist.last_effective.get(name), ds.servers[pl.server].offers.php.versions,
-                                       region, now, override=override_windows)
+                                       region, now, override=override_windows,
+                                       emergency=hist.emergency.get(placed_in, ()))
         settings = eff["hosting"]["php"]["settings"]
         if pl.server is not None:  # PHP-2: server-wide values are the lowest level
             eff["hosting"]["php"]["settings"] = settings = {**server_php[pl.server], **settings}

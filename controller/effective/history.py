@@ -35,6 +35,8 @@ class History:
     moves: Mapping[str, str] = field(default_factory=dict)
     #: subscription -> its move's last step done (an input of the plan: each step re-plans it)
     move_steps: Mapping[str, str] = field(default_factory=dict)
+    #: region -> its announced emergency maintenance windows, (start, end) UTC (OPS-2)
+    emergency: Mapping[str, tuple[tuple[dt.datetime, dt.datetime], ...]] = field(default_factory=dict)
 
 
 EMPTY = History()

@@ -6,9 +6,11 @@ in flight is cut, extensions and php.ini defaults change). Outside the window of
 subscription's region (``Region.spec.maintenance``) the subscription keeps the version
 it runs, with the condition ``MaintenancePending`` saying what waits and when it will
 run; inside the window, or when the command overrides windows (``apply --now``), the
-change goes through. A region without a window makes nothing wait; a first placement
-is never disruptive; a version the server no longer offers is not kept (the server
-changed, not the plan).
+change goes through. An emergency window announced 24 h ahead (``state.notices``,
+given here as ``emergency``: ``(start, end)`` pairs) opens the region like its regular
+one. A region without a regular window makes nothing wait; a first placement is never
+disruptive; a version the server no longer offers is not kept (the server changed, not
+the plan).
 
 Pure: ``now`` and the last effective spec come from the caller.
 """
@@ -16,17 +18,20 @@ Pure: ``now`` and the last effective spec come from the caller.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from controller.model import kinds
 
 CONDITION = "MaintenancePending"
 
+#: ``(start, end)`` in UTC of a region's announced emergency windows
+Emergency = Sequence[tuple[dt.datetime, dt.datetime]]
+
 
 def hold(
     eff: dict[str, Any], last: Mapping[str, Any] | None, offered: Collection[str],
-    region: kinds.RegionSpec | None, now: dt.datetime, *, override: bool = False,
+    region: kinds.RegionSpec | None, now: dt.datetime, *, override: bool = False, emergency: Emergency = (),
 ) -> dict[str, str] | None:
     """Keep ``last``'s PHP version in ``eff`` when changing it now would be disruptive
     outside the window; the ``MaintenancePending`` condition to record, else None."""
@@ -38,18 +43,27 @@ def hold(
         return None
     if not old or old == new or old not in offered:
         return None
-    window = region.maintenance.parsed
-    if window.open_at(region.timezone, now):
+    if window_open(region, now, emergency=emergency):
         return None
+    window = region.maintenance.parsed
     eff["hosting"]["php"]["version"] = old
     start = window.next_start(region.timezone, now)
+    soonest = min((s for s, e in emergency if e > now), default=None)
+    if soonest is not None and soonest < start:
+        when = f"the emergency maintenance window announced for {soonest:%Y-%m-%dT%H:%MZ}"
+        start = soonest
+    else:
+        when = f"the maintenance window ({window.describe()}, {region.timezone})"
     return {"type": CONDITION, "status": "True", "reason": "WaitingForWindow",
-            "message": f"PHP {old} -> {new} waits for the maintenance window ({window.describe()}, "
-                       f"{region.timezone}): next at {start:%Y-%m-%dT%H:%MZ} (OPS-2; apply --now overrides)"}
+            "message": f"PHP {old} -> {new} waits for {when}: next at {start:%Y-%m-%dT%H:%MZ} "
+                       "(OPS-2; apply --now overrides)"}
 
 
-def window_open(region: kinds.RegionSpec, now: dt.datetime, *, override: bool = False) -> bool | None:
-    """Whether disruptive changes may run in ``region`` now (None: it has no window)."""
+def window_open(region: kinds.RegionSpec, now: dt.datetime, *, override: bool = False,
+                emergency: Emergency = ()) -> bool | None:
+    """Whether disruptive changes may run in ``region`` now (None: it has no window): its
+    regular window or an announced emergency one is open, or the command overrides."""
     if region.maintenance is None:
         return None
-    return override or region.maintenance.parsed.open_at(region.timezone, now)
+    return (override or any(s <= now < e for s, e in emergency)
+            or region.maintenance.parsed.open_at(region.timezone, now))

@@ -29,6 +29,7 @@ from controller.effective.history import History
 from controller.model.desired import DesiredState
 from controller.placement import Placement, Recorded
 from controller.state import moves as moves_state
+from controller.state import notices
 from controller.state import regions as regions_state
 from controller.state import store as state_store
 
@@ -133,6 +134,7 @@ def observe(store: state_store.Store | None) -> Observed:
         evacuated=regions_state.targets(store),
         moves=moves_state.targets(store),
         move_steps=moves_state.steps(store),
+        emergency=notices.windows(store),
     )
     return Observed(history, sticky_raw, status)
 
@@ -251,7 +253,8 @@ def input_keys(
 ) -> dict[str, str]:
     """The ``inputs`` fingerprint of every subscription (see the module docstring); a
     region's maintenance window opening or closing (OPS-2) is an input too, so that
-    what waited for it is recomputed then."""
+    what waited for it is recomputed then, and so are its announced emergency windows
+    (what waits says when it will run)."""
     docs = ds.docs
     hist = observed.history
     code = [CODE, sorted(driver_id(d) for d in drivers.values())]
@@ -261,8 +264,10 @@ def input_keys(
         servers = sorted(docs[("Server", s)].digest for s, sp in ds.servers.items() if sp.region == r)
         regions[r] = digest.of([code, docs[("Region", r)].digest, servers, today]
                                + ([hist.evacuated[r]] if r in hist.evacuated else [])
+                               + [f"emergency:{s.isoformat()}/{e.isoformat()}" for s, e in hist.emergency.get(r, ())]
                                + ([f"window:{open_}"] if (open_ := maintenance.window_open(
-                                   region, now, override=override_windows)) is not None else []))
+                                   region, now, override=override_windows, emergency=hist.emergency.get(r, ())))
+                                  is not None else []))
     out: dict[str, str] = {}
     for name, spec in ds.subscriptions.items():
         rec = hist.placements.get(name)

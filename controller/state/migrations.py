@@ -320,6 +320,18 @@ CREATE TABLE subscription_moves (
 
 -- A passed drill's remarks (a substituted PHP version, ...), apart from a failure's error.
 ALTER TABLE dr_drills ADD COLUMN notes TEXT;
+
+-- Emergency maintenance windows (OPS-2), announced at least 24 h ahead
+-- (controller.state.notices): disruptive changes of the region may run inside them too.
+CREATE TABLE maintenance_notices (
+    region       TEXT NOT NULL,
+    start_at     TEXT NOT NULL,
+    end_at       TEXT NOT NULL,
+    announced_at TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    PRIMARY KEY (region, start_at)
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE,

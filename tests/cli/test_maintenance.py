@@ -158,3 +158,76 @@ def test_apply_now_runs_the_change_outside_the_window_and_says_who(cli: Cli) -> 
     # stays applied once the override is over, window still closed
     assert cli("plan", "-f", str(cli.desired), "--detailed-exitcode", check=None).rc == 0
     assert cli("apply", "-f", str(cli.desired), "--now").err.count("disruptive") == 0
+
+
+# --- emergency windows (OPS-2: 24 h notice) ----------------------------------------------
+
+#: Tuesday 1 Dec 2026: the regular window (Monday) is a week away
+TUESDAY = "2026-12-01T10:00:00+00:00"
+EMERGENCY = "2026-12-02T12:00:00Z"  # 26 h later
+IN_EMERGENCY, AFTER_EMERGENCY = "2026-12-02T12:30:00+00:00", "2026-12-02T13:30:00+00:00"
+
+
+def announce(cli: Cli, start: str, *extra: str, check: int | None = 0) -> Any:
+    return cli("maintenance", "announce", "-f", str(cli.desired), "eu-west", "--start", start,
+               "--reason", "kernel upgrade", *extra, check=check)
+
+
+def test_an_emergency_window_needs_24_h_notice_and_nothing_is_recorded_without_it(cli: Cli) -> None:
+    at(cli, TUESDAY).apply()
+    res = announce(cli, "2026-12-02T09:00:00Z", check=None)  # 23 h ahead
+    assert res.rc == 2 and "needs 24 h notice (OPS-2)" in res.err and "earliest 2026-12-02T10:00" in res.err, res.err
+    for bad, what in [("2026-12-02T12:00:00", "with its zone"), ("tomorrow", "ISO-8601")]:
+        res = announce(cli, bad, check=None)
+        assert res.rc == 2 and what in res.err, res.err
+    res = announce(cli, EMERGENCY, "--duration", "13h", check=None)
+    assert res.rc == 2 and "at most 12 h" in res.err, res.err
+    res = cli("maintenance", "announce", "-f", str(cli.desired), "mars", "--start", EMERGENCY, "--reason", "x",
+              check=None)
+    assert res.rc == 2 and "unknown region 'mars'" in res.err, res.err
+    assert cli("maintenance", "list", "-o", "json").json() == {"emergencyWindows": []}
+    assert not [e for e in cli("events", "-o", "json").json() if e["action"].startswith("maintenance")]
+
+
+def test_a_change_waits_for_an_announced_emergency_window_and_runs_in_it(cli: Cli) -> None:
+    at(cli, TUESDAY).apply()
+    cli.edit("all.yaml", 'version: "8.2"', 'version: "8.3"')
+    cli.apply()
+    cond = pending(cli.status()["paris.example.org"])
+    assert cond is not None and "next at 2026-12-07T21:00Z" in cond["message"], cond  # next Monday
+
+    out = announce(cli, EMERGENCY, "--duration", "90m").out
+    assert "emergency maintenance of eu-west announced: 2026-12-02T12:00Z to 2026-12-02T13:30Z" in out, out
+    listed = cli("maintenance", "list", "-o", "json").json()["emergencyWindows"]
+    assert [(w["region"], w["start"], w["end"], w["reason"]) for w in listed] == [
+        ("eu-west", "2026-12-02T12:00:00+00:00", "2026-12-02T13:30:00+00:00", "kernel upgrade")]
+    assert listed[0]["actor"].startswith("cli:")
+    status_table = cli("status").out
+    assert "emergency maintenance: eu-west 2026-12-02T12:00Z to 2026-12-02T13:30Z" in status_table, status_table
+    announced = [e for e in cli("events", "-o", "json").json() if e["action"] == "maintenance-announced"]
+    assert len(announced) == 1 and "kernel upgrade" in announced[0]["message"], announced
+
+    cli.apply()  # still waiting, now for the emergency window, which says so
+    status = cli.status()
+    cond = pending(status["paris.example.org"])
+    assert php(status["paris.example.org"]) == "8.2" and cond is not None, status["paris.example.org"]
+    assert "emergency maintenance window announced for 2026-12-02T12:00Z" in cond["message"], cond
+
+    at(cli, IN_EMERGENCY).apply()
+    status = cli.status()
+    assert php(status["paris.example.org"]) == "8.3" and pending(status["paris.example.org"]) is None
+    # once it is over, nothing goes back and it is no longer listed
+    assert at(cli, AFTER_EMERGENCY)("plan", "-f", str(cli.desired), "--detailed-exitcode", check=None).rc == 0
+    assert cli("maintenance", "list", "-o", "json").json() == {"emergencyWindows": []}
+
+
+def test_a_cancelled_emergency_window_opens_nothing(cli: Cli) -> None:
+    at(cli, TUESDAY).apply()
+    cli.edit("all.yaml", 'version: "8.2"', 'version: "8.3"')
+    announce(cli, EMERGENCY)
+    cli("maintenance", "cancel", "eu-west", "--start", EMERGENCY)
+    assert cli("maintenance", "cancel", "eu-west", "--start", EMERGENCY, check=None).rc == 2
+    at(cli, IN_EMERGENCY).apply()
+    assert php(cli.status()["paris.example.org"]) == "8.2"
+    actions = sorted(e["action"] for e in cli("events", "-o", "json").json() if e["action"].startswith("maintenance-"))
+    assert actions == ["maintenance-announced", "maintenance-cancelled"], actions
