@@ -24,16 +24,20 @@ def move(
     substitute_days: Annotated[float, typer.Option(
         "--substitute-days", min=0.0, help="how long the source keeps serving as substitute (DNS-4)")] = 7.0,
     output: common.Output = "table",
+    now: Annotated[bool, typer.Option("--now", help="start outside the maintenance window (OPS-2); an event "
+                                                    "names who")] = False,
 ) -> None:
     """Move SUB to another server (any region) through a verified backup and restore:
     freeze its databases, back it up, place it on --to, restore, verify checksums,
     switch, then keep the source as read-only substitute for --substitute-days before
-    removing it (LIFE-6). Re-run after a failure: it resumes at the failed step."""
+    removing it (LIFE-6). A new move starts inside the maintenance window of both
+    regions (OPS-2) unless --now. Re-run after a failure: it resumes at the failed step."""
     from rich.console import Console
 
     from controller.drivers import context, transport
     from controller.reconcile import engine
     from controller.reconcile import move as move_mod
+    from controller.state import events, moves
 
     ds = common.load(files)
     store = common.open_store(readonly=False)
@@ -42,12 +46,19 @@ def move(
     with store:
         clock = common.clock()
         try:
-            move_mod.check(ds, store, sub, to, clock())
+            source = move_mod.check(ds, store, sub, to, clock())
+            resuming = moves.get(store, sub) is not None
+            waits = None if resuming else move_mod.waiting(ds, store, source, to, clock())
+            if waits is not None and not now:
+                raise move_mod.CannotMove(f"{sub}: a move waits for {waits} (OPS-2; --now overrides)")
             if settings.current().core.drivers_off:
                 raise move_mod.CannotMove("drivers are off (TENANTCTL_DRIVERS=none): a move copies data between "
                                           "servers, it cannot be planned only")
         except move_mod.CannotMove as exc:
             common.fail(exc, 2)
+        if waits is not None:
+            events.record(store, actor=common.actor(), action="maintenance-override", subject=sub,
+                          message=f"move --now: {sub} moves to {to} outside the maintenance window (OPS-2): {waits}")
         drivers, probe = common.wiring(ds)
         eng = engine.Engine(store, drivers, clock=clock, actor=common.actor(), probe=probe, threshold=common.threshold())
         pool = transport.Pool(context.Context.of(ds, common.state_dir()))

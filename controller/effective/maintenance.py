@@ -45,18 +45,23 @@ def hold(
         return None
     if window_open(region, now, emergency=emergency):
         return None
-    window = region.maintenance.parsed
     eff["hosting"]["php"]["version"] = old
+    return {"type": CONDITION, "status": "True", "reason": "WaitingForWindow",
+            "message": f"PHP {old} -> {new} waits for {next_window(region, now, emergency)} "
+                       "(OPS-2; apply --now overrides)"}
+
+
+def next_window(region: kinds.RegionSpec, now: dt.datetime, emergency: Emergency = ()) -> str:
+    """Which window opens next for ``region`` (which has one) and when: the sooner of
+    its regular one and its announced emergency ones."""
+    assert region.maintenance is not None
+    window = region.maintenance.parsed
     start = window.next_start(region.timezone, now)
     soonest = min((s for s, e in emergency if e > now), default=None)
     if soonest is not None and soonest < start:
-        when = f"the emergency maintenance window announced for {soonest:%Y-%m-%dT%H:%MZ}"
-        start = soonest
-    else:
-        when = f"the maintenance window ({window.describe()}, {region.timezone})"
-    return {"type": CONDITION, "status": "True", "reason": "WaitingForWindow",
-            "message": f"PHP {old} -> {new} waits for {when}: next at {start:%Y-%m-%dT%H:%MZ} "
-                       "(OPS-2; apply --now overrides)"}
+        return f"the emergency maintenance window announced for {soonest:%Y-%m-%dT%H:%MZ}: next at " \
+               f"{soonest:%Y-%m-%dT%H:%MZ}"
+    return f"the maintenance window ({window.describe()}, {region.timezone}): next at {start:%Y-%m-%dT%H:%MZ}"
 
 
 def window_open(region: kinds.RegionSpec, now: dt.datetime, *, override: bool = False,

@@ -118,6 +118,27 @@ def check(ds: DesiredState, store: state_store.Store | None, sub: str, target: s
     return rec.server
 
 
+def waiting(ds: DesiredState, store: state_store.Store | None, source: str, target: str,
+            now: dt.datetime) -> str | None:
+    """OPS-2: a move interrupts the site's writes (its databases are read-only from the
+    freeze to the switch), so a new one starts only while the maintenance window of the
+    source's and the target's regions is open (regular or announced emergency, for the
+    regions that have one); what it waits for, else None. A move in progress is never
+    held: its source is frozen until it ends."""
+    from controller.effective import maintenance
+    from controller.state import notices
+
+    emergency = notices.windows(store)
+    for server in (source, target):
+        name = ds.servers[server].region if server in ds.servers else None
+        region = ds.regions.get(name) if name is not None else None
+        if region is None or name is None:
+            continue
+        if maintenance.window_open(region, now, emergency=emergency.get(name, ())) is False:
+            return f"{name}: {maintenance.next_window(region, now, emergency.get(name, ()))}"
+    return None
+
+
 def target_conflicts(ds: DesiredState, store: state_store.Store | None, sub: str, target: str,
                      now: dt.datetime) -> list[dict[str, Any]]:
     """The SYNC-3 conflicts ``sub`` would have on ``target`` (its placement computed as

@@ -64,3 +64,24 @@ def test_a_changed_spec_server_is_a_pending_move_not_an_empty_re_placement(cli: 
     assert item["server"] == "eu-west-2" and item["sync"] == "unsynced"
     assert {"property": "server", "availableValue": None,
             "planValue": f"eu-west-1: a pending move (run `tenantctl move {HANGAR} --to eu-west-1`)"} in item["conflicts"]
+
+
+def test_a_new_move_waits_for_the_maintenance_windows_unless_now(cli: Cli) -> None:
+    """OPS-2: a move freezes the site's databases until its switch, so a new one starts
+    only in the windows of both regions; --now overrides (and would record who, once the
+    move starts: here the drivers are off, so it is refused next, nothing changed)."""
+    cli.env["TENANTCTL_NOW"] = "2026-12-01T10:00:00+00:00"  # a Tuesday
+    cli.apply()
+    cli.edit("regions-servers.yaml", "  timezone: Europe/Paris\n",
+             '  timezone: Europe/Paris\n  maintenance: {window: "MON 22:00-23:00"}\n')
+    before = _snapshot(cli)
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", check=2)
+    assert (f"{SAINT_EX}: a move waits for eu-west: the maintenance window (MON 22:00-23:00, every week, "
+            "Europe/Paris): next at 2026-12-07T21:00Z (OPS-2; --now overrides)") in res.err, res.err
+    assert _snapshot(cli) == before
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", "--now", check=2)
+    assert "drivers are off" in res.err, res.err
+    assert _snapshot(cli) == before
+    cli.env["TENANTCTL_NOW"] = "2026-12-07T21:30:00+00:00"  # inside the window: only the drivers stop it
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", check=2)
+    assert "drivers are off" in res.err, res.err
