@@ -365,6 +365,16 @@ class Live:
         return {"server": server, "region": region,
                 "snapshots": {f"{k}:{n}": {"id": s.id, "sums": s.sums} for (k, n), s in sorted(newest.items())}}
 
+    def _pass(self, mv: Move) -> None:
+        """One engine pass over the moving subscription, every concern handed to the
+        drivers (what the step changed is in the placement or the DNS substitute, not in
+        the documents); a failed concern fails the step."""
+        report = self.eng.reconcile(self.ds, only=[mv.subscription], check_servers=False, command="move",
+                                    force=[mv.subscription])
+        failed = report.failed.get(mv.subscription)
+        if failed:
+            raise StepFailed("; ".join(failed))
+
     def backup(self, mv: Move) -> dict[str, Any]:
         self.progress(f"backing up {mv.subscription} on {mv.source}")
         got = self._backup(mv.subscription)
@@ -372,11 +382,7 @@ class Live:
 
     def place(self, mv: Move) -> dict[str, Any]:
         self.progress(f"placing {mv.subscription} on {mv.target}")
-        report = self.eng.reconcile(self.ds, only=[mv.subscription], check_servers=False, command="move",
-                                    force=[mv.subscription])
-        failed = report.failed.get(mv.subscription)
-        if failed:
-            raise StepFailed("; ".join(failed))
+        self._pass(mv)
         item = self._item(mv.subscription)
         if item.get("server") != mv.target:
             raise StepFailed(f"placed on {item.get('server')}, not {mv.target} (see its conflicts in status)")
@@ -460,11 +466,7 @@ class Live:
         from controller.drivers.db import driver as db_driver
 
         self.progress(f"switching {mv.subscription} to {mv.target}")
-        report = self.eng.reconcile(self.ds, only=[mv.subscription], check_servers=False, command="move",
-                                    force=[mv.subscription])
-        failed = report.failed.get(mv.subscription)
-        if failed:
-            raise StepFailed("; ".join(failed))
+        self._pass(mv)
         thawed = []
         for c in self._stayed(mv):  # on the same database server as before: writable again
             db_driver.freeze(self._db(), c, read_only=False)

@@ -116,6 +116,14 @@ def base_backups(topo: topology.Topology, pool: transport.Pool, items: Iterable[
     return out
 
 
+def _placed(item: Mapping[str, Any], db: str) -> tuple[str, str, str]:
+    """(server, engine, name on the server) of ``item``'s placed database ``db``."""
+    entry = next((d for d in (item.get("effective") or {}).get("databases") or [] if d.get("name") == db), None)
+    if entry is None or not entry.get("server"):
+        raise OutOfRange(f"{item['name']} has no placed database {db!r}")
+    return entry["server"], entry["engine"], naming.database(item["name"], db)
+
+
 def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.Store, item: Mapping[str, Any],
             db: str, at: dt.datetime, *, region: str | None = None) -> Recovered:
     """``item``'s database ``db`` as it was at ``at``; ``OutOfRange`` (nothing changed) when
@@ -123,11 +131,7 @@ def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.St
     that region's archive (PostgreSQL: pgBackRest reads its first repository that has
     what it needs)."""
     sub = item["name"]
-    entry = next((d for d in (item.get("effective") or {}).get("databases") or [] if d.get("name") == db), None)
-    if entry is None or not entry.get("server"):
-        raise OutOfRange(f"{sub} has no placed database {db!r}")
-    server, engine = entry["server"], entry["engine"]
-    database = naming.database(sub, db)
+    server, engine, database = _placed(item, db)
     try:
         if engine == "postgresql":
             pg = pgpitr.recover(topo, pool, server, database, at)
@@ -156,11 +160,7 @@ def recover_latest(topo: topology.Topology, pool: transport.Pool, store: state_s
     binary logs to the newest archived event. ``OutOfRange`` (nothing changed) when that
     region's archive cannot serve it."""
     sub = item["name"]
-    entry = next((d for d in (item.get("effective") or {}).get("databases") or [] if d.get("name") == db), None)
-    if entry is None or not entry.get("server"):
-        raise OutOfRange(f"{sub} has no placed database {db!r}")
-    server, engine = entry["server"], entry["engine"]
-    database = naming.database(sub, db)
+    server, engine, database = _placed(item, db)
     source = source_of(store, sub, database, region, server)
     try:
         if engine == "postgresql":

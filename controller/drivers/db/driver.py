@@ -190,6 +190,15 @@ class DbDriver:
                                         database=creds.database, user=creds.user, password=creds.password))
         return wanted
 
+    def final_dump(self, sub: str, creds: credentials.Credentials) -> Path:
+        """LIFE-6: a dump of the database ``creds`` names, taken with its server's admin
+        login, before it is dropped; where it is."""
+        secrets = self.ctx.secrets(creds.server)
+        prefix = creds.engine if creds.engine == "mariadb" else "postgresql"
+        return dump.dump(self.state_dir, sub, creds.db, engine=creds.engine, host=creds.host, port=creds.port,
+                         user=secrets[f"{prefix}_admin_user"], password=secrets[f"{prefix}_admin_password"],
+                         database=creds.database, now=self.clock())
+
     def _retired(self, change: DbChange) -> list[credentials.Credentials]:
         """Databases on file for the subscription that its spec no longer has."""
         names = {d["name"] for d in change.slice.get("databases", [])}
@@ -274,12 +283,7 @@ class DbDriver:
                     dumped.append((key, change, creds, "nothing to dump: the database was already gone"))
                     continue
                 try:
-                    secrets = self.ctx.secrets(creds.server)
-                    prefix = creds.engine if creds.engine == "mariadb" else "postgresql"
-                    path = dump.dump(self.state_dir, change.name, creds.db, engine=creds.engine, host=creds.host,
-                                     port=creds.port, user=secrets[f"{prefix}_admin_user"],
-                                     password=secrets[f"{prefix}_admin_password"], database=creds.database,
-                                     now=self.clock())
+                    path = self.final_dump(change.name, creds)
                 except errors.DriverError as exc:
                     out.fail(exc)
                     continue
@@ -418,12 +422,7 @@ def drop_copy(driver: DbDriver, creds: credentials.Credentials) -> str:
     try:
         if creds.database not in backend.observe().databases:
             return "nothing to dump: the database was already gone"
-        secrets = driver.ctx.secrets(creds.server)
-        prefix = creds.engine if creds.engine == "mariadb" else "postgresql"
-        path = dump.dump(driver.state_dir, creds.subscription, creds.db, engine=creds.engine, host=creds.host,
-                         port=creds.port, user=secrets[f"{prefix}_admin_user"],
-                         password=secrets[f"{prefix}_admin_password"], database=creds.database,
-                         now=driver.clock())
+        path = driver.final_dump(creds.subscription, creds)
         backend.drop(creds.database, creds.user)
         return f"dumped to {path.relative_to(driver.state_dir)}, then dropped"
     finally:
