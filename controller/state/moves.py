@@ -146,3 +146,13 @@ def substitutes(store: Store | None) -> dict[str, str]:
     placed but not switched (``SUBSTITUTE_DNS``; the address recorded at its start)."""
     return {m.subscription: str(m.data["sourceIp"]) for m in all_moves(store).values()
             if m.step in SUBSTITUTE_DNS and m.data.get("sourceIp")}
+
+
+#: Steps during which the source's databases are frozen (read-only) where the planner
+#: still places them: a pass over the subscription must not grant writes again.
+FROZEN = ("frozen", "backed-up")
+
+
+def frozen(store: Store | None) -> frozenset[str]:
+    """Subscriptions whose databases a move keeps read-only on their current server."""
+    return frozenset(m.subscription for m in all_moves(store).values() if m.step in FROZEN)

@@ -238,3 +238,30 @@ def test_passwords_never_show_in_reprs(tmp_path: Path) -> None:
     w = want(password=c.password)
     for obj in (c, w, decide.Step("create_user", w.database, w.user, w.password)):
         assert c.password not in repr(obj)
+
+
+def test_a_move_s_frozen_databases_are_left_as_they_are(tmp_path: Path) -> None:
+    """issue 13: between a move's freeze and its placement on the target, a pass over the
+    subscription (drift repair, apply --force) must not touch its databases (it would
+    grant writes again on the source after the move's backup): no connection at all, a
+    note saying why, no usage figure; another subscription of the same batch is handled."""
+    from controller.drivers import base
+    from controller.drivers.context import Context
+    from controller.drivers.db.driver import DbDriver
+
+    drv = DbDriver(Context(tmp_path))
+    drv._frozen = lambda: frozenset({"frozen.example.org"})
+    connected: list[object] = []
+
+    def connect(key: object) -> object:
+        connected.append(key)
+        raise errors.PermanentError("no server in this test")
+
+    drv._connect = connect  # type: ignore[method-assign,assignment]
+    db = [{"name": "app", "engine": "mariadb", "server": "db-1"}]
+    results = drv.apply(None, [base.Change(s, "ensure", {"state": "active", "databases": db, "quotaMB": 100})
+                               for s in ("frozen.example.org", "other.example.org")])
+    frozen, other = results
+    assert frozen.outcome == "provisioned" and "frozen by a move in progress" in frozen.message, frozen
+    assert other.outcome == "failed", other  # the other one was tried (and found no server)
+    assert "frozen.example.org" not in drv.last_usage and "other.example.org" in drv.last_usage

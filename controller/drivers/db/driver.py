@@ -92,6 +92,8 @@ class DbDriver:
         self._evacuated: Callable[[], Mapping[str, str]] = dict
         #: subscriptions placed on another server by a move (state.moves): their databases follow
         self._moving: Callable[[], Mapping[str, str]] = dict
+        #: subscriptions whose databases a move keeps read-only (state.moves.frozen)
+        self._frozen: Callable[[], frozenset[str]] = frozenset
 
     @property
     def state_dir(self) -> Path:
@@ -107,6 +109,7 @@ class DbDriver:
 
         self._evacuated = lambda: regions.targets(store)  # type: ignore[arg-type]
         self._moving = lambda: moves.targets(store)  # type: ignore[arg-type]
+        self._frozen = lambda: moves.frozen(store)  # type: ignore[arg-type]
 
     def _evacuating(self, creds: credentials.Credentials, server: str) -> bool:
         """The database's recorded server is in a region under evacuation and its new
@@ -211,10 +214,15 @@ class DbDriver:
         outs = {c.name: _Outcome() for c in changes}
         ensure: dict[Key, list[tuple[DbChange, decide.Wanted]]] = defaultdict(list)
         retire: dict[Key, list[tuple[DbChange, credentials.Credentials]]] = defaultdict(list)
+        frozen = self._frozen() if changes else frozenset()
         for change in changes:
             if change.action == "delete":
                 for creds in credentials.list_for(self.state_dir, change.name):
                     retire[(creds.server, creds.engine)].append((change, creds))
+                continue
+            if change.name in frozen:  # a pass, a drift repair or apply --force would grant writes again
+                outs[change.name].notes.append("frozen by a move in progress (read-only until it switches): "
+                                               "left as they are")
                 continue
             for want in self._wanted(change, outs[change.name], create=True):
                 ensure[(want.server, want.engine)].append((change, want))
@@ -241,7 +249,8 @@ class DbDriver:
                     self.last_changes += b.changes
                     b.close()
         self.last_usage = {
-            c.name: {"databaseMB": round(_mb(outs[c.name].size), 3)} for c in changes if c.action != "delete"
+            c.name: {"databaseMB": round(_mb(outs[c.name].size), 3)} for c in changes
+            if c.action != "delete" and c.name not in frozen  # not measured: left as they are
         }
         return [self._result(c, outs[c.name]) for c in changes]
 
