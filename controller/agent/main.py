@@ -1,10 +1,10 @@
 """One agent run: ``python3 -I AGENT.pyz ENTRY DIR`` (or ``main(entry, dir)``).
 
-DIR holds ``job.json`` and the staged files it names. The entry (``hosting``, ``tls``, ``backup``, ``usage``)
+DIR holds ``job.json`` and the staged files it names. The entry (one of ``ENTRIES``)
 is the concern's module ``controller.drivers.<entry>.agent``; its ``handle(job, stage)``
-does the job. Transactions (``op: apply``) hold the server's lock; the ``backup`` entry's
-ops never do (they change no served configuration, and backups of several tenants run
-on one server at once). Prints one JSON
+does the job. Transactions (``op: apply``) hold the server's lock; the ``backup`` and
+``drdrill`` entries' ops never do (they change no served configuration of a tenant, and
+backups of several tenants run on one server at once). Prints one JSON
 ``Outcome`` on stdout; exit status 0 whenever it printed one, 2 for a job it refuses
 (another version, a malformed file).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.agent import jobs, lock, phases
 
-ENTRIES = ("hosting", "tls", "backup", "pgpitr", "binlog", "usage")
+ENTRIES = ("hosting", "tls", "backup", "drdrill", "pgpitr", "binlog", "usage")
 
 
 def handler(entry: str) -> Any:

@@ -372,6 +372,8 @@ def test_restore_refuses_unchecked_names(env: Env, part: backupjobs.Part, proble
     pytest.param(jobs.Job(jobs.VERSION, "backup"), "no backup section", id="no-backup-section"),
     pytest.param(jobs.Job(jobs.VERSION, "drill", backup=backupjobs.BackupJob(scratch="../x")), "not a scratch name",
                  id="scratch-path"),
+    pytest.param(jobs.Job(jobs.VERSION, "drill", backup=backupjobs.BackupJob(scratch="abc", dr="clean")),
+                 "the drdrill entry's", id="dr-phase"),
 ])
 def test_the_entry_refuses_a_job_it_cannot_do(env: Env, job: jobs.Job, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):

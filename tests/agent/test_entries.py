@@ -1,6 +1,7 @@
 """The concerns' entry points on the agent library, run locally: ``hosting`` (php-like
-items without users; users need a server and are tested in tests/drivers) and ``tls``
-(challenge files, the transaction with pruning and clearing)."""
+items without users; users need a server and are tested in tests/drivers), ``tls``
+(challenge files, the transaction with pruning and clearing) and which module each entry
+name runs (``drdrill``: the DR drill's server side, an entry of its own)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from controller.agent import jobs, main, services
+from controller.drivers.backup import agent as backup_agent
+from controller.drivers.drdrill import agent as drdrill_agent
 from controller.drivers.hosting import agent as hosting_agent
 from controller.drivers.tls import agent as tls_agent
 
@@ -42,6 +45,21 @@ def test_hosting_installs_pools_and_removes_a_deleted_ones(tmp_path: Path, no_re
     out = hosting_agent.handle(job, str(stage))
     assert out.results == {"a.test": jobs.ItemResult(True, "", True), "b.test": jobs.ItemResult(True, "", True)}
     assert sorted(p.name for p in conf.iterdir()) == ["wa.conf"] and no_reload == ["php8.2-fpm"]
+
+
+@pytest.mark.parametrize(("entry", "handle"), [
+    pytest.param("hosting", hosting_agent.handle, id="hosting"),
+    pytest.param("tls", tls_agent.handle, id="tls"),
+    pytest.param("backup", backup_agent.handle, id="backup"),
+    pytest.param("drdrill", drdrill_agent.handle, id="drdrill"),
+])
+def test_an_entry_name_runs_its_concerns_module(entry: str, handle: object) -> None:
+    assert main.handler(entry) is handle
+
+
+def test_an_unknown_entry_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown agent entry 'drill'"):
+        main.handler("drill")
 
 
 def test_hosting_does_no_challenges(tmp_path: Path) -> None:

@@ -7,16 +7,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import types
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from controller import metrics, model
-from controller.agent import backupjobs
+from controller import metrics, model, provisioning
+from controller.agent import backupjobs, jobs
 from controller.drivers import context, naming, transport
-from controller.drivers.backup import agent, drdrill, units, view
+from controller.drivers.backup import agent as backup_agent
+from controller.drivers.backup import drdrill, units, view
 from controller.drivers.backup import topology as topology_mod
+from controller.drivers.drdrill import agent
 from controller.state import backups as ledger
 from controller.state import drills
 from controller.state import store as state_store
@@ -192,13 +195,52 @@ def test_scratch_names_cannot_be_a_tenants() -> None:
     pytest.param(SUB, "127.0.0.1", "/srv/x y;", id="docroot-chars"),
 ])
 def test_the_vhost_refuses_unchecked_text(domain: str, address: str, docroot: str) -> None:
-    with pytest.raises((agent.Problem, ValueError)):
+    with pytest.raises((backup_agent.Problem, ValueError)):
         agent.dr_vhost(domain, address, docroot, "x")
 
 
-def test_an_unknown_dr_phase_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown dr phase"):
-        agent.drill(backupjobs.BackupJob(scratch="abc", dr="nuke"), "/nonexistent")
+@pytest.mark.parametrize(("job", "problem"), [
+    pytest.param(jobs.Job(jobs.VERSION, "drill", backup=backupjobs.BackupJob(scratch="abc", dr="nuke")),
+                 "unknown dr phase", id="unknown-dr-phase"),
+    pytest.param(jobs.Job(jobs.VERSION, "drill", backup=backupjobs.BackupJob(scratch="abc")), "unknown dr phase",
+                 id="a-backup-drill"),
+    pytest.param(jobs.Job(jobs.VERSION, "drill", backup=backupjobs.BackupJob(scratch="../x", dr="restore")),
+                 "not a scratch name", id="scratch-path"),
+    pytest.param(jobs.Job(jobs.VERSION, "restore", backup=backupjobs.BackupJob()), "does not do 'restore'",
+                 id="a-backup-op"),
+    pytest.param(jobs.Job(jobs.VERSION, "drill"), "no backup section", id="no-backup-section"),
+])
+def test_the_drdrill_entry_refuses_a_job_it_cannot_do(job: jobs.Job, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        agent.handle(job, "/nonexistent")
+
+
+def test_the_drill_runs_on_the_spares_drdrill_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller side asks the ``drdrill`` entry (the backup entry refuses DR phases)."""
+    asked: list[tuple[str, str, jobs.Job]] = []
+
+    class FakeAgent:  # records the job instead of running it over SSH
+        def __init__(self, remote: Any, entry: str) -> None:
+            self.remote, self.entry = remote, entry
+
+        def run(self, job: jobs.Job, files: Any, *, timeout: float) -> jobs.Outcome:
+            asked.append((self.remote, self.entry, job))
+            return jobs.Outcome(jobs.VERSION, backup=backupjobs.BackupOutcome(repos=[
+                backupjobs.RepoResult("", True)]))
+
+    class FakePool:
+        ctx = types.SimpleNamespace(state_dir=Path("/nonexistent"))
+
+        def get(self, server: str) -> str:
+            return server
+    monkeypatch.setattr(transport, "Agent", FakeAgent)
+    monkeypatch.setattr(provisioning.backup, "ca_pem", lambda _state_dir: "CA")
+    dr = drdrill.DrDrill(cast(Any, None), cast(Any, None), cast(transport.Pool, FakePool()), ["spare-us"])
+    monkeypatch.setattr(dr, "engines", lambda _spare: ["mariadb"])
+    assert dr.clean("spare-us") == []
+    (remote, entry, job), = asked
+    assert (remote, entry, job.op) == ("spare-us", "drdrill", "drill")
+    assert job.backup is not None and job.backup.dr == "clean" and job.backup.dr_engines == ["mariadb"]
 
 
 def test_wanted_subscriptions_only_are_drilled() -> None:
@@ -264,7 +306,7 @@ def test_only_the_probe_runs_php_every_other_script_is_refused() -> None:
     assert "SCRIPT_FILENAME /srv/tenantctl-dr/abc/tenantctl-dr-probe.php;" in conf
     assert probe < conf.index("location ~ \\.php$ { return 403; }")
     assert "fastcgi" not in agent.dr_vhost(SUB, "127.0.0.1", "/srv/tenantctl-dr/abc/httpdocs", "abc")
-    with pytest.raises(agent.Problem):
+    with pytest.raises(backup_agent.Problem):
         agent.dr_vhost(SUB, "127.0.0.1", "/srv/tenantctl-dr/abc/httpdocs", "abc", "/srv/x;\n fastcgi_pass evil")
 
 
@@ -274,9 +316,9 @@ def test_the_scratch_pool_is_confined_to_its_scratch_user_and_directory() -> Non
     assert "php_admin_value[open_basedir] = /srv/tenantctl-dr/abc/\n" in pool
     assert f"listen = {agent.dr_socket('abc')}" in pool
     assert agent.DR_VHOST.match("tenantctl-dr-abc.conf")  # dr_clean finds it by the vhosts' pattern
-    with pytest.raises(agent.Problem):
+    with pytest.raises(backup_agent.Problem):
         agent.dr_pool("abc", "www-data", "/srv/tenantctl-dr/abc")
-    with pytest.raises(agent.Problem):
+    with pytest.raises(backup_agent.Problem):
         agent.dr_pool_dir("8.2/../../nginx")
 
 
@@ -286,7 +328,7 @@ def test_the_scratch_pool_is_confined_to_its_scratch_user_and_directory() -> Non
     pytest.param("/srv/tenantctl-dr/abc/../../etc/shadow", id="dotdot"),
 ])
 def test_the_probe_refuses_a_path_it_cannot_quote(target: str) -> None:
-    with pytest.raises(agent.Problem):
+    with pytest.raises(backup_agent.Problem):
         agent.dr_probe(target)
 
 

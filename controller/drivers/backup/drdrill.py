@@ -9,7 +9,8 @@ sample, without touching anything real.
   restored into a spare server (``Server.spec.spare``) of another region than its own
   that has the roles its parts need (web, ``db-<engine>``), preferring a spare in that
   repository's region.
-* Drill (``DrDrill.run``): on the spare, earlier leftovers are removed first (a crashed
+* Drill (``DrDrill.run``, through the agent's ``drdrill`` entry,
+  ``controller.drivers.drdrill.agent``): on the spare, earlier leftovers are removed first (a crashed
   drill's too), then the scratch copy is made (its own system user, web space,
   databases, an nginx vhost on the spare's address: plain HTTP, no certificate, no DNS
   record), the site is fetched over HTTP from the spare's address with the domain as
@@ -43,8 +44,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller import errors
-from controller.agent import backupjobs
+from controller import errors, provisioning
+from controller.agent import backupjobs, jobs
 from controller.drivers import transport
 from controller.drivers.backup import agent, nightly, pitr, runner, topology, units
 from controller.state import backups as ledger
@@ -243,8 +244,14 @@ class DrDrill:
         return out
 
     def _job(self, spare: str, **kw: Any) -> backupjobs.BackupOutcome:
-        return runner.run_job(self.pool, spare, "drill", backupjobs.BackupJob(host=spare, cacert=runner.CA_FILE,
-                                                                               **kw), timeout=3600.0)
+        """One ``drill`` job of the agent's ``drdrill`` entry on ``spare`` (the backup CA staged)."""
+        ca = transport.File(runner.CA_FILE, provisioning.backup.ca_pem(self.pool.ctx.state_dir).encode(), 0o600)
+        job = backupjobs.BackupJob(host=spare, cacert=runner.CA_FILE, **kw)
+        out = transport.Agent(self.pool.get(spare), "drdrill").run(jobs.Job(jobs.VERSION, "drill", backup=job), [ca],
+                                                                   timeout=3600.0)
+        if out.backup is None:
+            raise errors.PermanentError(f"server {spare}: the drdrill agent answered without a backup outcome")
+        return out.backup
 
     def engines(self, spare: str) -> list[str]:
         return sorted(r.removeprefix("db-") for r in self.topo.ctx.servers[spare].roles if r.startswith("db-"))

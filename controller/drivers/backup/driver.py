@@ -71,7 +71,9 @@ class BackupDriver:
         self._lock = threading.Lock()
 
     def sources(self) -> Sequence[Path]:
-        return [Path(__file__).resolve().parent]
+        """Its package and the DR drill's agent entry (``controller/drivers/drdrill``)."""
+        here = Path(__file__).resolve().parent
+        return [here, here.parent / "drdrill"]
 
     def slice(self, item: spec.Item) -> slices.Slice:
         return slices.backup(item)
