@@ -32,6 +32,7 @@ import signal
 import ssl
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ TAIL = 2000
 
 
 _FROM_STDIN = "reading repository password from stdin\n"
+#: restic 0.14 has no --retry-lock: a command that needs the repository's exclusive lock
+#: (forget, prune) waits this long for another restic on it (a copy, a check, a restore
+#: drill of another server or thread) to finish, instead of failing at once
+LOCK_WAIT = 120.0
+_LOCKED = "repository is already locked"
 
 
 def env() -> dict[str, str]:
@@ -185,15 +191,21 @@ class Restic:
             out = out.removeprefix(_FROM_STDIN)
         return Result(proc.returncode, out, proc.stderr.decode(errors="replace"))
 
-    def check(self, args: list[str], *, source: Restic | None = None, timeout: float | None = None) -> Result:
-        """``run``; a non-zero status is ``Failed`` naming the repository."""
+    def check(self, args: list[str], *, source: Restic | None = None, timeout: float | None = None,
+              lock_wait: float = 0.0) -> Result:
+        """``run``; a non-zero status is ``Failed`` naming the repository. ``lock_wait``:
+        seconds to retry (every 3 s) while the repository is locked by another restic."""
+        give_up = time.monotonic() + lock_wait
         done = self.run(args, source=source, timeout=timeout)
+        while done.code != 0 and _LOCKED in done.err and time.monotonic() < give_up:
+            time.sleep(3.0)
+            done = self.run(args, source=source, timeout=timeout)
         if done.code != 0:
             raise Failed(f"{self.label}: restic {args[0]} failed: {done.message}")
         return done
 
-    def json(self, args: list[str], *, timeout: float | None = None) -> Any:
-        done = self.check([*args, "--json"], timeout=timeout)
+    def json(self, args: list[str], *, timeout: float | None = None, lock_wait: float = 0.0) -> Any:
+        done = self.check([*args, "--json"], timeout=timeout, lock_wait=lock_wait)
         try:
             return json.loads(done.out)
         except ValueError as exc:

@@ -322,16 +322,17 @@ def forget(b: backupjobs.BackupJob, stage: str) -> backupjobs.BackupOutcome:
             if b.keep_daily < 1:
                 raise Problem(f"forget: keep_daily {b.keep_daily} would keep nothing")
             groups = t.json(["forget", "--dry-run", "--group-by", "tags", "--keep-daily", str(b.keep_daily),
-                             *restic.tag_args([f"sub={s}" for s in rotate])], timeout=TIMEOUT)
+                             *restic.tag_args([f"sub={s}" for s in rotate])], timeout=TIMEOUT,
+                            lock_wait=restic.LOCK_WAIT)
             ids = proposal(groups, b)
         if b.forget_ids:
             present = [s.id for s in t.snapshots()]
             ids += [i for i in present if any(backupjobs.same_id(i, f) for f in b.forget_ids)
                     and not any(backupjobs.same_id(i, p) for p in b.protect) and i not in ids]
         for n in range(0, len(ids), 100):
-            t.check(["forget", *ids[n:n + 100]], timeout=TIMEOUT)
+            t.check(["forget", *ids[n:n + 100]], timeout=TIMEOUT, lock_wait=restic.LOCK_WAIT)
         if b.prune:
-            t.check(["prune"], timeout=TIMEOUT)
+            t.check(["prune"], timeout=TIMEOUT, lock_wait=restic.LOCK_WAIT)
         return backupjobs.RepoResult(t.repo.region, True, snapshots=t.snapshots(), removed=ids)
     return _each(b, stage, work)
 
