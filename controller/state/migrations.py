@@ -301,7 +301,7 @@ CREATE TABLE dr_drills (
 V8_MOVES = """
 -- Moves of subscriptions between servers (issue 13 item 2; controller.state.moves): one
 -- row per subscription while it moves and during the substitute period after (DNS-4);
--- the planner places a moving subscription on target_server from step 'switching' on.
+-- the planner places a moving subscription on target_server from step 'placing' on.
 CREATE TABLE subscription_moves (
     subscription   TEXT PRIMARY KEY,
     source_server  TEXT NOT NULL,
