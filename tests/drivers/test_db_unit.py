@@ -265,3 +265,18 @@ def test_a_move_s_frozen_databases_are_left_as_they_are(tmp_path: Path) -> None:
     assert frozen.outcome == "provisioned" and "frozen by a move in progress" in frozen.message, frozen
     assert other.outcome == "failed", other  # the other one was tried (and found no server)
     assert "frozen.example.org" not in drv.last_usage and "other.example.org" in drv.last_usage
+
+
+def test_a_deletion_does_not_read_the_state_store(tmp_path: Path) -> None:
+    """A deletion batch never asks the store which moves freeze what (a caller may
+    remove what it left after closing its store: tests/drivers/test_db_engine.py)."""
+    from controller.drivers import base
+    from controller.drivers.context import Context
+    from controller.drivers.db.driver import DbDriver
+    from controller.state import store as state_store
+
+    drv = DbDriver(Context(tmp_path))
+    with state_store.Store(tmp_path / "state.db") as store:
+        drv.use_store(store)
+    results = drv.apply(None, [base.Change("gone.example.org", "delete", {"name": "gone.example.org"})])
+    assert [r.message for r in results] == ["no databases on file"], results

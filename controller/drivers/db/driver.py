@@ -214,7 +214,9 @@ class DbDriver:
         outs = {c.name: _Outcome() for c in changes}
         ensure: dict[Key, list[tuple[DbChange, decide.Wanted]]] = defaultdict(list)
         retire: dict[Key, list[tuple[DbChange, credentials.Credentials]]] = defaultdict(list)
-        frozen = self._frozen() if changes else frozenset()
+        # asked only when something is ensured: a deletion never needs the store (callers
+        # remove what a test or a command left after closing it)
+        frozen = self._frozen() if any(c.action != "delete" for c in changes) else frozenset()
         for change in changes:
             if change.action == "delete":
                 for creds in credentials.list_for(self.state_dir, change.name):
