@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "controller"
 LINT = Path(sys.executable).parent / "lint-imports"
 #: driver packages that are not a concern: the development environment, shared clients,
-#: and the agent halves of the backup concern's point-in-time recovery (pgpitr, binlog)
-SHARED = {"embedded", "powerdns", "nginx", "pgpitr", "binlog"}
+#: and the agent halves of the backup concern: point-in-time recovery (pgpitr, binlog) and
+#: the disaster-recovery drill on a spare (drdrill, which uses the backup agent's helpers)
+SHARED = {"embedded", "powerdns", "nginx", "pgpitr", "binlog", "drdrill"}
 
 
 def contracts() -> configparser.ConfigParser:
