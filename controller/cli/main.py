@@ -22,6 +22,10 @@ __all__ = ["full_app", "main"]  # and ``app`` (module __getattr__: every group r
 
 #: command lines that ``common``'s app runs alone (their first word)
 LIGHT = frozenset({"validate"})
+#: commands that run until stopped: nothing is frozen out of the collector there (with
+#: frozen objects, ``model.cache.gc_paused`` freezes each load's documents, and in a
+#: process that loads again and again the cyclic garbage of the moment with them)
+LONG_LIVED = frozenset({"run", "operator"})
 
 
 def full_app() -> typer.Typer:
@@ -43,8 +47,9 @@ def main() -> None:
     # A command at 10,000 subscriptions makes about a million objects that live until it
     # ends: the collector's default (a young collection every 700 allocations, each old
     # one walking them all again) cost 15 % of a plan. The modules just imported are
-    # frozen out of it; young collections are rarer.
-    gc.freeze()
+    # frozen out of it (not in a process that runs until stopped); young collections are rarer.
+    if not (len(sys.argv) > 1 and sys.argv[1] in LONG_LIVED):
+        gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     try:
         run()

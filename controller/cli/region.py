@@ -87,7 +87,7 @@ def evacuate(
 @region_app.command("end")
 def end(region: Annotated[str, typer.Argument(help="an evacuated region")]) -> None:
     """Stop placing REGION's subscriptions elsewhere. They stay where they are (a placed
-    subscription never moves implicitly): move them back with spec.server."""
+    subscription never moves implicitly): move them back with `tenantctl move`."""
     from controller.state import events, regions
 
     store = common.open_store(readonly=False)
