@@ -151,13 +151,15 @@ class DnsDriver:
         listing, down = self._list(servers)
         mine = owned(listing)
         before = {s.name: self.client(s).failures for s in servers}
+        substitutes = self._substitutes()  # once a pass, in this thread (not per zone in the pool)
 
         def one(change: DnsChange) -> base.Result:
             try:
                 if change.action == "delete":
                     message = self._delete(change.name, servers, listing, mine, down)
                 else:
-                    message = self._ensure(self._wanted(change.name, change.slice), servers, listing, mine, down)
+                    message = self._ensure(self._wanted(change.name, change.slice, substitutes), servers, listing,
+                                           mine, down)
             except LookupError as exc:
                 return base.Result(change.name, "failed", str(exc))
             except LostSecondaries as exc:
@@ -200,12 +202,13 @@ class DnsDriver:
         servers = self.servers()
         listing, _down = self._list(servers)
         mine = owned(listing)
+        substitutes = self._substitutes()
         found: dict[str, str] = {}
         for change in changes:
             if change.action == "delete":
                 continue
             try:
-                want = self._wanted(change.name, change.slice)
+                want = self._wanted(change.name, change.slice, substitutes)
             except LookupError:
                 continue
             what = self._drift(want, listing, mine)
@@ -249,9 +252,10 @@ class DnsDriver:
 
     # --- gather ---------------------------------------------------------------------
 
-    def _wanted(self, sub: str, slice_: slices.DnsSlice) -> records.Wanted:
+    def _wanted(self, sub: str, slice_: slices.DnsSlice, substitutes: Mapping[str, str]) -> records.Wanted:
+        """``substitutes``: moving subscriptions -> the source's address (``state.moves``)."""
         s = self.settings
-        source = self._substitutes().get(sub)
+        source = substitutes.get(sub)
         if source is not None:  # a move places it, but the target is not restored yet: clients stay
             slice_ = {**slice_, "ip": source}
         return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template)
