@@ -5,6 +5,11 @@ checks every field's type and refuses unknown fields), does it, and prints one
 ``Outcome``. ``VERSION`` moves whenever a field's meaning changes; an agent refuses a
 job of another version (the controller ships the agent that matches its own code, keyed
 by digest, so both sides always agree).
+
+Fencing (issue 10 item 4, DR-1; ``controller.agent.fence``): a job that writes a
+subscription's things on a server carries that subscription's generation in
+``Job.generations``; the agent refuses the parts of the subscriptions it has seen a
+newer generation of, and says so in ``Outcome.fenced`` (version 3).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from controller.agent import backupjobs, binlogjobs, pgpitrjobs, usagejobs
 
-VERSION = 2
+VERSION = 3
 
 #: ``apply``, ``check`` (drift; backup: repository check), ``challenges`` (tls); the
 #: backup entry's ops (``backupjobs``): ``backup``, ``copy``, ``snapshots``, ``forget``,
@@ -125,6 +130,19 @@ class Job:
     binlog: binlogjobs.BinlogJob | None = None
     #: the usage entry's op (``usage``: traffic from the access logs, disk of web spaces)
     usage: usagejobs.UsageJob | None = None
+    #: fencing (DR-1): subscription -> its generation as the controller knows it, for
+    #: every subscription whose things this job writes (``fence.subscriptions``); the
+    #: agent refuses the parts of a subscription it has seen a newer generation of
+    generations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fenced:
+    """A subscription's part of a job the agent refused: the server has seen a newer
+    generation of it (a newer controller moved it; the sender is stale)."""
+
+    seen: int
+    sent: int
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,8 @@ class Outcome:
     pgpitr: pgpitrjobs.PgPitrOutcome | None = None
     binlog: binlogjobs.BinlogOutcome | None = None
     usage: usagejobs.UsageOutcome | None = None
+    #: subscriptions whose parts were refused (fencing): never done, never a success
+    fenced: dict[str, Fenced] = field(default_factory=dict)
 
 
 T = TypeVar("T")

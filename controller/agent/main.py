@@ -4,9 +4,13 @@ DIR holds ``job.json`` and the staged files it names. The entry (one of ``ENTRIE
 is the concern's module ``controller.drivers.<entry>.agent``; its ``handle(job, stage)``
 does the job. Transactions (``op: apply``) hold the server's lock; the ``backup`` and
 ``drdrill`` entries' ops never do (they change no served configuration of a tenant, and
-backups of several tenants run on one server at once). Prints one JSON
-``Outcome`` on stdout; exit status 0 whenever it printed one, 2 for a job it refuses
-(another version, a malformed file).
+backups of several tenants run on one server at once). Fencing (``fence``, DR-1): the
+generations a job carries are checked (and the higher ones recorded) before the entry
+runs, under the server's lock for transactions; the parts of subscriptions the server has
+seen a newer generation of are taken out of the job and answered as refused
+(``Outcome.fenced``). Prints one JSON ``Outcome`` on stdout; exit status 0 whenever it
+printed one, 2 for a job it refuses (another version, a malformed file, an unreadable
+fence file).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from controller.agent import jobs, lock, phases
+from controller.agent import fence, jobs, lock, phases
 
 ENTRIES = ("hosting", "tls", "backup", "drdrill", "pgpitr", "binlog", "usage")
 
@@ -45,7 +49,13 @@ def main(entry: str, stage: str) -> int:
         return 2
     if job.op == "apply" and entry in ("hosting", "tls"):
         lock.hold()
-    out: jobs.Outcome = handle(job, stage)
+    try:
+        refused = fence.admit(job.generations)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"tenantctl agent: refusing the job: {exc}\n")
+        return 2
+    todo = fence.split(job, refused)
+    out: jobs.Outcome = fence.merge(job, refused, handle(todo, stage) if todo is not None else None)
     doc = jobs.encode(out)
     doc["seconds"] = round(time.monotonic() - started, 3)
     doc["phases"] = phases.report()

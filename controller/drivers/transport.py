@@ -30,6 +30,15 @@ or ``PermanentError`` via ``check``.
 (and installed if missing) once per server and process, keyed by its digest; each job
 is one ``ship``; a killed agent is ``TemporaryError``, a crashed one or an unreadable
 answer ``PermanentError``.
+
+Fencing (issue 10 item 4, DR-1): ``Agent.run`` stamps every job that writes a
+subscription's things (``agent.fence.subscriptions``, plus the ``writes`` its caller
+names) with that subscription's generation from the controller's view
+(``Generations``: one per ``Pool``, set once per pass by the engine, ``use_generations``,
+or per run by the backup runner; read once from the state store when nobody set it).
+The agent refuses the parts of subscriptions it has seen a newer generation of
+(``Outcome.fenced``); a job refused whole is ``Fenced``, a ``PermanentError`` naming each
+subscription with the generation seen there and the one sent.
 """
 
 from __future__ import annotations
@@ -44,14 +53,17 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import tenacity
 
 from controller import errors
-from controller.agent import bundle, jobs
+from controller.agent import bundle, fence, jobs
 from controller.drivers.context import Context
+from controller.state import regions
+from controller.state import store as state_store
 
 #: ssh's exit status when the connection itself failed
 SSH_FAILED = 255
@@ -127,6 +139,70 @@ def tar(files: Iterable[File]) -> bytes:
     return buf.getvalue()
 
 
+class Fenced(errors.PermanentError):
+    """Every subscription of an agent job was refused by fencing: the server has seen a
+    newer generation of each (this controller's view is stale)."""
+
+    def __init__(self, label: str, refused: Mapping[str, jobs.Fenced]) -> None:
+        self.refused = dict(refused)
+        super().__init__(f"{label}: " + "; ".join(fence.message(s, f) for s, f in sorted(refused.items())))
+
+
+def fenced_message(out: jobs.Outcome, sub: str) -> str | None:
+    """Why ``sub``'s part of a job was refused by fencing (None: it was not)."""
+    f = out.fenced.get(sub)
+    return None if f is None else fence.message(sub, f)
+
+
+class Generations:
+    """The controller's view of the subscriptions' generations (fencing): what a job
+    that writes a subscription's things carries (1 for a subscription never moved:
+    ``regions.generation``). ``use`` sets it (the engine, once per pass; the backup
+    runner, once per run); until then it is read once from the state store of
+    ``state_dir`` (``state.db``; none there: every subscription is at 1)."""
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self.state_dir = state_dir
+        self._known: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    def use(self, gens: Mapping[str, int]) -> None:
+        with self._lock:
+            self._known = dict(gens)
+
+    def get(self) -> Mapping[str, int]:
+        with self._lock:
+            if self._known is None:
+                self._known = _stored_generations(self.state_dir)
+            return self._known
+
+    def of(self, subs: Iterable[str]) -> dict[str, int]:
+        known = self.get()
+        return {s: known.get(s, 1) for s in sorted(set(subs))}
+
+
+def _stored_generations(state_dir: Path | None) -> dict[str, int]:
+    path = state_dir / "state.db" if state_dir is not None else None
+    if path is None or not path.exists():
+        return {}
+    try:
+        store = state_store.Store.open_readonly(path)
+    except errors.StateError as exc:
+        raise errors.PermanentError(f"cannot read the subscriptions' generations (fencing): {exc}") from exc
+    try:
+        return regions.generations(store)
+    finally:
+        store.close()
+
+
+@runtime_checkable
+class UsesGenerations(Protocol):
+    """A driver whose agent jobs carry generations: the engine hands it its view once
+    per pass."""
+
+    def use_generations(self, gens: Mapping[str, int]) -> None: ...
+
+
 class Transport:
     """SSH to one server as root."""
 
@@ -140,6 +216,8 @@ class Transport:
         self.label = f"server {name} ({address})" if name else f"server {address}"
         self.key = key
         self.attempts = attempts
+        #: the generations this server's agent jobs carry (``Pool.get`` shares its pool's)
+        self.generations = Generations(state_dir)
         #: seconds of the last ``ship``: building the tar, and the SSH command (benchmarks)
         self.last_timings: dict[str, float] = {}
         ssh_dir = state_dir / "ssh"
@@ -292,8 +370,13 @@ class Agent:
         with _lock:
             _installed.discard((self.remote.address, bundle.current().digest))
 
-    def run(self, job: jobs.Job, files: Iterable[File] = (), *, timeout: float = 600.0) -> jobs.Outcome:
-        """Ship ``files`` and the job, run the agent once: its ``Outcome``."""
+    def run(self, job: jobs.Job, files: Iterable[File] = (), *, timeout: float = 600.0,
+            writes: Iterable[str] = ()) -> jobs.Outcome:
+        """Ship ``files`` and the job, run the agent once: its ``Outcome``. ``writes``:
+        subscriptions whose things the job writes beyond those the envelope lists
+        (``fence.subscriptions``). The job carries their generations (the ones it already
+        carries win: tests); ``Fenced`` when the agent refused every one of them."""
+        job = self.stamped(job, writes)
         payload = [File("job.json", json.dumps(jobs.encode(job)).encode(), 0o600), *files]
         label = f"{self.remote.label}: {self.entry} agent"
         for attempt in (1, 2):
@@ -312,9 +395,21 @@ class Agent:
         if done.returncode != 0:
             raise errors.PermanentError(f"{label} failed (exit {done.returncode}): {done.error[-2000:]}")
         try:
-            return jobs.decode(jobs.Outcome, json.loads(done.stdout))
+            out = jobs.decode(jobs.Outcome, json.loads(done.stdout))
         except (ValueError, TypeError) as exc:
             raise errors.PermanentError(f"{label}: unreadable answer ({exc}): {done.text[:500]}") from exc
+        if out.fenced and set(job.generations) <= set(out.fenced):
+            raise Fenced(label, out.fenced)
+        return out
+
+    def stamped(self, job: jobs.Job, writes: Iterable[str] = ()) -> jobs.Job:
+        """``job`` carrying the generation of every subscription it writes."""
+        subs = {*fence.subscriptions(job), *writes} - set(job.generations)
+        if not subs:
+            return job
+        view = getattr(self.remote, "generations", None)  # a test's own remote may have none
+        known = view.of(subs) if isinstance(view, Generations) else dict.fromkeys(sorted(subs), 1)
+        return dataclasses.replace(job, generations={**known, **job.generations})
 
 
 class Pool:
@@ -324,6 +419,8 @@ class Pool:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._open: dict[str, Transport] = {}
+        #: the generations every agent job through this pool carries (fencing)
+        self.generations = Generations(getattr(ctx, "state_dir", None))  # tests hand in stand-ins
 
     def get(self, server: str) -> Transport:
         t = self._open.get(server)
@@ -332,12 +429,18 @@ class Pool:
             # embedded containers get a new host key whenever they are recreated
             t = Transport(self.ctx.state_dir, self.ctx.ssh_key(), srv.address, name=server,
                           pin_host_key=srv.provider != "docker")
+            t.generations = self.generations
             self._open[server] = t
         return t
 
     def __setitem__(self, server: str, t: Transport) -> None:
         """Use ``t`` for ``server`` (tests hand in a transport of their own)."""
+        t.generations = self.generations
         self._open[server] = t
+
+    def use_generations(self, gens: Mapping[str, int]) -> None:
+        """The controller's view of the generations, read once for this pass or run."""
+        self.generations.use(gens)
 
     def close(self) -> None:
         for t in self._open.values():

@@ -23,6 +23,10 @@ The evacuated region's servers are never written to: when they come back, the
 subscriptions stay in R2 (their recorded servers are there) and R's stale copies are
 never read as the truth (the next nightly backups come from R2's servers; R's dns
 servers are told to be secondaries of the new primaries when they answer again).
+Every agent job of the pass and of the restores carries the moved subscriptions' new
+generations; R2's servers record them (``controller.agent.fence``) and refuse any later
+job of an older generation: a controller that still believes in R's placement (a
+stale process, R's own when it comes back) never overwrites the new primaries.
 """
 
 from __future__ import annotations
@@ -112,6 +116,10 @@ def evacuate(
     now = eng.clock()
     regions.start(store, region, target, now)
     gens = regions.bump(store, subs)
+    # fencing (DR-1): the restores below carry the new generations (the engine's pass
+    # hands them to its drivers itself); the new servers record them, so a controller
+    # still at the old ones is refused there
+    pool.use_generations(regions.generations(store))
     events.record(store, actor=actor, action="evacuate", subject="*",
                   message=f"region {region} evacuated to {target}: {len(subs)} subscription(s) move",
                   data={"region": region, "target": target, "subscriptions": subs})

@@ -42,9 +42,9 @@ def test_a_malformed_job_is_refused_naming_the_field(doc: dict[str, object], pro
 
 
 @pytest.mark.parametrize(("doc", "message"), [
-    pytest.param({"version": 99, "op": "check"}, "job version 99, this agent speaks 2", id="another-version"),
+    pytest.param({"version": 99, "op": "check"}, f"job version 99, this agent speaks {jobs.VERSION}", id="another-version"),
     pytest.param({"op": "check"}, "job version None", id="no-version"),
-    pytest.param({"version": 2, "op": "check", "expect": "all"}, "expected a list", id="malformed"),
+    pytest.param({"version": jobs.VERSION, "op": "check", "expect": "all"}, "expected a list", id="malformed"),
 ])
 def test_the_agent_refuses_a_job_it_does_not_speak_with_exit_2(tmp_path: Path, doc: dict[str, object],
                                                                  message: str) -> None:

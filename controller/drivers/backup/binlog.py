@@ -102,9 +102,11 @@ def _shared_loopback(topo: topology.Topology, servers: Sequence[str]) -> bool:
 
 
 def _run(pool: transport.Pool, server: str, job: binlogjobs.BinlogJob, files: Sequence[transport.File] = (),
-         timeout: float = 600.0) -> binlogjobs.BinlogOutcome:
+         timeout: float = 600.0, writes: Sequence[str] = ()) -> binlogjobs.BinlogOutcome:
+    """``writes``: the subscriptions whose things this job (or what the caller does after
+    it on that server) writes: the agent refuses it for a stale generation (fencing)."""
     out = transport.Agent(pool.get(server), "binlog").run(jobs.Job(jobs.VERSION, "pitr", binlog=job), files,
-                                                           timeout=timeout)
+                                                           timeout=timeout, writes=writes)
     if out.binlog is None:
         raise errors.PermanentError(f"server {server}: the binlog agent answered without a binlog outcome")
     return out.binlog
@@ -258,10 +260,13 @@ def _archive_for(topo: topology.Topology, pool: transport.Pool, source: str, fir
 
 def _position(topo: topology.Topology, pool: transport.Pool, server: str, snap: ledger.Snapshot
               ) -> tuple[str, int]:
+    """The dump's binlog position, read on ``server``: the first job of a recovery there,
+    so it carries the subscription's generation (a stale controller is refused before
+    the database is emptied)."""
     repo = topo.repo(snap.server, snap.region)
     ca = transport.File(runner.CA_FILE, provisioning.backup.ca_pem(topo.state_dir).encode(), 0o600)
     out = _run(pool, server, binlogjobs.BinlogJob("position", repo=repo, cacert=runner.CA_FILE, snapshot=snap.id,
-                                                  database=snap.name), [ca])
+                                                  database=snap.name), [ca], writes=[snap.subscription])
     if not out.ok:
         raise errors.PermanentError(f"server {server}: {out.message}")
     if not out.file:

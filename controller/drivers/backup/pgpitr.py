@@ -9,7 +9,12 @@ agent entry ``pgpitr`` does the work on each server; this module decides who doe
 * ``ensure``: the configuration of every host involved (its ``pgbackrest.conf`` covers
   every stanza it takes part in, from the whole topology), then archiving on each db
   server (one restart of PostgreSQL when ``archive_mode`` changes), stanza-create and
-  check. Idempotent: unchanged hosts are not touched and nothing restarts.
+  check. Idempotent: unchanged hosts are not touched and nothing restarts. A repository
+  host that does not answer (a lost region's: after an evacuation the moved databases'
+  server archives into its own region's repository and the lost one's) is left out of
+  the db hosts' configuration, so archiving into the repository that answers starts at
+  once; the server's answer says so (not ""), and the next ``ensure`` after that host
+  answers again adds it back (``conf.answering``).
 * ``base_backup`` (weekly full, nightly diff) on each repository host, ``verify``.
 * ``recover``: WAL switch and wait until archived, then the target checked against the
   archive (``OutOfRange``, nothing changed), then the stanza restored into a scratch
@@ -31,7 +36,7 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -140,10 +145,12 @@ def _stanza(topo: topology.Topology, server: str) -> conf.Stanza:
 
 
 def run(pool: transport.Pool, server: str, job: pj.PgPitrJob, staged: Sequence[transport.File] = (), *,
-        timeout: float = SHORT) -> pj.PgPitrOutcome:
-    """One ``pgpitr`` agent job on ``server``; a failed one raises ``PermanentError``."""
+        timeout: float = SHORT, writes: Sequence[str] = ()) -> pj.PgPitrOutcome:
+    """One ``pgpitr`` agent job on ``server``; a failed one raises ``PermanentError``.
+    ``writes``: the subscriptions whose things it writes there (a recovery into a
+    tenant's database): the job carries their generations (fencing, ``transport``)."""
     out = transport.Agent(pool.get(server), "pgpitr").run(jobs.Job(jobs.VERSION, "pitr", pgpitr=job), staged,
-                                                          timeout=timeout)
+                                                          timeout=timeout, writes=writes)
     if out.pgpitr is None:
         raise errors.PermanentError(f"server {server}: the pgpitr agent answered without an outcome")
     if not out.pgpitr.ok:
@@ -195,6 +202,17 @@ def ensure(topo: topology.Topology, pool: transport.Pool, servers: Sequence[str]
         wanted.append(next(s for s in every if s.name == st.name))
     hosts = sorted({h for s in wanted for h in s.hosts()})
     configured = _each(hosts, lambda h: _configure(topo, pool, h, every))
+    down = unanswered(wanted, configured)
+    skipped: dict[str, list[conf.Repo]] = {}
+    if down:  # the repositories that answer: the db hosts archive into them alone for now
+        every = conf.answering(every, down)
+        narrowed = {s.name: s for s in every}
+        for st in wanted:
+            if st.name in narrowed and narrowed[st.name] != st:
+                skipped[st.name] = [r for r in st.repos if r.host in down]
+        wanted = [narrowed.get(s.name, s) for s in wanted]
+        configured.update(_each(sorted({s.db_host for s in wanted if s.name in skipped}),
+                                lambda h: _configure(topo, pool, h, every)))
 
     def archive(st: conf.Stanza) -> str:
         failed = [f"{h}: {v}" for h in sorted(st.hosts()) if isinstance(v := configured[h], errors.TenantctlError)]
@@ -203,11 +221,24 @@ def ensure(topo: topology.Topology, pool: transport.Pool, servers: Sequence[str]
         staged = [transport.File("pitr.conf", conf.pg_conf(st.name).encode(), 0o600)]
         run(pool, st.db_host, pj.PgPitrJob(action="archive", stanza=st.name, pg_version=st.pg_version,
                                            files=[pj.ConfFile(pj.pg_conf(st.pg_version), "pitr.conf")]), staged)
+        if st.name in skipped:
+            return (f"archiving into {', '.join(r.region for r in st.repos)} only: the repository of "
+                    + ", ".join(f"{r.region} ({r.host}: {configured[r.host]})" for r in skipped[st.name])
+                    + " does not answer; it is added when it answers")
         return ""
     done = _each([s.name for s in wanted], lambda n: archive(next(s for s in wanted if s.name == n)))
     for name, value in done.items():
         result[name] = str(value) if isinstance(value, errors.TenantctlError) else value
     return result
+
+
+def unanswered(wanted: Sequence[conf.Stanza], configured: Mapping[str, object]) -> set[str]:
+    """The repository hosts of ``wanted`` that could not be reached (``TemporaryError``:
+    SSH could not connect, or no answer): left out until they answer (``conf.answering``).
+    A host that answered with an error is not among them (that error is reported), nor
+    a db host (its stanza cannot archive at all)."""
+    repo_hosts = {r.host for s in wanted for r in s.repos} - {s.db_host for s in wanted}
+    return {h for h in repo_hosts if isinstance(configured.get(h), errors.TemporaryError)}
 
 
 def base_backup(topo: topology.Topology, pool: transport.Pool, server: str,
@@ -282,8 +313,10 @@ def target_text(at: dt.datetime) -> str:
 
 
 def recover(topo: topology.Topology, pool: transport.Pool, server: str, database: str,
-            at: dt.datetime) -> Recovered:
-    """``database`` on ``server`` as it was at ``at`` (BKP-5 overwrite; other databases untouched)."""
+            at: dt.datetime, *, subscription: str = "") -> Recovered:
+    """``database`` on ``server`` as it was at ``at`` (BKP-5 overwrite; other databases
+    untouched). ``subscription``: the database's (the recovery job then carries its
+    generation: fencing)."""
     started = time.monotonic()
     if not _DB.match(database):
         raise errors.PermanentError(f"not a database name: {database!r}")
@@ -300,10 +333,17 @@ def recover(topo: topology.Topology, pool: transport.Pool, server: str, database
         raise OutOfRange(f"{server}: {at.isoformat()} is before the oldest base backup "
                          f"({oldest.label + ' ended ' + oldest.stop.isoformat() if oldest else 'none yet'})")
     repo = st.repo(base.repo)
-    done = run(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, target=target,
-                                          backup_set=base.label, database=database, pg_version=st.pg_version),
-               timeout=LONG)
+    job = pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, target=target, backup_set=base.label,
+                       database=database, pg_version=st.pg_version)
+    done = _recovery(pool, server, job, subscription)
     return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3), at)
+
+
+def _recovery(pool: transport.Pool, server: str, job: pj.PgPitrJob, subscription: str) -> pj.PgPitrOutcome:
+    """A ``recover`` job, carrying ``subscription``'s generation when it is named."""
+    if subscription:
+        return run(pool, server, job, timeout=LONG, writes=[subscription])
+    return run(pool, server, job, timeout=LONG)
 
 
 _LAST_TX = re.compile(r"last completed transaction was at log time (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?[+-]\d\d)")
@@ -337,12 +377,13 @@ def catalog(topo: topology.Topology, pool: transport.Pool, source: str, region: 
 
 
 def recover_latest(topo: topology.Topology, pool: transport.Pool, server: str, source: str, database: str,
-                   region: str) -> Recovered:
+                   region: str, *, subscription: str = "") -> Recovered:
     """``database`` on ``server`` (BKP-5 overwrite) as ``source``'s WAL archive in
     ``region``'s repository last holds it: its newest base backup there, replayed to the
     end of the archive (``source`` may be down: a lost region's server; ``server`` can
     be ``source`` itself). ``OutOfRange`` (nothing changed) without a base backup there
-    or when ``server`` runs another PostgreSQL major version than ``source``'s."""
+    or when ``server`` runs another PostgreSQL major version than ``source``'s.
+    ``subscription``: the database's (the job then carries its generation: fencing)."""
     started = time.monotonic()
     if not _DB.match(database):
         raise errors.PermanentError(f"not a database name: {database!r}")
@@ -359,9 +400,8 @@ def recover_latest(topo: topology.Topology, pool: transport.Pool, server: str, s
     if not backups:
         raise OutOfRange(f"no base backup of {source} in its repository in {region} ({repo.host})")
     base = max(backups, key=lambda b: b.stop)
-    done = run(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, latest=True,
-                                          backup_set=base.label, database=database, pg_version=st.pg_version,
-                                          recovery_conf=conf.recovery(st, server, repo.index)),
-               timeout=LONG)
+    done = _recovery(pool, server, pj.PgPitrJob(action="recover", stanza=st.name, repo=repo.index, latest=True,
+                                                backup_set=base.label, database=database, pg_version=st.pg_version,
+                                                recovery_conf=conf.recovery(st, server, repo.index)), subscription)
     return Recovered(base.label, done.stopped_at, repo.region, round(time.monotonic() - started, 3),
                      max(filter(None, [last_transaction(done.stopped_at), base.stop])))

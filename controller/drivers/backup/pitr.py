@@ -134,7 +134,7 @@ def recover(topo: topology.Topology, pool: transport.Pool, store: state_store.St
     server, engine, database = _placed(item, db)
     try:
         if engine == "postgresql":
-            pg = pgpitr.recover(topo, pool, server, database, at)
+            pg = pgpitr.recover(topo, pool, server, database, at, subscription=sub)
             return Recovered(engine, database, server, pg.base_backup, pg.stopped_at, pg.repository_region, pg.point)
         mb = binlog.recover(topo, pool, store, server, sub, database, at, region=region)
         return Recovered(engine, database, server, f"{mb.dump_snapshot[:12]} (dump at {mb.dump_position})",
@@ -164,7 +164,7 @@ def recover_latest(topo: topology.Topology, pool: transport.Pool, store: state_s
     source = source_of(store, sub, database, region, server)
     try:
         if engine == "postgresql":
-            pg = pgpitr.recover_latest(topo, pool, server, source, database, region)
+            pg = pgpitr.recover_latest(topo, pool, server, source, database, region, subscription=sub)
             return Recovered(engine, database, server, f"{pg.base_backup} of {source}", pg.stopped_at,
                              pg.repository_region, pg.point)
         mb = binlog.recover(topo, pool, store, server, sub, database, None, region=region)

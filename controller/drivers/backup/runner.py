@@ -8,6 +8,10 @@ counts as backed up only when every part of it succeeded (a failed dump leaves n
 snapshot: the agent's guard); the run is then *PartiallyFailed* and names each failed
 subscription and why. A copy that fails (a region unreachable) does not stop the other
 regions; the next run copies what is missing (restic copies only what the target lacks).
+Fencing (DR-1): a run reads the subscriptions' generations once; each backup job carries
+them, and a subscription the server refused (it has seen a newer generation: this
+controller is stale) fails with both generations named (its parts fail; a job refused
+whole is ``transport.Fenced``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from controller.agent import backupjobs, jobs
 from controller.drivers import transport
 from controller.drivers.backup import topology, units
 from controller.state import backups as ledger
+from controller.state import regions as regions_mod
 from controller.state import store as state_store
 
 SERVERS_AT_ONCE = 4
@@ -116,6 +121,7 @@ class Runner:
     def run(self, items: Sequence[Mapping[str, Any]], now: dt.datetime, *, only: Iterable[str] | None = None,
             tags: Sequence[str] = (), progress: Progress | None = None) -> Report:
         started = time.monotonic()
+        self.pool.use_generations(regions_mod.generations(self.store))
         by_name = {i["name"]: i for i in items}
         plan = units.by_server(items, only)
         report = Report()

@@ -14,6 +14,9 @@ php: one PHP-FPM file per subscription holding its pool and the pools of sites w
 settings differ (PHP-2/PHP-3); none when suspended or hosting is off.
 Deletion (LIFE-6, web): the web space is archived to
 ``<state>/retained/<sub>/<UTC>-web.tar.gz`` first; nothing is removed if that fails.
+Fencing (DR-1): every transaction carries its subscriptions' generations (the engine's
+view, ``use_generations``, once per pass); a subscription the server refused (it has seen
+a newer generation) is a permanent failure naming both generations.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -105,6 +108,10 @@ class _Hosting:
     def close(self) -> None:
         self._transports.close()
 
+    def use_generations(self, gens: Mapping[str, int]) -> None:
+        """The subscriptions' generations this pass's jobs carry (fencing, DR-1)."""
+        self._transports.use_generations(gens)
+
     def _sources(self, templates: Sequence[str]) -> list[Path]:
         here = Path(__file__).resolve().parent
         return [*(render.TEMPLATES / t for t in templates), here / "drivers.py", here / "render.py",
@@ -137,7 +144,10 @@ class _Hosting:
         results = []
         for c in changes:
             r = out.results.get(c.name)
-            if r is None:
+            fenced = transport.fenced_message(out, c.name)
+            if fenced is not None:
+                results.append(base.Result(c.name, "failed", fenced, permanent=True))
+            elif r is None:
                 results.append(base.Result(c.name, "failed", "the agent returned no result"))
             elif r.ok:
                 results.append(base.Result(c.name, "provisioned", ok_message(c)))
@@ -276,7 +286,7 @@ class WebDriver(_Hosting):
         try:
             out = self._run(server, job, [transport.File(staged, text.encode())])
         except errors.DriverError as exc:
-            return base.Result(sub, "failed", str(exc))
+            return base.Result(sub, "failed", str(exc), permanent=isinstance(exc, transport.Fenced))
         c = base.Change(sub, "ensure", {"name": sub})
         return self._results([c], out, lambda _c: f"forwards to {target}")[0]
 
@@ -303,7 +313,7 @@ class WebDriver(_Hosting):
         try:
             out = self._run(server, job, [])
         except errors.DriverError as exc:
-            return base.Result(sub, "failed", str(exc))
+            return base.Result(sub, "failed", str(exc), permanent=isinstance(exc, transport.Fenced))
         kept = f"archived to {dest}" if code == 0 else "no web space to archive"
         c = base.Change(sub, "delete", {"name": sub})
         return self._results([c], out, lambda _c: f"removed; {kept}")[0]

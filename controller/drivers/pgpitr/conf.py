@@ -12,16 +12,20 @@ own address; ``tls-server-auth`` lets each peer (client CN = its name) reach onl
 stanzas it shares, and a repository host also lets the db hosts of its own region read
 the stanzas it holds for another region (``Stanza.readers``: after the loss of that
 region they recover its databases with ``recovery``, a configuration naming that one
-repository). Nothing unchecked reaches the text: names are DNS labels, addresses parse
-as IP addresses, numbers are ints. Pure functions (no I/O).
+repository). A repository host that does not answer (a lost region's, evacuated or
+not) is left out of the db hosts' configuration until it answers again (``answering``):
+archiving into the other repository goes on (an archive-push that cannot reach one of
+its repositories fails the segment for all of them). Nothing unchecked reaches the text:
+names are DNS labels, addresses parse as IP addresses, numbers are ints. Pure functions
+(no I/O).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from controller.agent import pgpitrjobs as pj
 from controller.model import kinds
@@ -95,6 +99,25 @@ class Stanza:
 def pg_data(version: str) -> str:
     """The data directory of Debian's ``main`` cluster of PostgreSQL ``version``."""
     return pj.pg_data(version)
+
+
+def without(stanza: Stanza, down: Collection[str]) -> Stanza:
+    """``stanza`` archiving only into its repositories whose host is not in ``down``
+    (each keeps its index: pgBackRest names a repository by it on both sides), with the
+    readers of those only. Unchanged when none of them is down, when all are (nothing
+    to archive into: its archiving fails and says why) or when its db host is (it does
+    not archive; its repositories keep serving its archive to recoveries)."""
+    repos = tuple(r for r in stanza.repos if r.host not in down)
+    if stanza.db_host in down or not repos or len(repos) == len(stanza.repos):
+        return stanza
+    kept = {r.index for r in repos}
+    return replace(stanza, repos=repos, readers=tuple((h, i) for h, i in stanza.readers if i in kept))
+
+
+def answering(stanzas: Iterable[Stanza], down: Collection[str]) -> list[Stanza]:
+    """Every stanza with the repositories that answer (``without``): what the db hosts'
+    configurations name while the hosts of ``down`` do not answer."""
+    return [without(st, down) for st in stanzas]
 
 
 def involved(host: str, stanzas: Iterable[Stanza]) -> list[Stanza]:

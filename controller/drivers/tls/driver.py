@@ -18,6 +18,9 @@ engine's ``RateLimits`` (``use_limits``; an own ``RateLimits`` with the CA's def
 limits when none is injected). Due-ness (``Settings.renew_fraction`` of the lifetime, a
 forced renewal, a chain to roots the CA no longer has: ``Settings.roots``) is reported by ``drifted`` so that the engine's periodic resync brings
 the subscription back; the slice holds no time.
+Fencing (DR-1): the install run carries its subscriptions' generations (the engine's
+view, ``use_generations``); a subscription the server refused (it has seen a newer
+generation) is a permanent failure naming both generations.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class TlsDriver:
         self._transports = transport.Pool(ctx)
         #: test-only code the agent runs first (``transport.LAUNCH``)
         self.agent_prelude = ""
+
+    def use_generations(self, gens: Mapping[str, int]) -> None:
+        """The subscriptions' generations this pass's jobs carry (fencing, DR-1)."""
+        self._transports.use_generations(gens)
 
     def use_limits(self, limits: base.Limiter) -> None:
         """Share the engine's ``RateLimits`` (key ``acme:<directory>``)."""
@@ -284,7 +291,11 @@ class TlsDriver:
         results: dict[str, base.Result] = {}
         for c in changes:
             r = out.results.get(c.name)
-            if r is None or not r.ok:
+            fenced = transport.fenced_message(out, c.name)
+            if fenced is not None:
+                results[c.name] = base.Result(c.name, "failed", f"installing into nginx refused: {fenced}",
+                                              permanent=True)
+            elif r is None or not r.ok:
                 msg = "the agent returned no result" if r is None else r.message
                 results[c.name] = base.Result(c.name, "failed", f"installing into nginx failed: {msg}")
             elif c.action == "delete":
