@@ -7,7 +7,8 @@ style) and one slice of the effective spec. The engine hands it one batch per se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -123,6 +124,16 @@ class Purging(Protocol):
     engine asks it to purge once the retention is over (raises to try again later)."""
 
     def purge(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class BacksUpNow(Protocol):
+    """The backup driver: a backup of some subscriptions now, outside their schedule (a
+    major-version migration takes one first, PLAT-4: ``reconcile.migration``)."""
+
+    def has_repository(self, server: str) -> bool: ...
+
+    def backup_now(self, items: Sequence[Mapping[str, Any]], now: dt.datetime) -> Mapping[str, str | None]: ...
 
 
 @runtime_checkable

@@ -9,7 +9,10 @@ Level-triggered: it compares desired with last-applied, never replays events.
 ``force`` (``apply --force``) hands every concern to the drivers whatever changed: a
 result that found everything in place (``base.UP_TO_DATE``) writes no event and leaves a
 ready condition as it was, so a forced pass over unchanged subscriptions writes only
-its run record.
+its run record. Fencing (DR-1): no driver is called for a server of an evacuated region,
+and the subscriptions' generations are read once per pass and handed to the drivers
+whose agent jobs carry them (``transport.UsesGenerations``): an agent refuses a job of a
+generation older than the one it has seen, a permanent failure.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import errors
-from controller.drivers import base, identity
+from controller.drivers import base, identity, transport
 from controller.effective import Subscription, spec
 from controller.model.desired import DesiredState
 from controller.ratelimit import RateLimits
-from controller.reconcile import audit, drift, guard, planner
+from controller.reconcile import audit, drift, guard, migration, planner
 from controller.reconcile.queue import ExponentialBackoff
 from controller.state import events, records, regions
 from controller.state import store as state_store
@@ -199,6 +202,8 @@ class Engine:
         self.probe = probe
         #: servers of evacuated regions -> their region (set at each pass): never written to
         self._fenced: dict[str, str] = {}
+        #: PLAT-4: subscription -> the PHP it runs, kept in its status while its version change waits
+        self._php_kept: dict[str, Any] = {}
         for driver in self.drivers.values():
             if isinstance(driver, base.RateLimited):
                 driver.use_limits(self.limits)
@@ -262,6 +267,7 @@ class Engine:
     ) -> None:
         evacuated = regions.targets(self.store)
         self._fenced = {s: spec.region for s, spec in ds.servers.items() if spec.region in evacuated}
+        self._use_generations()
         if check_servers and self.probe is not None:
             self.check_servers(ds, report)
         if planned is None or report.replaced:
@@ -306,6 +312,9 @@ class Engine:
                 if concern in one_per_pass:
                     placed[name], server = server, None
                 batches[(concern, server)].append((name, action))
+        php = [n for (c, _s), changes in batches.items() if c == "php" for n, _a in changes]
+        self._php_kept = {}
+        waits = self._backup_first(planned, php, before, now, report)  # PLAT-4
         total = sum(len(c) for c in batches.values())
         done = 0
         # Concerns in dependency order: web makes the user and web space php runs in; tls
@@ -315,13 +324,16 @@ class Engine:
             changes = batches.pop((concern, server))
             driver = self.drivers[concern]
             runnable = []
+            held: list[base.Result] = []
             for name, action in changes:
                 if self._blocked(name, concern, report):
                     report.deferred.append(f"{name}/{concern}")  # retried with what it waits for
+                elif concern == "php" and name in waits:
+                    held.append(base.Result(name, "failed", waits[name]))
                 else:
                     runnable.append(base.Change(name, action, driver.slice(planned.subscriptions[name].typed)))
             one = concern in one_per_pass
-            results = self._run_driver(concern, server, runnable, placed if one else None) if runnable else []
+            results = held + (self._run_driver(concern, server, runnable, placed if one else None) if runnable else [])
             self._record_usage(self.drivers[concern])
             done += len(changes)
             if progress is not None:
@@ -344,6 +356,48 @@ class Engine:
             self._held_reported = ()
             self._delete(planned.deletions, report, now)
         self._purge(now)
+
+    def _backup_first(self, planned: planner.Planned, php: list[str], before: _Recorded, now: dt.datetime,
+                      report: Report) -> dict[str, str]:
+        """PLAT-4: the subscriptions whose ``php`` concern runs in this pass (``php``)
+        and changes the PHP version they run are backed up first (``reconcile.migration``); those whose backup failed: why
+        their ``php`` concern waits (the old version keeps serving, retried with backoff)."""
+        found = migration.find(php, planned.changed, planned.item, before.get)
+        if not found:
+            return {}
+        driver = self.drivers.get("backup")
+        if isinstance(driver, base.BacksUpNow):
+            try:
+                out = migration.backup_first(found, before.get, driver.has_repository, driver.backup_now, now)
+            except errors.TenantctlError as exc:
+                out = migration.Outcome(failed={m.subscription: str(exc) for m in found})
+        else:
+            out = migration.Outcome(without={m.subscription: "this controller runs without the backup concern"
+                                             for m in found})
+        waits = {}
+        for m in found:
+            if m.subscription in out.failed:
+                waits[m.subscription] = f"{m.what} waits for the backup taken first (PLAT-4): " \
+                                        f"{out.failed[m.subscription]}"
+                # the status keeps the PHP it runs (the php driver did not run): the
+                # next pass still sees a migration, and takes the backup first again
+                self._php_kept[m.subscription] = (before.get(m.subscription) or {})["effective"]["hosting"]["php"]
+                continue  # the failure's event is the php concern's
+            why = out.without.get(m.subscription)
+            events.record(self.store, actor=self.actor, action="backed-up" if why is None else "migrating",
+                          subject=m.subscription, concern="php", run_id=report.run_id,
+                          message=f"{m.what}: backed up first (PLAT-4)" if why is None
+                          else f"{m.what} without a backup first: {why} (PLAT-4)")
+        return waits
+
+    def _use_generations(self) -> None:
+        """Fencing on the agents' side (DR-1): the subscriptions' generations, read once
+        per pass, are what every agent job of this pass carries (``transport.Generations``)."""
+        users = [d for d in self.drivers.values() if isinstance(d, transport.UsesGenerations)]
+        if users:
+            gens = regions.generations(self.store)
+            for driver in users:
+                driver.use_generations(gens)
 
     def _conditions(self, concern: str, results: list[base.Result]) -> list[tuple[str, records.Condition]]:
         """The ready condition of each result; one that found everything in place keeps a
@@ -641,6 +695,9 @@ class Engine:
                 fps[WHOLE] = planned.fingerprints[name][WHOLE]
             fps_of[name] = fps
             item = sub.item
+            if name in self._php_kept:  # PLAT-4: the version change waits for its backup
+                hosting = {**item["effective"]["hosting"], "php": self._php_kept[name]}
+                item = {**item, "effective": {**item["effective"], "hosting": hosting}}
             docs[name] = {
                 **item,
                 # the item's own conditions (a recorded one, forced, already has the store's)

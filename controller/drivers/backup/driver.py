@@ -15,6 +15,7 @@ and the final backup before a deletion (LIFE-6).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -102,6 +103,21 @@ class BackupDriver:
                 raise
             with self._lock:
                 self._logins_done.add(server)
+
+    # -- a backup now (PLAT-4) ------------------------------------------------------------
+
+    def has_repository(self, server: str) -> bool:
+        return server in self.ctx.servers and self.topo.local_region(server) is not None
+
+    def backup_now(self, items: Sequence[Mapping[str, Any]], now: dt.datetime) -> Mapping[str, str | None]:
+        """These subscriptions backed up now and copied to the other regions, like a
+        nightly run (``runner.Runner``): subscription -> error, None when done."""
+        if self.store is None:
+            raise errors.PermanentError("the backup driver has no state store: no ledger to record the backup in")
+        self.ensure_logins()
+        report = runner.Runner(self.topo, self.store, self.pool, self.settings_of).run(
+            list(items), now, only=[i["name"] for i in items])
+        return dict(report.subscriptions)
 
     def _describe(self, server: str, sl: Mapping[str, Any]) -> tuple[base.Outcome, str]:
         if server not in self.ctx.servers:
