@@ -37,8 +37,8 @@ def _php(item: Mapping[str, Any] | None) -> tuple[bool, str | None]:
 def find(names: Iterable[str], changed: Mapping[str, list[str]], item: Callable[[str], Mapping[str, Any]],
          recorded: Callable[[str], Mapping[str, Any] | None]) -> list[Migration]:
     """The subscriptions among ``names`` whose ``php`` concern changes the PHP version
-    they run: ``item`` is the planned item, ``recorded`` the last applied status (None:
-    never applied, a first placement, which is no migration)."""
+    they run on the server they stay on: ``item`` is the planned item, ``recorded`` the
+    last applied status (None: never applied, a first placement, which is no migration)."""
     out = []
     for name in names:
         if "php" not in changed.get(name, ()):
@@ -46,8 +46,11 @@ def find(names: Iterable[str], changed: Mapping[str, list[str]], item: Callable[
         before = recorded(name)
         if not before or before.get("state") not in ("active", "suspended") or not before.get("server"):
             continue
+        after = item(name)
+        if after.get("server") != before["server"]:
+            continue  # a move (or an evacuation) takes its own backup first and copies through it
         was_on, old = _php(before)
-        now_on, new = _php(item(name))
+        now_on, new = _php(after)
         if was_on and now_on and old and new and old != new:
             out.append(Migration(name, f"PHP {old} -> {new}"))
     return out

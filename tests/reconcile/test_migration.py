@@ -31,6 +31,8 @@ def item(name: str, php: str, *, enabled: bool = True, state: str = "active", se
     pytest.param(item("a", "8.2"), item("a", "8.4", enabled=False), ["php"], [], id="hosting-turned-off"),
     pytest.param(item("a", "8.2", state="deleted"), item("a", "8.4"), ["php"], [], id="was-deleted"),
     pytest.param(item("a", "8.2", server=None), item("a", "8.4"), ["php"], [], id="was-never-placed"),
+    pytest.param(item("a", "8.2", server="web-1"), item("a", "8.4", server="web-2"), ["php"], [],
+                 id="a-move-backs-up-itself"),
     pytest.param(item("a", "8.2", state="suspended"), item("a", "8.4"), ["php"], ["PHP 8.2 -> 8.4"],
                  id="suspended-still-holds-data"),
 ])
