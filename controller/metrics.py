@@ -17,6 +17,8 @@ each test, and each controller in a process, gets fresh series. What it exposes:
   Labels are low-cardinality on purpose:
   no per-subscription label (10,000 subscriptions must not mean 10,000 series);
 * ``tenantctl_build_info{version}``;
+* moves of subscriptions (issue 13): ``tenantctl_subscription_moves{step}`` and
+  ``tenantctl_subscription_move_step_seconds{step}`` (``set_moves``, from the moves table);
 * nightly backups (issue 9, BKP-1..3), from one ``BackupFigures`` the lead computes from
   the state store (``set_backup``): per (source server, region) the last success and its
   duration, per region the subscriptions without a fresh copy and the repository check,
@@ -529,6 +531,19 @@ class Metrics:
             ["server"],
             registry=r,
         )
+        self.moves = prometheus_client.Gauge(
+            "tenantctl_subscription_moves",
+            "Moves of subscriptions between servers by their current step (issue 13: scheduled, started .. "
+            "switched, removed, aborting).",
+            ["step"],
+            registry=r,
+        )
+        self.move_step_seconds = prometheus_client.Gauge(
+            "tenantctl_subscription_move_step_seconds",
+            "The longest time a move has been at this step (0: no move at it); MoveStuck alerts on it.",
+            ["step"],
+            registry=r,
+        )
         self.deferred = prometheus_client.Gauge(
             "tenantctl_deferred",
             "Subscription/concern pairs backing off after a temporary failure (due again later).",
@@ -596,6 +611,17 @@ class Metrics:
         for family in (self.server_reachable, self.generation_changes):
             with contextlib.suppress(KeyError):
                 family.remove(server)
+
+    def set_moves(self, counts: Mapping[str, int], ages: Mapping[str, float] | None = None) -> None:
+        """Moves by their current step and the longest time one has been at each step
+        (``state.moves.counts`` and ``ages``: every step present, 0 when none); a step
+        no longer given disappears."""
+        self.moves.clear()
+        self.move_step_seconds.clear()
+        for step, n in counts.items():
+            self.moves.labels(step).set(n)
+        for step, seconds in (ages or {}).items():
+            self.move_step_seconds.labels(step).set(seconds)
 
     def set_backoff(self, deferred: int, permanent: int) -> None:
         """Pairs (subscription, concern) now backing off after a temporary failure

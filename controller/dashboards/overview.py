@@ -48,6 +48,12 @@ SUBSCRIPTIONS = Row("Subscriptions", (
     graph("Versions in use (PLAT-5)",
           q(f"sum by (software, version, outdated) (tenantctl_subscription_versions{SEL})",
             "{{software}} {{version}} (outdated: {{outdated}})")),
+    graph("Moves by step (issue 13)", q(f"sum by (step) (tenantctl_subscription_moves{SEL})", "{{step}}"),
+          description="Moves of subscriptions to another server, by the step they are at (scheduled: waiting "
+                      "for a maintenance window)."),
+    graph("Longest time a move has been at a step",
+          q(f"max by (step) (tenantctl_subscription_move_step_seconds{SEL})", "{{step}}"), unit="s",
+          description="MoveStuck fires past an hour at a step other than scheduled, switched or removed."),
 ))
 
 RECONCILE = Row("Reconciliation", (

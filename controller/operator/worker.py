@@ -32,6 +32,7 @@ from controller.operator import desired, index
 from controller.reconcile import engine as engine_mod
 from controller.reconcile import guard
 from controller.reconcile import status as status_mod
+from controller.state import moves
 from controller.state import store as state_store
 
 log = logging.getLogger("tenantctl.operator")
@@ -236,6 +237,7 @@ class Reconciler:
         backoff = self.store.list_backoff()
         m.set_backoff(sum(1 for b in backoff if not b.permanent), sum(1 for b in backoff if b.permanent))
         m.set_subscription_summary(self.store.get_status(), self._ds.releases() if self._ds is not None else None)
+        m.set_moves(moves.counts(self.store), moves.ages(self.store, self.store.now()))
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

@@ -19,7 +19,11 @@ idempotent) then a re-run converges with every step recorded once.
    the target's region when there is one), the files given to the target's system user.
 6. ``verified``: each table's rows and digest in a backup of the target equal the
    source's backup's, and the web space's files (sha256 of each, logs/ and tmp/ left
-   out) read on both servers are equal.
+   out) read on both servers are equal. Files are not frozen on the source (the site
+   serves and writes there until the switch): when only the files differ, a files-only
+   backup of the source is restored on the target (files the source no longer has are
+   deleted there) and the files compared again, ``FILE_ROUNDS`` times at most
+   (``converge_files``), then the step fails saying which files keep changing.
 7. ``switching`` then ``switched``: a pass over the subscription with every concern
    handed to the drivers: DNS names the target's address; the source's vhost forwards
    every request to the target (the substitute, DNS-4, for ``substitute_days``); the
@@ -28,6 +32,16 @@ idempotent) then a re-run converges with every step recorded once.
    ``run``), the source's databases (final dump first), web space, vhost and pool (final
    copy first, LIFE-6) are removed; the row is dropped once the document's region is
    the target's (a move across regions keeps placing it there until then).
+
+Outside the steps: a move asked for while a maintenance window is closed (OPS-2) is
+recorded ``scheduled`` (``Mover.schedule``) and started by ``tenantctl run`` once the
+windows open (``Mover.start_due``, from ``run_due``). ``Mover.abort`` (``tenantctl move
+--abort``) undoes a move before its switch: the step ``aborting`` places the subscription
+back on the source (generation bumped), the source's databases are writable again, the
+target's copy (databases, web space, vhost, pool) is removed through the drivers' delete
+path, then the row is dropped with the event ``aborted``; from ``switching`` on it is
+refused (the target serves: the way back is a move back). A re-run of an interrupted
+abort converges.
 
 The work of each step is an ``Ops`` (``Live`` on real servers; tests inject failures
 with a fake).
@@ -53,6 +67,8 @@ Move = moves.Move
 SUBSTITUTE_DAYS = 7.0
 #: Steps with work of their own (the others are marks: ``started``, ``placing``, ``switching``).
 WORK = ("frozen", "backed-up", "placed", "restored", "verified", "switched", "removed")
+#: How many times verification copies the source's files again when only files differ
+FILE_ROUNDS = 3
 
 
 class CannotMove(errors.PermanentError):
@@ -74,6 +90,15 @@ class Ops(Protocol):
     def verify(self, mv: Move) -> dict[str, Any]: ...
     def switch(self, mv: Move) -> dict[str, Any]: ...
     def remove(self, mv: Move) -> dict[str, Any]: ...
+    def abort(self, mv: Move) -> dict[str, Any]: ...
+
+
+class FileSync(Protocol):
+    """What ``converge_files`` needs: the web space's manifest on a server, and a copy of
+    the source's files onto the target (``gone``: paths the source no longer has)."""
+
+    def manifest(self, server: str, sub: str) -> dict[str, str]: ...
+    def sync_files(self, mv: Move, gone: list[str]) -> dict[str, Any]: ...
 
 
 def _work(ops: Ops, step: str) -> Callable[[Move], dict[str, Any]]:
@@ -99,6 +124,9 @@ def check(ds: DesiredState, store: state_store.Store | None, sub: str, target: s
         raise CannotMove(f"{target} has no web role: it cannot serve {sub}")
     going = moves.get(store, sub) if store is not None else None
     if going is not None:
+        if going.step == moves.ABORTING:
+            raise CannotMove(f"the move of {sub} to {going.target} is being aborted: finish that first "
+                             f"(tenantctl move {sub} --abort)")
         if going.target != target:
             raise CannotMove(f"{sub} is moving to {going.target} (step {going.step}): finish that move first "
                              f"(tenantctl move {sub} --to {going.target})")
@@ -209,6 +237,13 @@ class Mover:
                 mv = moves.start(self.store, sub, source, target, self.actor, self.clock(),
                                  data={"substituteDays": substitute_days, "sourceIp": rec.ip if rec else None})
                 self._event(mv, "move", f"move {source} -> {target}: started", {"step": "started"})
+        elif mv.step == moves.SCHEDULED:  # its window opened (or --now): it starts from where it is now
+            with self.store.transaction():
+                rec = self.store.get_subscription(sub)
+                mv = moves.advance(self.store, sub, "started", self.clock(),
+                                   data={"sourceIp": rec.ip if rec else None, "substituteDays": substitute_days})
+                self._event(mv, "move", f"move {mv.source} -> {mv.target}: started (was scheduled)",
+                            {"step": "started"})
         out = Outcome(sub, mv.source, mv.target, mv.step)
         try:
             mv = self._steps(ds, mv, out, until="switched")
@@ -261,6 +296,95 @@ class Mover:
             out.done.append(step)
         return mv
 
+    def schedule(self, ds: DesiredState, sub: str, target: str, waits: str, *,
+                 substitute_days: float = SUBSTITUTE_DAYS) -> Outcome:
+        """OPS-2: record the move of ``sub`` to ``target`` as ``scheduled`` (it waits for
+        ``waits``, what ``waiting`` said); ``start_due`` starts it once the windows open.
+        Scheduling it again changes nothing."""
+        source = check(ds, self.store, sub, target, self.clock())
+        mv = moves.get(self.store, sub)
+        if mv is None:
+            with self.store.transaction():
+                mv = moves.start(self.store, sub, source, target, self.actor, self.clock(), step=moves.SCHEDULED,
+                                 data={"substituteDays": substitute_days, "waitsFor": waits})
+                self._event(mv, "move", f"move {source} -> {target}: scheduled, waits for {waits} (OPS-2)",
+                            {"step": moves.SCHEDULED, "waitsFor": waits})
+        return Outcome(sub, mv.source, mv.target, mv.step, data=dict(mv.data))
+
+    def start_due(self, ds: DesiredState, waits: Callable[[Move], str | None]) -> list[Outcome]:
+        """Start every scheduled move whose windows are open now (``waits``: what it
+        still waits for, None when nothing)."""
+        out: list[Outcome] = []
+        for mv in moves.scheduled(self.store):
+            if waits(mv) is not None:
+                continue
+            days = float(mv.data.get("substituteDays", SUBSTITUTE_DAYS))
+            try:
+                out.append(self.move(ds, mv.subscription, mv.target, substitute_days=days))
+            except CannotMove as exc:  # the desired state changed since: it stays scheduled
+                self._event(mv, "failed", f"scheduled move {mv.source} -> {mv.target} cannot start: {exc}",
+                            {"step": mv.step})
+                out.append(Outcome(mv.subscription, mv.source, mv.target, mv.step, error=str(exc)))
+        return out
+
+    def abort(self, ds: DesiredState, sub: str) -> Outcome:
+        """Undo the move of ``sub`` before its switch (see the module docstring); a
+        re-run after an interruption converges; once aborted, a re-run reports it."""
+        started = time.monotonic()
+        mv = moves.get(self.store, sub)
+        if mv is None:
+            last = events.list_events(self.store, subject=sub, concern="move", limit=1, last=True)
+            if last and last[-1].action == "aborted":
+                said = last[-1].data or {}
+                return Outcome(sub, str(said.get("source")), str(said.get("target")), "aborted")
+            raise CannotMove(f"{sub} has no move in progress: nothing to abort")
+        if mv.step != moves.ABORTING and moves.done_index(mv.step) >= moves.STEPS.index(moves.SWITCH_FROM):
+            raise CannotMove(f"the move of {sub} to {mv.target} is at step {mv.step}: the switch began and "
+                             f"{mv.target} serves it, so it cannot be aborted; the way back is a move back "
+                             f"(tenantctl move {sub} --to {mv.source}, once this one is over)")
+        out = Outcome(sub, mv.source, mv.target, mv.step)
+        if mv.step == moves.SCHEDULED:  # nothing was done anywhere
+            with self.store.transaction():
+                moves.finish(self.store, sub)
+                self._event(mv, "aborted", f"move {mv.source} -> {mv.target}: aborted while scheduled "
+                                           "(nothing was done)", {"step": "aborted", "from": mv.step})
+            out.step, out.done = "aborted", ["aborted"]
+            out.seconds = round(time.monotonic() - started, 2)
+            return out
+        try:
+            if mv.step != moves.ABORTING:
+                rec = self.store.get_subscription(sub)
+                data: dict[str, Any] = {"abortFrom": mv.step,
+                                        "abortDbServers": dict(rec.db_servers) if rec is not None else {}}
+                with self.store.transaction():
+                    if mv.placed:  # placed back on the source: what was written for the target is stale
+                        data["generation"] = regions.bump(self.store, [sub])[sub]
+                    mv = moves.advance(self.store, sub, moves.ABORTING, self.clock(), data=data)
+                    self._event(mv, "move", f"move {mv.source} -> {mv.target}: aborting (from step "
+                                            f"{data['abortFrom']})", {"step": moves.ABORTING, **data})
+                out.done.append(moves.ABORTING)
+            t0 = time.monotonic()
+            got = dict(self.ops.abort(mv))
+            got["abortSeconds"] = round(time.monotonic() - t0, 2)
+            placed = moves.done_index(str(mv.data.get("abortFrom"))) >= moves.STEPS.index(moves.PLACED_FROM)
+            note = ("; the target's copy never served: removed without a backup taken for it" if placed
+                    else "; nothing had been placed on the target")
+            with self.store.transaction():
+                moves.finish(self.store, sub)
+                self._event(mv, "aborted", f"move {mv.source} -> {mv.target}: aborted, {sub} stays on "
+                                           f"{mv.source} (its databases writable again){note}",
+                            {"step": "aborted", "from": mv.data.get("abortFrom"), **got})
+            out.done.append("aborted")
+            out.step = "aborted"
+            out.data = {**mv.data, **got}
+        except errors.TenantctlError as exc:
+            out.error = f"abort: {exc}"
+            out.step = moves.ABORTING
+            self._event(mv, "failed", f"move {mv.source} -> {mv.target}: {out.error} "
+                                      f"(tenantctl move {sub} --abort again resumes)", {"step": moves.ABORTING})
+        out.seconds = round(time.monotonic() - started, 2)
+        return out
+
     def due(self, ds: DesiredState) -> list[Outcome]:
         """Remove the source of every move whose substitute period is over; drop the
         rows of removed moves whose document now names the target's region."""
@@ -282,9 +406,13 @@ class Mover:
 
 
 def condition(mv: Move) -> dict[str, str]:
-    """The ``Moving`` condition ``status`` shows for a subscription with a move."""
+    """The ``Moving`` condition ``status`` shows for a subscription with a move (its
+    reason: the step, ``Substitute`` once switched, ``RegionToEdit`` once removed)."""
     from controller.reconcile import status as status_mod
 
+    special = moves.describe(mv)
+    if special is not None:
+        return special
     item: dict[str, Any] = {"name": mv.subscription}
     status_mod.merge_move(item, {mv.subscription: mv})
     cond: dict[str, str] = item["conditions"][-1]
@@ -320,6 +448,14 @@ class Live:
         if item is None:
             raise StepFailed(f"{sub} has no status: apply it first")
         return item
+
+    def _fresh(self) -> None:
+        """The pool's jobs carry the subscriptions' generations as the store has them now
+        (fencing, DR-1): a step after ``placing`` (or an abort) runs with the bumped one,
+        not with what an earlier step of this run read."""
+        use = getattr(self.pool, "use_generations", None)
+        if use is not None:
+            use(regions.generations(self.store))
 
     def _db(self) -> Any:
         from controller.drivers.db import driver as db_driver
@@ -394,6 +530,7 @@ class Live:
         from controller.state import backups as ledger
 
         self.progress(f"restoring {mv.subscription} on {mv.target}")
+        self._fresh()
         taken = mv.data["backup"]
         ids = {v["id"] for v in taken["snapshots"].values()}
         item = self._item(mv.subscription)
@@ -438,15 +575,65 @@ class Live:
     def verify(self, mv: Move) -> dict[str, Any]:
         self.progress(f"verifying {mv.subscription} on {mv.target}")
         # databases: each table's rows and digest in the source's backup (frozen since) and
-        # in a backup of the target; files: the web space read on both servers now
+        # in a backup of the target; files: the web space read on both servers now (the
+        # source's written since its backup copied again: ``converge_files``)
         source = {k: v for k, v in mv.data["backup"]["snapshots"].items() if k.startswith("db:")}
         target = self._backup(mv.subscription)["snapshots"]
         problems = compare_sums(source, target)
-        files = {server: self._manifest(server, mv.subscription) for server in (mv.source, mv.target)}
-        problems += compare_manifests(files[mv.source], files[mv.target])
         if problems:
             raise StepFailed(f"{mv.target} differs from {mv.source}: " + "; ".join(problems))
-        return {"verified": sorted(source), "files": len(files[mv.source])}
+        files = converge_files(self, mv)
+        return {"verified": sorted(source), **files}
+
+    def manifest(self, server: str, sub: str) -> dict[str, str]:
+        return self._manifest(server, sub)
+
+    def sync_files(self, mv: Move, gone: list[str]) -> dict[str, Any]:
+        """A files-only backup of the source's web space restored on the target (given to
+        its user), then ``gone`` (paths relative to the home, from a manifest) deleted there."""
+        from controller.drivers import naming
+        from controller.drivers.backup import restore
+        from controller.state import backups as ledger
+
+        self.progress(f"copying {mv.subscription}'s files written on {mv.source} since its backup")
+        taken = self._backup_files(mv)
+        snaps = [s for s in ledger.snapshots(self.store, mv.subscription) if s.id == taken]
+        item = self._item(mv.subscription)
+        choice = restore.choose(self.topo, snaps, item, at=None, region=snaps[0].region if snaps else None,
+                                only="files")
+        self._fresh()
+        bad = [f"{r.kind} {r.name}: {r.error}" for r in restore.restore(self.topo, self.pool, mv.subscription, choice)
+               if not r.ok]
+        if bad:
+            raise StepFailed("restore of the files: " + "; ".join(bad))
+        self._own(mv)
+        safe = [p for p in gone if _relative(p)]
+        if safe:
+            done = self.pool.get(mv.target).run(["sh", "-c", REMOVE, "sh", naming.home(mv.subscription), *safe],
+                                                timeout=120)
+            if done.returncode != 0:
+                raise StepFailed(f"removing files the source no longer has on {mv.target}: {done.error}")
+        return {"snapshot": taken, "deleted": len(safe)}
+
+    def _backup_files(self, mv: Move) -> str:
+        """A backup of the source's web space only; its snapshot's id."""
+        from controller.drivers.backup import runner
+        from controller.state import backups as ledger
+
+        item = self._item(mv.subscription)
+        eff = dict(item.get("effective") or {})
+        source_item = {**item, "server": mv.source, "effective": {**eff, "databases": [],
+                                                                   "backup": {"content": "settingsAndData"}}}
+        report = runner.Runner(self.topo, self.store, self.pool, self.settings_of).run(
+            [source_item], self.eng.clock(), only=[mv.subscription])
+        if report.subscriptions.get(mv.subscription):
+            raise StepFailed(f"files-only backup on {mv.source}: {report.subscriptions[mv.subscription]}")
+        region = self.topo.local_region(mv.source)
+        found = next((s for s in ledger.snapshots(self.store, mv.subscription) if s.server == mv.source
+                      and s.kind == "files" and s.original is None and s.region == region), None)
+        if found is None:
+            raise StepFailed(f"files-only backup on {mv.source}: no snapshot found in the ledger")
+        return found.id
 
     def _manifest(self, server: str, sub: str) -> dict[str, str]:
         """Path -> sha256 of every file of the web space on ``server`` (logs and tmp,
@@ -466,6 +653,7 @@ class Live:
         from controller.drivers.db import driver as db_driver
 
         self.progress(f"switching {mv.subscription} to {mv.target}")
+        self._fresh()
         self._pass(mv)
         thawed = []
         for c in self._stayed(mv):  # on the same database server as before: writable again
@@ -497,12 +685,59 @@ class Live:
         before = {d["db"]: d["server"] for d in mv.data.get("sourceDatabases", [])}
         return [c for c in credentials.list_for(self.ctx.state_dir, mv.subscription) if before.get(c.db) == c.server]
 
+    def abort(self, mv: Move) -> dict[str, Any]:
+        """Undo a move before its switch: a pass places the subscription back on the
+        source (the planner does while the row is ``aborting``; its databases' credentials
+        name the source again), the source's databases writable again, then the target's
+        copy removed through the drivers' delete path (databases, web space, vhost, pool)."""
+        from controller.drivers.db import credentials
+        from controller.drivers.db import driver as db_driver
+
+        placed = moves.done_index(str(mv.data.get("abortFrom"))) >= moves.STEPS.index(moves.PLACED_FROM)
+        notes: list[str] = []
+        self._fresh()
+        if placed:
+            self.progress(f"placing {mv.subscription} back on {mv.source}")
+            self._pass(mv)
+            item = self._item(mv.subscription)
+            if item.get("server") != mv.source:
+                raise StepFailed(f"placed on {item.get('server')}, not back on {mv.source}")
+        self.progress(f"making {mv.subscription}'s databases on {mv.source} writable again")
+        thawed = []
+        for c in credentials.list_for(self.ctx.state_dir, mv.subscription):
+            if c.server != mv.target:
+                db_driver.freeze(self._db(), c, read_only=False)
+                thawed.append(c.db)
+        if placed:
+            self.progress(f"removing {mv.subscription}'s copy from {mv.target}")
+            notes = self._remove_from(mv.target, mv.subscription, target_copies(mv))
+        return {"thawed": thawed, "removedFromTarget": notes}
+
+    def _remove_from(self, server: str, sub: str, dbs: list[Any]) -> list[str]:
+        """``sub``'s databases ``dbs`` (credentials naming ``server``) dropped there, then its
+        web space, vhost and pool: the drivers' delete path (LIFE-6: a final copy first)."""
+        from controller.drivers import base
+        from controller.drivers.db import driver as db_driver
+
+        notes: list[str] = []
+        db = self._db()
+        for c in dbs:
+            notes.append(f"{c.db}: {db_driver.drop_copy(db, c)}")
+        for concern in ("web", "php"):
+            driver = self.eng.drivers[concern]
+            (res,) = driver.apply(server, [base.Change(sub, "delete", {"name": sub})])
+            if res.outcome == "failed":
+                raise StepFailed(f"{concern} on {server}: {res.message}")
+            notes.append(f"{concern}: {res.message or 'removed'}")
+        return notes
+
     def remove(self, mv: Move) -> dict[str, Any]:
         from controller.drivers import base
         from controller.drivers.db import credentials
         from controller.drivers.db import driver as db_driver
 
         self.progress(f"removing {mv.subscription} from {mv.source}")
+        self._fresh()
         notes: list[str] = []
         db = self._db()
         stayed = {c.db for c in self._stayed(mv)}
@@ -519,6 +754,57 @@ class Live:
             notes.append(f"{concern}: {res.message or 'removed'}")
         return {"removedFromSource": notes}
 
+
+def target_copies(mv: Move) -> list[Any]:
+    """The credentials (no password) of the copies an aborted move made of its databases
+    on the target: those placed there when the abort began (``abortDbServers``) that
+    lived elsewhere before the move (``sourceDatabases``)."""
+    from controller.drivers.db import credentials
+
+    placed = mv.data.get("abortDbServers") or {}
+    return [credentials.Credentials(**{**d, "server": mv.target, "password": ""})
+            for d in mv.data.get("sourceDatabases", [])
+            if placed.get(d["db"]) == mv.target and d.get("server") != mv.target]
+
+
+def _relative(path: str) -> bool:
+    """A manifest path (``./a/b``) that stays inside the web space."""
+    parts = path.split("/")
+    return path.startswith("./") and "\n" not in path and not any(p in ("", ".", "..") for p in parts[1:])
+
+
+def converge_files(ops: FileSync, mv: Move, rounds: int = FILE_ROUNDS) -> dict[str, Any]:
+    """Compare the web space on the source and the target; while only files differ (the
+    source's are not frozen), copy the source's again (``ops.sync_files``) and compare
+    again, ``rounds`` copies at most; ``StepFailed`` naming the files when they still
+    differ. What it did: files compared, copies made, files each copy carried."""
+    carried: list[int] = []
+    while True:
+        src, dst = ops.manifest(mv.source, mv.subscription), ops.manifest(mv.target, mv.subscription)
+        problems = compare_manifests(src, dst)
+        if not problems:
+            return {"files": len(src), "fileRounds": len(carried), "filesCarried": carried}
+        if len(carried) >= rounds:
+            raise StepFailed(f"{mv.target} differs from {mv.source}: " + "; ".join(problems)
+                             + f" after {rounds} copies of the files written on {mv.source} since its backup "
+                             "(files written faster than they are copied: retry later)")
+        gone = sorted(p for p in dst if p not in src)
+        ops.sync_files(mv, gone)
+        carried.append(len([p for p in set(src) | set(dst) if src.get(p) != dst.get(p)]))
+
+
+#: ``sh -c REMOVE sh HOME PATH...``: remove each ``./PATH`` under HOME unless a symbolic
+#: link is on its way (its directory's physical path is not HOME's joined with it), so a
+#: link in the web space never leads the deletion outside it
+REMOVE = ('cd "$1" && home=$(pwd -P) && shift || exit 1\n'
+          'for p do\n'
+          '  d=${p%/*}\n'
+          '  if [ "$d" != . ]; then\n'
+          '    real=$(cd -P -- "$d" 2>/dev/null && pwd -P) || continue\n'
+          '    [ "$real" = "$home/${d#./}" ] || { echo "left $p: a link on its way" >&2; continue; }\n'
+          '  fi\n'
+          '  rm -f -- "$p" || exit 1\n'
+          'done\n')
 
 #: ``sh -c MANIFEST sh HOME``: sha256sum lines of the web space's files, sorted, less
 #: logs/ and tmp/ (the home is an argument, never part of the script)
@@ -556,15 +842,32 @@ def compare_sums(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[s
 
 
 def run_due(ds: DesiredState, store: state_store.Store, eng: Any, *, actor: str = "run") -> list[Outcome]:
-    """``tenantctl run``'s share of moves: remove the sources whose substitute period is
-    over (servers reached only when there is one)."""
+    """``tenantctl run``'s share of moves: start the scheduled ones whose maintenance
+    windows are open (OPS-2), remove the sources whose substitute period is over (servers
+    reached only when there is work)."""
+    from controller import settings
+
     now = eng.clock()
-    if not moves.due(store, now) and not any(m.step == "removed" for m in moves.all_moves(store).values()):
+    starting = [m for m in moves.scheduled(store) if due_to_start(ds, store, m, now)]
+    if settings.current().core.drivers_off:
+        starting = []
+    if not starting and not moves.due(store, now) and not any(
+            m.step == "removed" for m in moves.all_moves(store).values()):
         return []
     from controller.drivers import context, transport
 
     pool = transport.Pool(context.Context.of(ds, store.path.parent))
     try:
-        return Mover(store, Live(ds, store, eng, pool), clock=eng.clock, actor=actor).due(ds)
+        mover = Mover(store, Live(ds, store, eng, pool), clock=eng.clock, actor=actor)
+        out = mover.start_due(ds, lambda m: None if due_to_start(ds, store, m, eng.clock()) else "window") \
+            if starting else []
+        return out + mover.due(ds)
     finally:
         pool.close()
+
+
+def due_to_start(ds: DesiredState, store: state_store.Store, mv: Move, now: dt.datetime) -> bool:
+    """A scheduled move whose servers' maintenance windows are open now (``waiting``)."""
+    if mv.source not in ds.servers or mv.target not in ds.servers:
+        return False
+    return waiting(ds, store, mv.source, mv.target, now) is None

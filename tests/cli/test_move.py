@@ -66,22 +66,49 @@ def test_a_changed_spec_server_is_a_pending_move_not_an_empty_re_placement(cli: 
             "planValue": f"eu-west-1: a pending move (run `tenantctl move {HANGAR} --to eu-west-1`)"} in item["conflicts"]
 
 
-def test_a_new_move_waits_for_the_maintenance_windows_unless_now(cli: Cli) -> None:
-    """OPS-2: a move freezes the site's databases until its switch, so a new one starts
-    only in the windows of both regions; --now overrides (and would record who, once the
-    move starts: here the drivers are off, so it is refused next, nothing changed)."""
+def test_a_move_outside_the_window_is_scheduled_shown_and_can_be_aborted(cli: Cli) -> None:
+    """OPS-2: a move freezes the site's databases until its switch, so outside the windows
+    of its regions it is recorded ``scheduled`` (nothing else changes), shown in status
+    with the time it will run; --now overrides (here the drivers are off, so it is refused
+    next, nothing changed); --abort drops it, and a second --abort says it was aborted."""
     cli.env["TENANTCTL_NOW"] = "2026-12-01T10:00:00+00:00"  # a Tuesday
     cli.apply()
     cli.edit("regions-servers.yaml", "  timezone: Europe/Paris\n",
              '  timezone: Europe/Paris\n  maintenance: {window: "MON 22:00-23:00"}\n')
     before = _snapshot(cli)
-    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", check=2)
-    assert (f"{SAINT_EX}: a move waits for eu-west: the maintenance window (MON 22:00-23:00, every week, "
-            "Europe/Paris): next at 2026-12-07T21:00Z (OPS-2; --now overrides)") in res.err, res.err
-    assert _snapshot(cli) == before
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2")
+    waits = ("eu-west: the maintenance window (MON 22:00-23:00, every week, Europe/Paris): next at "
+             "2026-12-07T21:00Z")
+    assert f"{SAINT_EX}: us-east-1 -> eu-west-2: scheduled, waits for {waits} (OPS-2)" in res.out, res.out
+    scheduled = _snapshot(cli)
+    assert [r[:4] for r in scheduled["subscription_moves"]] == [(SAINT_EX, "us-east-1", "eu-west-2", "scheduled")]
+    assert {t: v for t, v in scheduled.items() if t not in ("events", "subscription_moves")} == {
+        t: v for t, v in before.items() if t not in ("events", "subscription_moves")}
+    item = cli.status()[SAINT_EX]
+    moving = next(c for c in item["conditions"] if c["type"] == "Moving")
+    assert moving["reason"] == "scheduled" and item["move"]["step"] == "scheduled", moving
+    assert item["server"] == "us-east-1"
+    again = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", "-o", "json").json()
+    assert again["step"] == "scheduled" and again["waitsFor"] == waits
+    assert _snapshot(cli)["subscription_moves"] == scheduled["subscription_moves"]
     res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", "--now", check=2)
     assert "drivers are off" in res.err, res.err
-    assert _snapshot(cli) == before
     cli.env["TENANTCTL_NOW"] = "2026-12-07T21:30:00+00:00"  # inside the window: only the drivers stop it
     res = cli("move", "-f", str(cli.desired), SAINT_EX, "--to", "eu-west-2", check=2)
     assert "drivers are off" in res.err, res.err
+    assert _snapshot(cli)["subscription_moves"] == scheduled["subscription_moves"]
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, "--abort")
+    assert f"{SAINT_EX}: move us-east-1 -> eu-west-2: aborted" in res.out, res.out
+    aborted = _snapshot(cli)
+    assert aborted["subscription_moves"] == []
+    assert {t: v for t, v in aborted.items() if t != "events"} == {t: v for t, v in before.items() if t != "events"}
+    assert cli("move", "-f", str(cli.desired), SAINT_EX, "--abort", "-o", "json").json()["step"] == "aborted"
+    assert _snapshot(cli) == aborted
+    res = cli("move", "-f", str(cli.desired), HANGAR, "--abort", check=2)
+    assert f"{HANGAR} has no move in progress: nothing to abort" in res.err, res.err
+
+
+def test_a_move_needs_to_or_abort(cli: Cli) -> None:
+    cli.apply()
+    res = cli("move", "-f", str(cli.desired), SAINT_EX, check=2)
+    assert "--to SERVER is needed (or --abort)" in res.err, res.err

@@ -17,6 +17,7 @@ from prometheus_client import parser
 from controller import clock, metrics
 from controller.drivers.dns import metrics as dns_metrics
 from controller.reconcile import queue
+from controller.state import moves
 
 FEEDING = ("set_", "observe_", "inc_", "count_", "forget_")
 TARGET_LABELS = frozenset({"instance", "job"})
@@ -73,6 +74,9 @@ def sample(m: metrics.Metrics | None = None) -> metrics.Metrics:
     m.inc_generation_change("web-1")
     m.forget_server("gone-1")
     m.set_backoff(deferred=4, permanent=1)
+    steps = {step: 0 for step in moves.ALL_STEPS}
+    m.set_moves({**steps, "placed": 1, "scheduled": 2}, {**dict.fromkeys(steps, 0.0), "placed": 4000.0,
+                                                          "scheduled": 86400.0})
     return m
 
 

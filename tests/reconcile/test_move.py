@@ -24,7 +24,7 @@ from controller.reconcile import status as status_mod
 from controller.state import events, moves, regions
 from controller.state import store as state_store
 
-from .conftest import Clock
+from .conftest import T0, Clock
 from .memdriver import MemDriver
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -50,7 +50,7 @@ class FakeOpsThatDies:
     def _do(self, step: str, mv: moves.Move) -> dict[str, Any]:
         if self.die == (step, "before"):
             raise Killed(step)
-        if step in ("placed", "switched"):
+        if step in ("placed", "switched") or (step == "aborted" and mv.data.get("generation")):
             report = self.eng.reconcile(self.ds, only=[mv.subscription], force=[mv.subscription], command="move")
             assert report.ok, report.failed
             rec = self.eng.store.get_subscription(mv.subscription)
@@ -80,6 +80,9 @@ class FakeOpsThatDies:
 
     def remove(self, mv: moves.Move) -> dict[str, Any]:
         return self._do("removed", mv)
+
+    def abort(self, mv: moves.Move) -> dict[str, Any]:
+        return self._do("aborted", mv)
 
 
 @pytest.fixture
@@ -280,3 +283,102 @@ def test_compare_manifests_names_missing_extra_and_changed_files(tmp_path: Path)
     src = {"./a": "1", "./b": "2", "./c": "3"}
     assert move_mod.compare_manifests(src, dict(src)) == []
     assert move_mod.compare_manifests(src, {"./a": "1", "./b": "9", "./d": "4"}) == ["files: 3 differ (./b, ./c, ./d)"]
+
+
+class FakeWebSpaces:
+    """``move.FileSync`` over two in-memory web spaces: ``sync_files`` copies the source's
+    onto the target (deleting ``gone`` there), and a writer may change the source after
+    each copy, like a site that keeps writing while its move is verified."""
+
+    def __init__(self, source: dict[str, str], target: dict[str, str], writes: list[dict[str, str | None]]) -> None:
+        self.spaces = {SOURCE: source, TARGET: target}
+        self.writes = writes
+        self.synced: list[list[str]] = []
+
+    def manifest(self, server: str, sub: str) -> dict[str, str]:
+        assert sub == SUB
+        return dict(self.spaces[server])
+
+    def sync_files(self, mv: moves.Move, gone: list[str]) -> dict[str, Any]:
+        assert (mv.source, mv.target) == (SOURCE, TARGET)
+        target = self.spaces[TARGET]
+        target.update(self.spaces[SOURCE])
+        for path in gone:
+            del target[path]
+        self.synced.append(gone)
+        if self.writes:  # the site writes on the source again, after this copy
+            for path, digest in self.writes.pop(0).items():
+                if digest is None:
+                    self.spaces[SOURCE].pop(path, None)
+                else:
+                    self.spaces[SOURCE][path] = digest
+        return {}
+
+
+MV = moves.Move(SUB, SOURCE, TARGET, "restored", T0, T0, "test")
+
+
+@pytest.mark.parametrize(("writes", "copies"), [
+    pytest.param([], 1, id="written-after-the-backup-copied-once"),
+    pytest.param([{"./httpdocs/upload.jpg": "u2"}], 2, id="written-again-during-the-first-copy"),
+    pytest.param([{"./httpdocs/upload.jpg": "u2"}, {"./httpdocs/cache.html": None}], 3, id="three-copies"),
+])
+def test_files_written_on_the_source_after_its_backup_are_copied_until_equal(
+        writes: list[dict[str, str | None]], copies: int) -> None:
+    """Files are not frozen: verification copies the source's files again (deleting on
+    the target what the source deleted) until both web spaces are equal."""
+    source = {"./httpdocs/index.php": "a", "./httpdocs/upload.jpg": "u1"}  # upload.jpg: after the backup
+    target = {"./httpdocs/index.php": "a", "./httpdocs/cache.html": "c"}  # cache.html: deleted on the source since
+    fake = FakeWebSpaces(source, target, list(writes))
+    if copies == 3:
+        fake.spaces[SOURCE]["./httpdocs/cache.html"] = "c"  # deleted only by the second write
+        fake.spaces[TARGET]["./httpdocs/upload.jpg"] = "u0"
+    got = move_mod.converge_files(fake, MV)
+    assert fake.spaces[SOURCE] == fake.spaces[TARGET]
+    assert got["fileRounds"] == copies and len(fake.synced) == copies and got["files"] == len(fake.spaces[SOURCE])
+    if copies == 1:
+        assert fake.synced == [["./httpdocs/cache.html"]] and got["filesCarried"] == [2]
+
+
+def test_files_that_keep_changing_fail_the_verification_after_three_copies() -> None:
+    fake = FakeWebSpaces({"./a": "1"}, {"./a": "0"}, [{"./a": str(n)} for n in range(2, 10)])
+    with pytest.raises(move_mod.StepFailed, match=r"files: 1 differ \(\./a\) after 3 copies of the files written on "
+                                                  f"{SOURCE} since its backup"):
+        move_mod.converge_files(fake, MV)
+    assert len(fake.synced) == move_mod.FILE_ROUNDS == 3
+
+
+def test_equal_web_spaces_need_no_copy() -> None:
+    fake = FakeWebSpaces({"./a": "1"}, {"./a": "1"}, [])
+    assert move_mod.converge_files(fake, MV) == {"files": 1, "fileRounds": 0, "filesCarried": []}
+    assert fake.synced == []
+
+
+@pytest.mark.parametrize(("path", "ok"), [
+    pytest.param("./httpdocs/a b.txt", True, id="inside"),
+    pytest.param("./../etc/passwd", False, id="dot-dot"),
+    pytest.param("/etc/passwd", False, id="absolute"),
+    pytest.param("./a//b", False, id="empty-part"),
+])
+def test_only_paths_inside_the_web_space_are_deleted_on_the_target(path: str, ok: bool) -> None:
+    assert move_mod._relative(path) is ok
+
+
+def test_the_removal_script_deletes_inside_the_web_space_only(tmp_path: Path) -> None:
+    """The real sh: files the source no longer has are removed on the target; a path
+    through a symbolic link (to outside the web space) is left, with a warning."""
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    (home / "httpdocs" / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for rel in ("httpdocs/gone.txt", "httpdocs/sub/gone 2.txt", "top.txt", "httpdocs/kept.txt"):
+        (home / rel).write_text("x")
+    (outside / "victim.txt").write_text("keep me")
+    (home / "httpdocs" / "link").symlink_to(outside)
+    done = subprocess.run(["sh", "-c", move_mod.REMOVE, "sh", str(home), "./httpdocs/gone.txt",
+                           "./httpdocs/sub/gone 2.txt", "./top.txt", "./httpdocs/link/victim.txt", "./missing/x"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "left ./httpdocs/link/victim.txt: a link on its way" in done.stderr
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and not p.is_symlink()) == [
+        "httpdocs/kept.txt"]
+    assert (outside / "victim.txt").read_text() == "keep me"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
+import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.conftest import E2E, curl
+from e2e.conftest import CLI, E2E, curl
 
 from controller.agent import pgpitrjobs as pj
 from controller.drivers import naming
@@ -171,12 +174,64 @@ class Poller(threading.Thread):
         self.gap = max(self.gap, time.monotonic() - last)
 
 
+def move_step(live: E2E) -> str | None:
+    """The step the state store records for MOVING's move (read-only: the move writes)."""
+    try:
+        with sqlite3.connect(f"file:{live.state / 'state.db'}?mode=ro", uri=True, timeout=1) as conn:
+            row = conn.execute("SELECT step FROM subscription_moves WHERE subscription = ?", (MOVING,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def kill_at(live: E2E, proc: subprocess.Popen[str], step: str) -> str | None:
+    """SIGKILL ``proc`` as soon as the store records ``step`` (the work of the next step
+    is then under way); the step seen, or None when it ended first."""
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if move_step(live) == step:
+            os.kill(proc.pid, signal.SIGKILL)
+            return step
+        time.sleep(0.02)
+    return None
+
+
+class LateWriter(threading.Thread):
+    """Once the move's row says its backup is taken (it is then placing and restoring on
+    the target), the site writes on the source: a file added, one deleted. Files are not
+    frozen: verification must copy them again (issue 13)."""
+
+    def __init__(self, live: E2E, docroot: str) -> None:
+        super().__init__(daemon=True)
+        self.live, self.docroot = live, docroot
+        self.stop = threading.Event()
+        self.step = ""
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            step = move_step(self.live)
+            if step in ("backed-up", "placing", "placed"):
+                self.step = step
+                try:
+                    as_tenant(self.live, "tx-12", MOVING, f"printf late > {self.docroot}/late.txt && "
+                                                          f"rm {self.docroot}/gone.txt")
+                except AssertionError as exc:
+                    self.errors.append(str(exc))
+                return
+            self.stop.wait(0.05)
+
+
 def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
     """Files, a MariaDB and a PostgreSQL database move from tx-12 (us-east) to tx-13
     (eu-west) through the backups: equal checksums by the real clients, the site answers
     from the target over HTTPS (PHP 8.4 there), a client following DNS every 100 ms never
     failed, the old address forwards to the target during the substitute period (its
-    databases read-only), then the source is removed once the period is over (fake clock)."""
+    databases read-only), then the source is removed once the period is over (fake clock).
+    On the way the first ``tenantctl move`` is SIGKILLed while it places the subscription
+    on the target and run again (each step journaled once, placed once), and the site
+    writes and deletes a file on the source after its backup (copied again at the
+    verification: files are not frozen)."""
     live("apply", *live.files(), check=None)
     item = live.status()[MOVING]
     assert item["server"] == "tx-12" and item["region"] == "us-east", item
@@ -187,6 +242,7 @@ def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
     as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/blob.bin", blob)
     as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/check.txt", b"ok\n")
     as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/index.php", PAGE)
+    as_tenant(live, "tx-12", MOVING, f"cat > {docroot}/gone.txt", b"deleted on the source during the move\n")
     src = {db: {k: str(v) for k, v in live("db", "credentials", MOVING, db, "-o", "json").json().items()}
            for db in ("shop", "books")}
     _sql(src["shop"], "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO items (id, name) "
@@ -200,18 +256,42 @@ def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
     assert resolve(MOVING) == BOOKWORM
     poll = Poller(MOVING, "check.txt", cacert)
     poll.start()
+    late = LateWriter(live, docroot)
+    late.start()
     started = time.monotonic()
-    try:
+    try:  # SIGKILLed while placing on the target (issue 13), then run again: it resumes
+        first = subprocess.Popen([CLI, "move", *live.files(), MOVING, "--to", "tx-13", "-o", "json"], env=live.env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = kill_at(live, first, "placing")
+        first.communicate(timeout=60)
         done = live("move", *live.files(), MOVING, "--to", "tx-13", "-o", "json", check=None, timeout=900)
     finally:
         seconds = time.monotonic() - started
         poll.stop.set()
+        late.stop.set()
         poll.join(timeout=30)
+        late.join(timeout=30)
     print(f"\nmove {MOVING} tx-12 -> tx-13: {seconds:.1f} s; polled (dig, then curl over HTTPS) {poll.ok} times "
           f"every 100 ms, {len(poll.failed)} failed, longest gap {poll.gap:.2f} s, served by {poll.addresses}")
+    assert killed == "placing" and first.returncode == -signal.SIGKILL, (killed, first.returncode)
     assert done.rc == 0, (done.out, done.err)
-    assert done.json()["step"] == "switched", done.out
-    print(f"seconds per step: {done.json()['stepSeconds']}")
+    assert done.json()["step"] == "switched" and done.json()["done"][0] == "placed", done.out
+    with sqlite3.connect(f"file:{live.state / 'state.db'}?mode=ro", uri=True) as conn:
+        journal = [json.loads(d)["step"] for (d,) in conn.execute(
+            "SELECT data FROM events WHERE subject = ? AND concern = 'move' AND action = 'move' ORDER BY id",
+            (MOVING,))]
+        (generation,) = conn.execute("SELECT generation FROM subscription_generations WHERE subscription = ?",
+                                     (MOVING,)).fetchone()
+    assert journal == ["started", "frozen", "backed-up", "placing", "placed", "restored", "verified", "switching",
+                       "switched"], journal  # each step once, the killed one's work redone
+    assert generation == 2  # placed (fenced) once
+    print(f"seconds per step: {done.json()['stepSeconds']}; files copied again {done.json()['fileRounds']} "
+          f"time(s) (written on the source at step {late.step})")
+    # files written and deleted on the source after its backup: copied again at verification
+    assert late.step and not late.errors, (late.step, late.errors)
+    assert done.json()["fileRounds"] >= 1, done.out
+    assert as_tenant(live, "tx-13", MOVING, f"cat {docroot}/late.txt") == "late"
+    assert as_tenant(live, "tx-13", MOVING, f"test ! -e {docroot}/gone.txt && echo gone") == "gone\n"
     # DNS named the source until the target was restored and verified, then the target
     assert not poll.failed, poll.failed[:5]
     assert poll.addresses == [BOOKWORM, TRIXIE], poll.addresses
@@ -239,6 +319,10 @@ def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
     src = {db: {**c, "host": BOOKWORM} for db, c in src.items()}
     assert _sql(src["shop"], "INSERT INTO items VALUES (9999, 'late')", engine_="mariadb", check=False).returncode
     assert _sql(src["books"], "INSERT INTO books VALUES (9999, 'late')", engine_="postgresql", check=False).returncode
+
+    # the switch is done: no abort (the target serves), the way back is a move back
+    refused = live("move", *live.files(), MOVING, "--abort", check=2)
+    assert "the way back is a move back (tenantctl move mv.tx.example.org --to tx-12" in refused.err, refused.err
 
     # after the substitute period (DNS-4, 7 days: a fake clock) the source is removed
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=8)).isoformat()
