@@ -5,6 +5,9 @@ and what it answers: repositories (secrets included: they travel only in the job
 private stage directory), the units to back up or restore (one per subscription), and
 per-part / per-repository results. Plain frozen dataclasses, decoded by ``jobs.decode``.
 
+A restore may fill another subscription than the one backed up (``Part.origin``,
+``Part.user``) and may be exact (``Part.exact``): the clone of PLAT-2/PLAT-3.
+
 Snapshot ids are restic's full ids (64 hex digits) in ``PartResult.snapshot`` and
 ``Snapshot.id``/``original`` (the agent resolves the short id ``backup --json`` prints;
 if it ever cannot, it answers the short one). Ids the controller sends may be short:
@@ -53,6 +56,17 @@ class Part:
     #: drill (files): paths relative to ``path`` to leave out of the digest: the ones
     #: the backup reported in ``PartResult.unstable`` (changed while it ran)
     unstable: list[str] = field(default_factory=list)
+    #: restore into another subscription (a clone: PLAT-2 test copies, PLAT-3 demos): what
+    #: the snapshot holds under another name: files: the source's home (``path`` is the
+    #: target's); db: the source's database name (``name`` is the target's); "" : the same
+    origin: str = ""
+    #: clone (files): the target's system user; restored files owned by anyone but root
+    #: and www-data become this user's (and its group's)
+    user: str = ""
+    #: exact restore: afterwards the target holds what the snapshot holds and nothing
+    #: else: files: every entry of ``path`` but ``tmp`` and ``logs`` replaced; db: the
+    #: database dropped and created again empty before the load
+    exact: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ LONG_LIVED = frozenset({"run", "operator"})
 
 def full_app() -> typer.Typer:
     """The app with every command group registered."""
-    from controller.cli import commands  # noqa: F401  (registers every command group)
+    # registers every command group; copy and demo: PLAT-2, PLAT-3
+    from controller.cli import commands, copy, demo  # noqa: F401
 
     return common.app
 

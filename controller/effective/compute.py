@@ -3,18 +3,22 @@
 Order of precedence (lowest first): defaults < server php defaults < plan < add-ons
 (PLAN-3) < customisations (SYNC-2) < customer settings in granted groups (SYNC-4) <
 site settings (PHP-2). Then placement adjusts what the server cannot offer (SYNC-3).
+A test copy (PLAT-2) starts from its source's plan and settings at half its resources;
+test copies and demos (PLAT-3) are marked as sandboxes, without backups
+(``controller.effective.sandbox``).
 Pure: same inputs, byte-identical output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.effective import groups, lifecycle, maintenance, merge, spec
+from controller.effective import groups, lifecycle, maintenance, merge, sandbox, spec
 from controller.effective.defaults import fresh
 from controller.effective.history import EMPTY, LOCK, Changes, History
 from controller.model import kinds, validate
@@ -229,8 +233,14 @@ def compute(
     for name in selected:
         spec = ds.subscriptions[name]
         changes = Changes()
-        eff, sync = _base(name, spec, ds, hist, memo, changes)
-        ignored = _customer_groups(eff, spec, hist.sticky.get(name, {}), changes)
+        basis = sandbox.basis(ds, spec)  # a test copy: its source's plan and settings (PLAT-2)
+        eff, sync = _base(name, basis, ds, hist, memo, changes)
+        if basis is not spec and spec.customizations is not None and validate.has_values(spec.customizations):
+            eff = merge.customise(eff, spec.customizations)  # a copy's own on top (a trial of a version)
+        ignored = _customer_groups(eff, basis, hist.sticky.get(name, {}), changes)
+        if sandbox.halved(spec):
+            sandbox.halve(eff)
+        sandbox.mark(eff, spec)
         eff["access"], skipped = _access(spec, eff["permissions"])
         ignored += skipped
         pre[name] = (eff, sync, changes, ignored)
@@ -252,6 +262,13 @@ def compute(
             pending = maintenance.hold(eff, hist.last_effective.get(name), ds.servers[pl.server].offers.php.versions,
                                        region, now, override=override_windows,
                                        emergency=hist.emergency.get(placed_in, ()))
+            rec = hist.placements.get(name)
+            if rec is not None and rec.server == pl.server and name not in hist.moves:  # a move changes it itself
+                waits = maintenance.hold_ip(rec.ip, pl.ip, [i.address for i in ds.servers[pl.server].ips], region,
+                                            now, override=override_windows, emergency=hist.emergency.get(placed_in, ()))
+                if waits is not None:
+                    pl = dataclasses.replace(pl, ip=rec.ip)
+                pending = maintenance.merge([pending, waits])
         settings = eff["hosting"]["php"]["settings"]
         if pl.server is not None:  # PHP-2: server-wide values are the lowest level
             eff["hosting"]["php"]["settings"] = settings = {**server_php[pl.server], **settings}
@@ -267,6 +284,7 @@ def compute(
         eff["databases"] = [
             {"name": d.name, "engine": d.engine, "server": pl.dbServers.get(d.name)} for d in spec.databases
         ]
+        plan = sandbox.basis(ds, spec)  # a test copy shows its source's plan (PLAT-2)
         conflicts = [c.as_dict() for c in pl.conflicts]
         if conflicts and sync in ("synced", "locked"):
             sync = "unsynced"
@@ -282,6 +300,9 @@ def compute(
         ]
         if pending is not None:
             conditions.append(pending)
+        wrong = sandbox.problem(ds, name, spec) if spec.copyOf is not None or spec.demo is not None else None
+        if wrong is not None:  # PLAT-2/3: a sandbox of an unknown source
+            conditions.append(_condition("Sandbox", False, "UnknownSource", wrong))
         if ignored:
             conditions.append(_condition("CustomerSettingsApplied", False, "PermissionMissing",
                                          "ignored without the permission (SYNC-4): " + ", ".join(ignored)))
@@ -293,8 +314,8 @@ def compute(
         item = {
             "name": name,
             "customer": spec.customer,
-            "plan": spec.plan,
-            "addons": list(spec.addons),
+            "plan": plan.plan,
+            "addons": list(plan.addons),
             "region": placed_in,
             "server": pl.server,
             "ip": pl.ip,

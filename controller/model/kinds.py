@@ -449,6 +449,39 @@ class CustomerSettings(Strict):
     logs: Logs = Field(default_factory=_shared(Logs))
 
 
+#: PLAT-3: a demo's reset source pinned to one backup: ``snapshot:`` and a restic id
+#: (8 to 64 hex digits; every part of the backup run that took it is restored)
+SNAPSHOT_REF = re.compile(r"^snapshot:([0-9a-f]{8,64})$")
+#: PLAT-3: demos are reset every hour at minute 44 unless told otherwise
+DEMO_SCHEDULE = "44 * * * *"
+
+
+def _reset_from(v: Any) -> str:
+    if isinstance(v, str) and v.startswith("snapshot:"):
+        if not SNAPSHOT_REF.fullmatch(v):
+            raise ValueError(f"expected snapshot:<id> (8 to 64 hex digits of a restic snapshot id), got {v!r}")
+        return v
+    try:
+        return values.domain_name(v)
+    except ValueError as exc:
+        raise ValueError(f"expected a subscription (its domain) or snapshot:<id>, got {v!r}") from exc
+
+
+class Demo(Strict):
+    """PLAT-3: a public sandbox reset from a reference on a schedule: its web space and
+    databases become the reference's again (``controller.reconcile.demo``)."""
+
+    #: the reference: a subscription (its newest backup) or ``snapshot:<id>`` (one backup)
+    resetFrom: str
+    #: cron, in the region's time zone
+    schedule: values.Cron = DEMO_SCHEDULE
+
+    @field_validator("resetFrom", mode="before")
+    @classmethod
+    def _reference(cls, v: Any) -> str:
+        return _reset_from(v)
+
+
 class SubscriptionSpec(Strict):
     customer: values.DnsLabel
     plan: values.DnsLabel | None = None  # None: a custom subscription (PLAN-2)
@@ -467,6 +500,18 @@ class SubscriptionSpec(Strict):
     databases: list[Database] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
     access: Access = Field(default_factory=_shared(Access))
+    #: PLAT-3: a demo platform, reset from its reference on a schedule (no backups, no SLA)
+    demo: Demo | None = None
+    #: PLAT-2: a test copy of this subscription (its domain): the source's plan and
+    #: settings at half its resources, no backups, no SLA; filled by ``tenantctl copy refresh``
+    copyOf: values.DomainName | None = None
+
+    @model_validator(mode="after")
+    def _one_sandbox(self) -> SubscriptionSpec:
+        if self.demo is not None and self.copyOf is not None:
+            raise ValueError("demo and copyOf exclude each other: a demo is reset from its reference, "
+                             "a test copy refreshed from its source")
+        return self
 
 
 KINDS: dict[str, type[Strict]] = {

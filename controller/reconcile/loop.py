@@ -4,8 +4,10 @@ Triggers only put keys on the work queue: a change of the desired-state files (p
 by mtime), the resync timer (expiry dates, drift), backoff timers of failed keys. The
 worker drains the queue in batches, so that many keys on one server make one batch
 per concern (one reload per server). Beside the loop, threads of their own: the backup
-schedule (``reconcile.backups``) and the usage collection (``drivers.usage.schedule``:
-traffic from the access logs every few minutes, web spaces measured hourly; OPS-4, RES-2).
+schedule (``reconcile.backups``), the usage collection (``drivers.usage.schedule``:
+traffic from the access logs every few minutes, web spaces measured hourly; OPS-4, RES-2)
+and the demo platforms' resets (``reconcile.demo``, PLAT-3; with ``once``, one round of
+it after the pass, in the calling thread).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from controller.drivers.dns import metrics as dns_metrics
 from controller.drivers.tls import metrics as tls_metrics
 from controller.drivers.usage import schedule as usage_schedule
 from controller.model import loader
-from controller.reconcile import backups, guard, move
+from controller.reconcile import backups, demo, guard, move
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
-from controller.state import events
+from controller.state import events, moves
 from controller.state import store as state_store
 
 log = logging.getLogger("tenantctl")
@@ -122,10 +124,13 @@ def run(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     state = _State()
+    demos: demo.Scheduler | None = None
     if wiring is not None and not settings.current().core.drivers_off:
         backups.Scheduler(store, m, lambda: state.ds, clock, stop).start()
+        demos = demo.Scheduler(store, lambda: state.ds, clock, stop)
         if not once:  # OPS-4/RES-2: traffic from the access logs every few minutes, disk hourly
             usage_schedule.Scheduler(store, lambda: state.ds, clock, stop).start()
+            demos.start()  # PLAT-3
     _note_interrupted(store, m)
     pause = 1.0
     try:
@@ -142,6 +147,8 @@ def run(
                 pause = min(pause * 2, 30.0)
                 state.next_resync = 0.0  # start again from a full pass
             if once:
+                if demos is not None:
+                    demos.periodic.once()  # the demos due now, after the pass that placed them
                 break
     finally:
         queue.shutdown()
@@ -208,6 +215,7 @@ def _iteration(
             if planned.deletions:
                 queue.add("")  # "" stands for the deletion pass
             m.set_subscription_summary(store.get_status(), st.ds.releases() if st.ds is not None else None)
+            m.set_moves(moves.counts(store), moves.ages(store, store.now()))
     if st.ds is not None:
         keys = _drain(queue, timeout=0.0 if once else 1.0)
         if keys:
@@ -225,6 +233,7 @@ def _iteration(
             backoff = store.list_backoff()
             m.set_backoff(sum(1 for b in backoff if not b.permanent), sum(1 for b in backoff if b.permanent))
             m.set_subscription_summary(store.get_status(), st.ds.releases())
+            m.set_moves(moves.counts(store), moves.ages(store, store.now()))
             m.set_dns(dns_metrics.zones_by_state(), dns_metrics.last_sync())
             m.set_tls(metrics.TlsSnapshot(
                 expiry=tls_metrics.certificate_expiry(), renewed=tls_metrics.last_renewal(),

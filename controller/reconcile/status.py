@@ -12,6 +12,11 @@ the last ``kinds.SUPPORTED_WINDOW`` supported ones gets the condition
 ``SupportedVersions`` False (reason ``Outdated``) naming it and the versions allowed.
 PHP's version is the effective one; a database engine's needs the servers' releases
 (``releases``, from the desired state), else it is left out.
+
+A demo platform (PLAT-3) carries ``demo`` (its last reset: ``lastReset``, ``seconds``,
+``ok``, ``error``, ``source``, ``snapshots``, ``lastSuccess``) and the condition
+``DemoReset`` (``Reset``, ``ResetFailed``, ``NotResetYet``). Sandboxes (test copies and
+demos: no backups, no SLA) get no ``BackupReady`` condition.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import metrics
 from controller.model import kinds
-from controller.state import codec, moves, records
+from controller.state import codec, demos, moves, records
 from controller.state import store as state_store
 
 if TYPE_CHECKING:  # imported when used: a status table needs no backup ledger (nor its imports)
@@ -52,9 +57,11 @@ def items(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | N
     out.extend(_deleted(rec) for rec in _deleted_records(store))
     _with_backups(store, out)
     going = moves.all_moves(store)
+    resets = demos.all_resets(store)
     for item in out:
         merge_versions(item, releases)
         merge_move(item, going)
+        merge_demo(item, resets)
     return sorted(out, key=lambda i: i["name"])
 
 
@@ -64,6 +71,7 @@ def stream(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | 
     facts = _facts(store)
     now = store.now()
     going = moves.all_moves(store)
+    resets = demos.all_resets(store)
     gone = {rec.name: rec for rec in _deleted_records(store)}
     texts = ((row[0], row[1]) for row in store.iter_status_raw())
     for name, text in heapq.merge(texts, ((n, "") for n in sorted(gone)), key=lambda t: t[0]):
@@ -71,6 +79,7 @@ def stream(store: state_store.Store, *, releases: Mapping[str, kinds.Release] | 
         _merge_backup(facts, now, item)
         merge_versions(item, releases)
         merge_move(item, going)
+        merge_demo(item, resets)
         yield item
 
 
@@ -111,7 +120,10 @@ def merge_move(item: dict[str, Any], going: Mapping[str, moves.Move]) -> None:
     mv = going.get(item.get("name", ""))
     if mv is None or item.get("state") == "deleted":
         return
-    if mv.step == "removed":
+    special = moves.describe(mv)  # scheduled, aborting
+    if special is not None:
+        cond = special
+    elif mv.step == "removed":
         cond = {"type": MOVE_CONDITION, "status": "True", "reason": "RegionToEdit",
                 "message": f"moved from {mv.source} to {mv.target}, source removed; placed in {mv.target}'s "
                            "region until its document's spec.region names it"}
@@ -128,6 +140,31 @@ def merge_move(item: dict[str, Any], going: Mapping[str, moves.Move]) -> None:
     item["move"] = {"source": mv.source, "target": mv.target, "step": mv.step,
                     "startedAt": mv.started_at.isoformat(),
                     "substituteUntil": mv.substitute_until.isoformat() if mv.substitute_until else None}
+
+
+#: the condition of a demo platform (PLAT-3): its last reset
+DEMO_CONDITION = "DemoReset"
+
+
+def merge_demo(item: dict[str, Any], resets: Mapping[str, demos.Reset]) -> None:
+    """A demo's ``DemoReset`` condition and ``demo`` object (its last reset, PLAT-3)."""
+    box = (item.get("effective") or {}).get("sandbox") or {}
+    if box.get("kind") != "demo" or item.get("state") == "deleted":
+        return
+    r = resets.get(item.get("name", ""))
+    if r is None:
+        cond = {"type": DEMO_CONDITION, "status": "Unknown", "reason": "NotResetYet",
+                "message": f"reset from {box.get('source')} at the next '{box.get('schedule')}' (PLAT-3)"}
+    elif r.ok:
+        cond = {"type": DEMO_CONDITION, "status": "True", "reason": "Reset",
+                "message": f"reset from {r.source} at {r.at.isoformat()} in {r.seconds:.1f} s"}
+    else:
+        cond = {"type": DEMO_CONDITION, "status": "False", "reason": "ResetFailed",
+                "message": f"reset from {r.source} at {r.at.isoformat()} failed: {r.error}"}
+    item["conditions"] = [c for c in item.get("conditions") or [] if c.get("type") != DEMO_CONDITION] + [cond]
+    item["demo"] = None if r is None else {
+        "lastReset": r.at.isoformat(), "seconds": r.seconds, "ok": r.ok, "error": r.error, "source": r.source,
+        "snapshots": list(r.snapshots), "lastSuccess": r.last_ok_at.isoformat() if r.last_ok_at else None}
 
 
 def rows(store: state_store.Store) -> list[dict[str, Any]]:
@@ -175,6 +212,8 @@ def _merge_backup(facts: backup_view.Facts, now: dt.datetime, item: dict[str, An
     dr = facts.dr.get(item["name"])
     item["drDrill"] = dr.as_dict() if dr is not None else None  # DR-1: the latest drill on a spare
     if item.get("state") == "deleted" or (item.get("concerns") or {}).get("backup") != "provisioned":
+        return
+    if (item.get("effective") or {}).get("sandbox"):  # PLAT-2/3: no backups, no SLA
         return
     c = backup_view.condition(facts, item["name"], now)
     cond = {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}

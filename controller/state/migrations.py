@@ -334,8 +334,25 @@ CREATE TABLE maintenance_notices (
 ) WITHOUT ROWID;
 """
 
+V9_DEMOS = """
+-- Demo platforms' resets (PLAT-3; controller.state.demos): the last reset of each demo
+-- (when it started, how long it took, its outcome, the reference and snapshots used) and
+-- the last successful one; every reset is also an event.
+CREATE TABLE demo_resets (
+    subscription TEXT PRIMARY KEY,
+    at           TEXT NOT NULL,
+    seconds      REAL NOT NULL,
+    ok           INTEGER NOT NULL,
+    source       TEXT NOT NULL,
+    snapshots    TEXT NOT NULL,
+    error        TEXT,
+    actor        TEXT NOT NULL,
+    last_ok_at   TEXT
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[str, ...] = (V1_BASE, V2_RUNS, V3_SERVERS_AND_BACKOFF, V4_BACKUPS, V5_REGIONS, V6_USAGE,
-                               V7_DRILLS, V8_MOVES)
+                               V7_DRILLS, V8_MOVES, V9_DEMOS)
 """Every migration, oldest first. ``len(MIGRATIONS)`` is the current schema version."""
 
 

@@ -231,3 +231,24 @@ def test_a_cancelled_emergency_window_opens_nothing(cli: Cli) -> None:
     assert php(cli.status()["paris.example.org"]) == "8.2"
     actions = sorted(e["action"] for e in cli("events", "-o", "json").json() if e["action"].startswith("maintenance-"))
     assert actions == ["maintenance-announced", "maintenance-cancelled"], actions
+
+
+def test_an_address_change_waits_for_the_window_then_runs_in_it(cli: Cli) -> None:
+    cli.edit("all.yaml", "ips: [{address: 127.0.250.1, type: shared}]",
+             "ips: [{address: 127.0.250.1, type: shared}, {address: 127.0.250.3, type: shared}]")
+    cli.edit("all.yaml", "spec: {customer: acme, plan: basic, region: eu-west}",
+             "spec: {customer: acme, plan: basic, region: eu-west, ip: 127.0.250.1}")
+    at(cli, NOON).apply()
+    assert cli.status()["paris.example.org"]["ip"] == "127.0.250.1"
+
+    cli.edit("all.yaml", "region: eu-west, ip: 127.0.250.1}", "region: eu-west, ip: 127.0.250.3}")
+    cli.apply()
+    paris = cli.status()["paris.example.org"]
+    cond = pending(paris)
+    assert paris["ip"] == "127.0.250.1" and cond is not None, paris["conditions"]
+    assert "address 127.0.250.1 -> 127.0.250.3" in cond["message"] and "next at 2026-11-30T21:00Z" in cond["message"]
+    assert cli("plan", "-f", str(cli.desired), "--detailed-exitcode", check=None).rc == 0  # waiting costs nothing
+
+    at(cli, IN_WINDOW).apply()
+    paris = cli.status()["paris.example.org"]
+    assert paris["ip"] == "127.0.250.3" and pending(paris) is None

@@ -15,7 +15,13 @@ take no agent lock: backups of several tenants run on one server at once (BKP-1)
   snapshot (BKP-2), exact removals (LIFE-6 purge), prune; ``restic check``.
 * ``restore`` (BKP-5) / ``drill``: a snapshot back into the database, the web space or
   the job's answer (settings); a drill loads into scratch places that never touch tenant
-  data and answers the recomputed sums for the controller to compare.
+  data and answers the recomputed sums for the controller to compare. A part marked
+  ``exact`` (the clone of PLAT-2 test copies and PLAT-3 demos, possibly into another
+  subscription: ``origin``, ``user``) leaves exactly the snapshot's content: the
+  database dropped and created again empty before the load, every entry of the web
+  space but ``tmp`` and ``logs`` replaced by the snapshot's (staged under
+  ``CLONE_ROOT``, then renamed in, owned by the target's user; the source's subdomain
+  document roots ``sites/<sub>.<source>`` renamed ``sites/<sub>.<target>``).
 * ``drill`` with ``dr`` (DR-1's scratch copy on a spare server) is not this entry's: it
   is the ``drdrill`` entry's (``controller.drivers.drdrill.agent``), which shares this
   module's restore helpers (``local_repo``, ``part_result``, ``restored_files``,
@@ -35,9 +41,11 @@ import functools
 import grp
 import hashlib
 import os
+import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +59,16 @@ MARIADB_DUMP = ["mariadb-dump", "--single-transaction", "--routines", "--events"
 PG_DUMP = ["pg_dump", "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-privileges"]
 #: where drills restore web files (a scratch directory per drill, removed afterwards)
 DRILL_ROOT = "/var/lib/tenantctl-backup-drill"
+#: where exact restores (clones) stage web files before they replace the target's (root only)
+CLONE_ROOT = "/var/lib/tenantctl-backup-clone"
+#: entries of a web space an exact restore leaves as they are: the server's own (nginx's
+#: logs, PHP's temporary files), never the snapshot's
+KEPT = ("logs", "tmp")
+#: the users and groups (besides root) whose files keep their owner in a clone: the web
+#: space's root-owned top and nginx's log files
+SYSTEM_OWNERS = ("www-data",)
+#: how the db driver creates a MariaDB database (``controller.drivers.db.mariadb``)
+MARIADB_CREATE = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 HTPASSWD = "/etc/tenantctl-backup/htpasswd"
 HTGROUP = "tenantctl-backup"
 #: the URL path of the DR drill's PHP probe (DR-1): the ``drdrill`` entry serves it, the
@@ -64,6 +82,7 @@ CHUNK = 1 << 20
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 SCRATCH = re.compile(r"^[a-z0-9]{1,24}$")
 _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _STAGED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -379,7 +398,7 @@ def _pg_exists(db: str) -> bool:
 
 def _load(r: restic.Restic, part: backupjobs.Part, into: str, role: str = "") -> None:
     """The part's dump from its snapshot into database ``into``."""
-    src = r.dump(part.snapshot, f"/{part.name}.sql")
+    src = r.dump(part.snapshot, f"/{_name(part.origin or part.name, 'database')}.sql")
     if part.engine == "mariadb":
         # one transaction per table (LOCK/UNLOCK TABLES commit), not one per row: the dump
         # has a row per INSERT (--skip-extended-insert, for deduplication)
@@ -459,7 +478,14 @@ def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part
         role = _name(part.owner, "role") if part.engine == "postgresql" else ""
         if drill:
             return _drill_db(r, part, drill)
-        if part.engine == "mariadb":
+        if part.exact:  # nothing but the snapshot's tables: an empty database first
+            drop_db(part.engine, db)
+            if part.engine == "mariadb":  # its grants stay: MariaDB keeps them across a DROP
+                _mariadb(f"CREATE DATABASE `{db}` {MARIADB_CREATE}")
+            else:  # as the db driver makes it: its owner, nothing granted to PUBLIC
+                _psql(f'CREATE DATABASE "{db}" OWNER "{role}"')
+                _psql(f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC')
+        elif part.engine == "mariadb":
             _mariadb(f"CREATE DATABASE IF NOT EXISTS `{db}`")
         elif not _pg_exists(db):  # dropped: back with its owner, as the db driver makes it
             _psql(f'CREATE DATABASE "{db}" OWNER "{role}"')
@@ -468,6 +494,10 @@ def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part
     if part.kind == "files":
         if not os.path.isabs(part.path):
             raise Problem(f"not an absolute path: {part.path!r}")
+        if part.exact or part.origin:
+            if drill or not part.exact:
+                raise Problem("files restored into another web space are an exact restore, never a drill")
+            return clone_files(r, part)
         if not drill:
             r.check(["restore", part.snapshot, "--target", "/", "--include", part.path], timeout=TIMEOUT)
             return {}
@@ -479,6 +509,92 @@ def _restore_part(r: restic.Restic, unit: backupjobs.Unit, part: backupjobs.Part
         finally:
             shutil.rmtree(target, ignore_errors=True)
     return restored_settings(r, part)
+
+
+def _path(value: str, what: str) -> str:
+    if not os.path.isabs(value) or os.path.normpath(value) != value or value == "/" or "\n" in value:
+        raise Problem(f"not a {what}: {value!r}")
+    return value
+
+
+def _ids(names: tuple[str, ...]) -> tuple[set[int], set[int]]:
+    """The uids and gids (root's and ``names``') whose files keep their owner in a clone."""
+    uids, gids = {0}, {0}
+    for n in names:
+        with contextlib.suppress(KeyError):
+            uids.add(pwd.getpwnam(n).pw_uid)
+        with contextlib.suppress(KeyError):
+            gids.add(grp.getgrnam(n).gr_gid)
+    return uids, gids
+
+
+def own_tree(top: str, uid: int, gid: int, keep: tuple[set[int], set[int]]) -> None:
+    """Every entry under ``top`` (not ``top``, never following a link) owned by
+    ``uid``/``gid``, but for the owners in ``keep`` (root, www-data)."""
+    keep_u, keep_g = keep
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            want = (st.st_uid if st.st_uid in keep_u else uid, st.st_gid if st.st_gid in keep_g else gid)
+            if want != (st.st_uid, st.st_gid):
+                os.chown(path, *want, follow_symlinks=False)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def rename_sites(top: str, source: str, target: str) -> None:
+    """The subdomains' document roots of a web space cloned from ``source`` to
+    ``target`` (homes are named after their domain): ``sites/blog.<source>`` becomes
+    ``sites/blog.<target>``; other sites (alias domains) keep their names."""
+    sites = os.path.join(top, "sites")
+    if source == target or not os.path.isdir(sites) or os.path.islink(sites):
+        return
+    for name in sorted(os.listdir(sites)):
+        if name.endswith(f".{source}"):
+            os.rename(os.path.join(sites, name), os.path.join(sites, name[: -len(source)] + target))
+
+
+def clone_files(r: restic.Restic, part: backupjobs.Part) -> dict[str, Any]:
+    """An exact restore of a web space (PLAT-2/PLAT-3): the snapshot's ``origin`` (the
+    source's home; default ``path``) restored into a root-only stage, owned by ``user``,
+    then every entry of ``path`` but ``KEPT`` replaced by the stage's: afterwards ``path``
+    holds the snapshot's files and nothing else. Its sums, as a drill reports them."""
+    home = _path(part.path, "web space")
+    origin = _path(part.origin or part.path, "snapshot path")
+    if not _USER.match(part.user):
+        raise Problem(f"not a system user name: {part.user!r}")
+    try:
+        pw = pwd.getpwnam(part.user)
+    except KeyError as exc:
+        raise Problem(f"no system user {part.user!r} on this server") from exc
+    if not os.path.isdir(home) or os.path.islink(home):
+        raise Problem(f"not a directory: {home!r}")
+    os.makedirs(CLONE_ROOT, mode=0o700, exist_ok=True)  # tenants' files: root only while staged
+    os.chmod(CLONE_ROOT, 0o700)
+    stage = tempfile.mkdtemp(prefix=f"{pw.pw_name}-", dir=CLONE_ROOT)
+    try:
+        r.check(["restore", part.snapshot, "--target", stage, "--include", origin], timeout=TIMEOUT)
+        src = os.path.join(stage, origin.lstrip("/"))
+        if not os.path.isdir(src):
+            raise Problem(f"snapshot {part.snapshot} holds no {origin}")
+        own_tree(src, pw.pw_uid, pw.pw_gid, _ids(SYSTEM_OWNERS))
+        rename_sites(src, os.path.basename(origin), os.path.basename(home))
+        for name in sorted(os.listdir(home)):
+            if name not in KEPT:
+                _remove(os.path.join(home, name))
+        for name in sorted(os.listdir(src)):
+            if name not in KEPT:
+                shutil.move(os.path.join(src, name), os.path.join(home, name))  # a rename on one file system
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    m = dumpstats.manifest(home, exclude=[os.path.join(home, k) for k in KEPT])
+    return {"files": len(m), "digest": dumpstats.aggregate(m), "total": sum(e.size for e in m.values())}
 
 
 def _drill_db(r: restic.Restic, part: backupjobs.Part, drill: str) -> dict[str, Any]:

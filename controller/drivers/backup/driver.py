@@ -26,7 +26,7 @@ from typing import Any
 from controller import errors, provisioning
 from controller.agent import backupjobs
 from controller.drivers import base, slices, transport
-from controller.drivers.backup import nightly, pitr, runner, topology
+from controller.drivers.backup import nightly, pitr, runner, topology, units
 from controller.drivers.context import Context
 from controller.effective import spec
 from controller.state import backups as ledger
@@ -126,6 +126,8 @@ class BackupDriver:
         if not regions:
             return "not provisioned", f"region {self.topo.region_of(server)} has no server with the backup role"
         b = sl["backup"]
+        if b.get("content") == units.NONE:
+            return "not provisioned", "no backups: a test copy or a demo (PLAT-2, PLAT-3)"
         what = "settings only" if b.get("content") == "settings" else "settings and data"
         tz = self.topo.timezones.get(self.topo.region_of(server), "UTC")
         return "provisioned", (f"{what} at '{b['schedule']}' ({tz}), {b['keepDaily']} daily kept, "

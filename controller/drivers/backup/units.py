@@ -5,7 +5,8 @@ every live subscription (active or suspended) with a server gets a ``settings`` 
 its server; with ``backup.content: settingsAndData`` (the default) also its web space
 (the home, without ``tmp``) on that server and each database on the server that hosts
 it (``databases[].server``, else the subscription's). A server backs up what it holds:
-a subscription whose database lives elsewhere has units on two servers.
+a subscription whose database lives elsewhere has units on two servers. A sandbox (a
+test copy, a demo: ``backup.content: none``) is not backed up at all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from controller.agent import backupjobs
 from controller.drivers import naming
 
 LIVE = ("active", "suspended")
+#: ``backup.content`` of a sandbox (a test copy or a demo, PLAT-2/3: no backups at all;
+#: set by ``effective.sandbox``, not a value a document may give)
+NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ def wanted(items: Iterable[Mapping[str, Any]]) -> dict[str, Wanted]:
         if item.get("state") not in LIVE or not item.get("server"):
             continue
         b = (item.get("effective") or {}).get("backup") or {}
+        if b.get("content") == NONE:
+            continue
         out[item["name"]] = Wanted(item["name"], item["server"], item.get("region") or "",
                                    b.get("schedule", "0 2 * * *"), int(b.get("keepDaily", 15)),
                                    b.get("content", "settingsAndData"))
@@ -49,6 +55,8 @@ def parts(item: Mapping[str, Any]) -> dict[str, list[backupjobs.Part]]:
     """One subscription's parts, by the server that backs each up."""
     sub, server = item["name"], item["server"]
     eff = item.get("effective") or {}
+    if (eff.get("backup") or {}).get("content") == NONE:
+        return {}
     out: dict[str, list[backupjobs.Part]] = {server: [backupjobs.Part(kind="settings", name="settings")]}
     if (eff.get("backup") or {}).get("content", "settingsAndData") != "settingsAndData":
         return out
