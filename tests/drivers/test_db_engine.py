@@ -11,13 +11,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pymysql
 import pytest
 
 from controller import model
 from controller.drivers import base
-from controller.drivers.db import DbDriver, credentials
+from controller.drivers.db import DbDriver, credentials, fence
 from controller.reconcile import engine
+from controller.state import regions
 from controller.state import store as state_store
 
 from .conftest import SERVERS, Cluster
@@ -71,6 +73,83 @@ def setup(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[str, engine.Engine
         yield sub, engine.Engine(store, drivers, clock=lambda: NOW), drv
     drv.apply(None, [base.Change(sub, "delete", {"name": sub})])
     shutil.rmtree(cluster.state_dir / "retained" / sub, ignore_errors=True)
+
+
+def fence_rows(cluster: Cluster, sub: str) -> dict[str, int | None]:
+    """The generation of ``sub`` in each engine's ``tenantctl.fence`` table (drv-b's
+    MariaDB, drv-a's PostgreSQL); None: no row (or no table yet)."""
+    out: dict[str, int | None] = {}
+    my = cluster.ctx.secrets("drv-b")
+    conn = pymysql.connect(host=cluster.ctx.servers["drv-b"].address, user=my["mariadb_admin_user"],
+                           password=my["mariadb_admin_password"], autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                        (fence.SCHEMA, fence.TABLE))
+            row = cur.fetchone()
+            if row and row[0]:
+                cur.execute(f"SELECT generation FROM `{fence.SCHEMA}`.`{fence.TABLE}` WHERE subscription = %s",
+                            (sub,))
+                found = cur.fetchone()
+                out["mariadb"] = int(found[0]) if found else None
+            else:
+                out["mariadb"] = None
+    finally:
+        conn.close()
+    pg = cluster.ctx.secrets("drv-a")
+    with psycopg.connect(host=cluster.ctx.servers["drv-a"].address, user=pg["postgresql_admin_user"],
+                         password=pg["postgresql_admin_password"], dbname="postgres", autocommit=True) as c:
+        found = c.execute("SELECT to_regclass('tenantctl.fence') IS NOT NULL").fetchone()
+        got = (c.execute("SELECT generation FROM tenantctl.fence WHERE subscription = %s", (sub,)).fetchone()
+               if found and found[0] else None)
+        out["postgresql"] = int(got[0]) if got else None
+    return out
+
+
+def forget_fence(cluster: Cluster, sub: str) -> None:
+    """Remove this test's rows (the servers outlive the test when shared)."""
+    my = cluster.ctx.secrets("drv-b")
+    conn = pymysql.connect(host=cluster.ctx.servers["drv-b"].address, user=my["mariadb_admin_user"],
+                           password=my["mariadb_admin_password"], autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DELETE FROM `{fence.SCHEMA}`.`{fence.TABLE}` WHERE subscription = %s", (sub,))
+    finally:
+        conn.close()
+    pg = cluster.ctx.secrets("drv-a")
+    with psycopg.connect(host=cluster.ctx.servers["drv-a"].address, user=pg["postgresql_admin_user"],
+                         password=pg["postgresql_admin_password"], dbname="postgres", autocommit=True) as c:
+        c.execute("DELETE FROM tenantctl.fence WHERE subscription = %s", (sub,))
+
+
+def test_a_stale_controller_is_fenced_on_both_database_servers(
+        cluster: Cluster, tmp_path: Path, setup: tuple[str, engine.Engine, DbDriver]) -> None:
+    """Issue 10 item 4 (DR-1): once a pass of generation 2 wrote the subscription's
+    databases, a controller that still has generation 1 (its own state store) changes
+    nothing on either server: the logins stay locked."""
+    sub, eng, drv = setup
+    assert eng.reconcile(desired(tmp_path, sub, "active")).ok
+    assert fence_rows(cluster, sub) == {"mariadb": None, "postgresql": None}  # generation 1: nothing written
+    regions.bump(eng.store, [sub])
+    try:
+        assert eng.reconcile(desired(tmp_path, sub, "suspended")).outcomes[sub]["db"] == "provisioned"
+        assert fence_rows(cluster, sub) == {"mariadb": 2, "postgresql": 2}
+        stale_drv = DbDriver(cluster.ctx)
+        drivers: dict[str, base.Driver] = {c: base.NotProvisioned(c) for c in base.CONCERNS}
+        drivers["db"] = stale_drv
+        with state_store.Store(tmp_path / "stale.db", now=lambda: NOW) as stale_store:
+            stale = engine.Engine(stale_store, drivers, clock=lambda: NOW)
+            report = stale.reconcile(desired(tmp_path, sub, "active"))
+            assert report.outcomes[sub]["db"] == "failed", report.outcomes
+            [cond] = [c for c in stale_store.conditions_of([sub])[sub] if c.type == "DbReady"]
+            assert "mariadb on drv-b: fenced" in cond.message and "postgresql on drv-a: fenced" in cond.message
+            assert "is at generation 2 on this server, the job carries generation 1" in cond.message
+        app = {c.db: c for c in credentials.list_for(cluster.state_dir, sub)}["app"]
+        with pytest.raises(pymysql.err.OperationalError, match="locked"):
+            pymysql.connect(host=app.host, port=app.port, user=app.user, password=app.password, database=app.database)
+    finally:
+        drv.use_generations({})  # the teardown's deletion raises nothing again
+        forget_fence(cluster, sub)
 
 
 def test_engine_places_creates_locks_repairs_and_deletes(

@@ -278,6 +278,38 @@ class TestDriftAndIdempotence:
             "GET": len(driver.servers())}
 
 
+class TestFencing:
+    """Issue 10 item 4 (DR-1): a zone written for a moved subscription carries its
+    generation (``X-TENANTCTL-GENERATION`` metadata, on the primary and on the secondary);
+    a stale controller (an older generation) writes nothing to it."""
+
+    def test_a_stale_controller_never_overwrites_a_newer_ones_zones(self, driver: DnsDriver, domain: str,
+                                                                    cluster: Cluster) -> None:
+        driver.use_generations({domain: 2})
+        ensure(driver, item(domain))
+        for s in driver.servers():
+            assert driver.client(s).metadata(f"{domain}.").get(records.GENERATION) == ["2"], s.name
+        before = driver.sent()
+        assert ensure(driver, item(domain))[0].message == "up to date"  # the fence costs a no-op pass nothing
+        assert {m: n - before.get(m, 0) for m, n in driver.sent().items() if n != before.get(m, 0)} == {
+            "GET": len(driver.servers())}
+        stale = DnsDriver(cluster.ctx)
+        try:
+            stale.use_generations({domain: 1})
+            [res] = stale.apply("drv-b", [base.Change(domain, "ensure", stale.slice(spec.sketch(
+                item(domain, ip="127.0.40.9"))))])
+            assert res.outcome == "failed" and res.permanent, res
+            assert f"fenced: {domain} is at generation 2 on this server, the job carries generation 1" in res.message
+            assert set(stale.sent()) == {"GET"}, stale.sent()  # the listings and the primary's metadata
+        finally:
+            stale.close()
+        assert dig(PRIMARY, domain, "A") == ["127.0.40.1"]
+        driver.use_generations({domain: 3})  # the newer one goes on
+        ensure(driver, item(domain, ip="127.0.40.2"))
+        assert dig(PRIMARY, domain, "A") == ["127.0.40.2"]
+        assert driver.client(driver.servers()[0]).metadata(f"{domain}.").get(records.GENERATION) == ["3"]
+
+
 class TestDelete:
     def test_delete_exports_then_removes_every_zone(self, driver: DnsDriver, domain: str, cluster: Cluster) -> None:
         alias = f"alias{domain}"

@@ -11,6 +11,12 @@ subscription's web server the engine batches by, so connections follow the slice
   them first; only if every dump is complete are databases and logins dropped.
 - sizes are measured in the same query and compared with ``databaseQuotaMB`` (RES-2:
   reported, nothing deleted).
+- fencing (issue 10 item 4, DR-1): before writing on a server, the batch's subscriptions
+  are checked against that server's ``tenantctl.fence`` table and raised there
+  (``fence``; one read per server and engine, the generations of the engine's view,
+  ``use_generations``, once per pass); a subscription the server has seen a newer
+  generation of is refused there, a permanent failure naming both generations; a
+  subscription refused on one server drops nothing anywhere.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from pathlib import Path
 from typing import Protocol
 
 from controller import errors
-from controller.drivers import base, naming, slices
+from controller.agent import jobs
+from controller.drivers import base, naming, slices, transport
 from controller.drivers.context import Context
-from controller.drivers.db import credentials, decide, dump, mariadb, postgresql
+from controller.drivers.db import credentials, decide, dump, fence, mariadb, postgresql
 from controller.effective import spec
 
 ENGINES = ("mariadb", "postgresql")
@@ -51,6 +58,7 @@ class Backend(Protocol):
     changes: int
 
     def observe(self) -> decide.Observed: ...
+    def fence(self, sent: Mapping[str, int]) -> dict[str, jobs.Fenced]: ...
     def run(self, step: decide.Step) -> None: ...
     def drop(self, database: str, user: str) -> None: ...
     def close(self) -> None: ...
@@ -94,6 +102,12 @@ class DbDriver:
         self._moving: Callable[[], Mapping[str, str]] = dict
         #: subscriptions whose databases a move keeps read-only (state.moves.frozen)
         self._frozen: Callable[[], frozenset[str]] = frozenset
+        #: the subscriptions' generations this driver's writes carry (fencing, DR-1)
+        self.generations = transport.Generations(getattr(ctx, "state_dir", None))
+
+    def use_generations(self, gens: Mapping[str, int]) -> None:
+        """The engine's view of the subscriptions' generations, once per pass (fencing)."""
+        self.generations.use(gens)
 
     @property
     def state_dir(self) -> Path:
@@ -235,12 +249,7 @@ class DbDriver:
         self.last_changes = 0
         try:
             for key in sorted(set(ensure) | set(retire)):
-                try:
-                    backend = self._connect(key)
-                    backends[key] = backend
-                    observed[key] = backend.observe()
-                except errors.DriverError as exc:
-                    backends[key] = exc
+                self._open(key, ensure, retire, backends, observed, outs)
             for key, items in sorted(ensure.items()):
                 self._ensure(key, items, backends[key], observed.get(key), outs)
             deleting = [c for c in changes if c.action == "delete"]
@@ -255,6 +264,36 @@ class DbDriver:
             if c.action != "delete" and c.name not in frozen  # not measured: left as they are
         }
         return [self._result(c, outs[c.name]) for c in changes]
+
+    def _open(self, key: Key, ensure: dict[Key, list[tuple[DbChange, decide.Wanted]]],
+              retire: dict[Key, list[tuple[DbChange, credentials.Credentials]]],
+              backends: dict[Key, Backend | errors.DriverError], observed: dict[Key, decide.Observed],
+              outs: dict[str, _Outcome]) -> None:
+        """Connect to ``key``'s server, observe it and check the fence of the
+        subscriptions the batch writes there; the refused ones' items on it are taken out
+        of ``ensure`` and ``retire`` (their outcome fails, permanently)."""
+        backend: Backend | None = None
+        try:
+            backend = self._connect(key)
+            observed[key] = backend.observe()
+            subs = {c.name for c, _w in ensure.get(key, ())} | {c.name for c, _c in retire.get(key, ())}
+            refused = backend.fence(self.generations.of(subs))
+        except errors.DriverError as exc:
+            if backend is not None:
+                self.last_changes += backend.changes
+                backend.close()
+            backends[key] = exc
+            return
+        backends[key] = backend
+        if not refused:
+            return
+        server, engine = key
+        for sub, f in sorted(refused.items()):
+            outs[sub].fail(fence.refusal(f"{engine} on {server}", {sub: f}))
+        if key in ensure:
+            ensure[key] = [(c, w) for c, w in ensure[key] if c.name not in refused]
+        if key in retire:
+            retire[key] = [(c, cr) for c, cr in retire[key] if c.name not in refused]
 
     def _ensure(self, key: Key, items: list[tuple[DbChange, decide.Wanted]],
                 backend: Backend | errors.DriverError, obs: decide.Observed | None,
@@ -303,6 +342,8 @@ class DbDriver:
             out = outs[change.name]
             if change.name in all_first and out.failures:
                 continue  # LIFE-6: a deletion drops nothing unless every final dump is there
+            if any(isinstance(e, transport.Fenced) for e in out.failures):
+                continue  # refused by a server's fence: this controller is stale, it drops nothing
             backend = backends[key]
             assert not isinstance(backend, errors.DriverError)
             try:
@@ -333,7 +374,8 @@ class DbDriver:
         if out.failures:
             delays = [e.delay for e in out.failures if isinstance(e, errors.TemporaryError) and e.delay]
             msg = "; ".join([*(str(e) for e in out.failures), *parts])
-            return base.Result(change.name, "failed", msg, retry_after=min(delays) if delays else None)
+            return base.Result(change.name, "failed", msg, retry_after=min(delays) if delays else None,
+                               permanent=any(isinstance(e, transport.Fenced) for e in out.failures))
         outcome: base.Outcome = "not provisioned" if out.unplaced else "provisioned"
         return base.Result(change.name, outcome, "; ".join(parts))
 

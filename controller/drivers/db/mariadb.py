@@ -5,18 +5,23 @@ backquoted; user names, hosts and password hashes go through PyMySQL's escaping.
 A tenant's login is ``'<user>'@'<host>'`` with ``host`` from ``Settings`` (by default
 the loopback network the embedded servers live on); it has ALL on its own database
 only (``GRANT ALL ON `name`.*`` with ``_`` escaped, so the grant is not a pattern).
+
+Fencing (``fence``): the table ``tenantctl.fence`` of this server, read with the batch's
+subscriptions as parameters; raised with an upsert that keeps the higher generation.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import pymysql  # type: ignore[import-untyped,unused-ignore]
 import pymysql.cursors  # type: ignore[import-untyped,unused-ignore]
 
 from controller import errors
-from controller.drivers.db import decide, failures
+from controller.agent import jobs
+from controller.drivers.db import decide, failures, fence
 
 ENGINE = "mariadb"
 PORT = 3306
@@ -37,6 +42,16 @@ OBSERVE = (
     "UNION ALL "
     "SELECT 'grant', Db, User, CONCAT(" + ", ".join(f"{p}_priv" for p in _PRIVS) + ") "
     f"FROM mysql.db WHERE User REGEXP '{_USER_RE}' AND Host = %s"
+)
+
+
+_FENCE = f"`{fence.SCHEMA}`.`{fence.TABLE}`"
+#: tables of tenantctl's that do not exist (yet): unknown database, unknown table
+_MISSING = (1049, 1146)
+FENCE_SCHEMA = (
+    f"CREATE DATABASE IF NOT EXISTS `{fence.SCHEMA}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+    f"CREATE TABLE IF NOT EXISTS {_FENCE} (subscription VARCHAR(253) NOT NULL PRIMARY KEY, "
+    "generation BIGINT NOT NULL) ENGINE=InnoDB",
 )
 
 
@@ -124,6 +139,34 @@ class MariaDB:
                                  (decide.ident(user),), change=False):
             with contextlib.suppress(errors.PermanentError):  # it ended meanwhile (unknown thread id)
                 self._exec("KILL CONNECTION %s", (int(pid),))
+
+    def fence(self, sent: Mapping[str, int]) -> dict[str, jobs.Fenced]:
+        """Check and raise the fence of ``sent`` (subscription -> generation) on this
+        server: the refused ones (``fence.decide``). One read; an upsert only when a
+        generation rises (the table created first when missing)."""
+        if not sent:
+            return {}
+        subs = sorted(sent)
+        marks = ", ".join(["%s"] * len(subs))
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(f"SELECT subscription, generation FROM {_FENCE} WHERE subscription IN ({marks})", subs)
+                stored = {str(s): int(g) for s, g in cur.fetchall()}
+            missing = False
+        except pymysql.err.MySQLError as exc:
+            if not (exc.args and exc.args[0] in _MISSING):
+                raise failures.mysql_error(exc, self.where) from exc
+            stored, missing = {}, True
+        decision = fence.decide(stored, sent)
+        if decision.raised:
+            if missing:
+                for statement in FENCE_SCHEMA:
+                    self._exec(statement)
+            values = ", ".join(["(%s, %s)"] * len(decision.raised))
+            self._exec(f"INSERT INTO {_FENCE} (subscription, generation) VALUES {values} "
+                       "ON DUPLICATE KEY UPDATE generation = GREATEST(generation, VALUES(generation))",
+                       tuple(x for s, g in sorted(decision.raised.items()) for x in (s, g)))
+        return decision.refused
 
     def drop(self, database: str, user: str) -> None:
         self.end_sessions(user)

@@ -5,17 +5,23 @@ computed here (the plain password never reaches the server or its logs).
 
 A tenant's database is owned by its role (all rights on it, none elsewhere) and
 ``REVOKE ALL ... FROM PUBLIC``: new databases let PUBLIC connect otherwise.
+
+Fencing (``fence``): the table ``tenantctl.fence`` in the ``postgres`` database (the one
+the admin connection uses: no second connection), read with the batch's subscriptions
+as one array parameter; raised with an upsert that keeps the higher generation.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from controller.drivers.db import decide, failures
+from controller.agent import jobs
+from controller.drivers.db import decide, failures, fence
 
 ENGINE = "postgresql"
 PORT = 5432
@@ -28,6 +34,15 @@ UNION ALL
 SELECT 'user', a.rolname, NULL, coalesce(a.rolpassword, ''), a.rolcanlogin
   FROM pg_authid a WHERE a.rolname ~ '^u[0-9a-f]{12}$'
 """
+
+
+_FENCE = sql.SQL("{}.{}").format(sql.Identifier(fence.SCHEMA), sql.Identifier(fence.TABLE))
+#: SQLSTATEs of a fence table that does not exist (yet): undefined table, unknown schema
+_MISSING = ("42P01", "3F000")
+FENCE_SCHEMA = (
+    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(fence.SCHEMA)),
+    sql.SQL("CREATE TABLE IF NOT EXISTS {} (subscription text PRIMARY KEY, generation bigint NOT NULL)").format(_FENCE),
+)
 
 
 def _id(name: str) -> sql.Identifier:
@@ -105,6 +120,34 @@ class PostgreSQL:
     def end_sessions(self, user: str) -> None:
         self._exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                    (decide.ident(user),), change=False)
+
+    def fence(self, sent: Mapping[str, int]) -> dict[str, jobs.Fenced]:
+        """Check and raise the fence of ``sent`` (subscription -> generation) on this
+        server: the refused ones (``fence.decide``). One read; an upsert only when a
+        generation rises (the schema and table created first when missing)."""
+        if not sent:
+            return {}
+        subs = sorted(sent)
+        try:
+            cur = self.conn.execute(
+                sql.SQL("SELECT subscription, generation FROM {} WHERE subscription = ANY(%s)").format(_FENCE), (subs,))
+            stored = {str(s): int(g) for s, g in cur.fetchall()}
+            missing = False
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _MISSING:
+                raise failures.pg_error(exc, self.where) from exc
+            stored, missing = {}, True
+        decision = fence.decide(stored, sent)
+        if decision.raised:
+            if missing:
+                for statement in FENCE_SCHEMA:
+                    self._exec(statement)
+            raised = sorted(decision.raised.items())
+            self._exec(sql.SQL(
+                "INSERT INTO {} AS f (subscription, generation) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+                "ON CONFLICT (subscription) DO UPDATE SET generation = GREATEST(f.generation, EXCLUDED.generation)"
+            ).format(_FENCE), ([s for s, _ in raised], [g for _, g in raised]))
+        return decision.refused
 
     def drop(self, database: str, user: str) -> None:
         self._exec(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_id(database)))

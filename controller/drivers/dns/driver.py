@@ -18,6 +18,16 @@ any other zone is read (rrsets, metadata) and gets only what differs:
   ``<state>/retained/<sub>/<UTC ts>-zone.txt`` first, then deleted everywhere.
 
 Zones are never deleted and re-created to change them.
+
+Fencing (issue 10 item 4, DR-1): a zone written for a subscription that was moved
+carries its generation (``records.GENERATION`` metadata, the engine's view handed over
+once per pass, ``use_generations``). Before a change writes anything, every existing
+zone it would write (a primary that is not up to date, a secondary to reconfigure, a
+zone to remove) has its metadata read, and if one of them records a newer generation
+than the controller's, nothing of the change is written: ``transport.Fenced``, a
+permanent failure naming both generations (a stale controller of a region that came
+back never overwrites the new primaries). Zones the listing proves current are not read:
+a no-op pass costs no request more. A zone the change creates has no fence to check.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors, settings
-from controller.drivers import base, slices
+from controller.agent import jobs
+from controller.drivers import base, slices, transport
 from controller.drivers.context import Context
 from controller.drivers.dns import metrics
 from controller.drivers.powerdns import api, records
@@ -105,6 +116,18 @@ def _norm_master(value: str) -> str:
     return text[:-3] if text.count(":") == 1 and text.endswith(":53") else text
 
 
+def _primary_meta(want: records.Wanted, p: records.Placement) -> tuple[dict[str, list[str]], str]:
+    """The metadata of ``p``'s primary zone (the fence first) and the digest of all it holds."""
+    meta = records.primary_metadata(p, want.generation)
+    return meta, records.digest(want.rrsets[p.zone], meta, want.manage_dns)
+
+
+def _reconfigure(info: Mapping[str, Any], p: records.Placement) -> bool:
+    """Whether an existing zone must be made a secondary of ``p.masters``."""
+    return info.get("kind") != "Slave" or sorted(map(_norm_master, info.get("masters") or [])) != sorted(
+        map(_norm_master, p.masters))
+
+
 DnsChange = base.Change[slices.DnsSlice]
 
 
@@ -128,6 +151,12 @@ class DnsDriver:
         self._evacuated: Callable[[], Mapping[str, str]] = dict
         #: moving subscriptions whose records keep the source's address until switched (issue 13)
         self._substitutes: Callable[[], Mapping[str, str]] = dict
+        #: the subscriptions' generations the zones it writes carry (fencing, DR-1)
+        self.generations = transport.Generations(getattr(ctx, "state_dir", None))
+
+    def use_generations(self, gens: Mapping[str, int]) -> None:
+        """The engine's view of the subscriptions' generations, once per pass (fencing)."""
+        self.generations.use(gens)
 
     def use_store(self, store: object) -> None:
         from controller.state import moves, regions
@@ -152,16 +181,19 @@ class DnsDriver:
         mine = owned(listing)
         before = {s.name: self.client(s).failures for s in servers}
         substitutes = self._substitutes()  # once a pass, in this thread (not per zone in the pool)
+        gens = self.generations.get()
 
         def one(change: DnsChange) -> base.Result:
             try:
                 if change.action == "delete":
-                    message = self._delete(change.name, servers, listing, mine, down)
+                    message = self._delete(change.name, servers, listing, mine, down, gens.get(change.name, 1))
                 else:
-                    message = self._ensure(self._wanted(change.name, change.slice, substitutes), servers, listing,
-                                           mine, down)
+                    want = self._wanted(change.name, change.slice, substitutes, gens.get(change.name, 1))
+                    message = self._ensure(want, servers, listing, mine, down)
             except LookupError as exc:
                 return base.Result(change.name, "failed", str(exc))
+            except transport.Fenced as exc:
+                return base.Result(change.name, "failed", str(exc), permanent=True)
             except LostSecondaries as exc:
                 return base.Result(change.name, "failed", str(exc), retry_after=exc.delay, degraded=True)
             except errors.TemporaryError as exc:
@@ -252,13 +284,16 @@ class DnsDriver:
 
     # --- gather ---------------------------------------------------------------------
 
-    def _wanted(self, sub: str, slice_: slices.DnsSlice, substitutes: Mapping[str, str]) -> records.Wanted:
-        """``substitutes``: moving subscriptions -> the source's address (``state.moves``)."""
+    def _wanted(self, sub: str, slice_: slices.DnsSlice, substitutes: Mapping[str, str],
+                generation: int = 1) -> records.Wanted:
+        """``substitutes``: moving subscriptions -> the source's address (``state.moves``);
+        ``generation``: the subscription's in the controller's view (fencing)."""
         s = self.settings
         source = substitutes.get(sub)
         if source is not None:  # a move places it, but the target is not restored yet: clients stay
             slice_ = {**slice_, "ip": source}
-        return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template)
+        return records.wanted(sub, slice_, self.servers(), s.ns_suffix, s.hostmaster, s.template,
+                              generation=generation)
 
     def _list(self, servers: Sequence[records.DnsServer]) -> tuple[Listing, dict[str, str]]:
         listing: Listing = {}
@@ -298,34 +333,85 @@ class DnsDriver:
                     raise errors.PermanentError(
                         f"zone {p.zone} on {s.name} is not this subscription's "
                         f"(account {info.get('account') if info else None!r}): not taking it over")
+        by_name = {s.name: s for s in servers}
+        removed = [(by_name[server], zone) for server, zone in mine.get(want.sub, ())
+                   if (zone, server) not in where and server in by_name]
+        primaries = {p.zone: _primary_meta(want, p) for p in want.placements if p.primary is not None}
+        metas = self._fence(want.sub, want.generation, self._written(want, primaries, listing, lost) + removed)
         done: list[str] = []
         for p in want.placements:
             changed = False
             if p.primary is not None:
-                changed = self._primary(want, p, listing[p.primary.name].get(p.zone))
+                changed = self._primary(want, p, listing[p.primary.name].get(p.zone), primaries[p.zone],
+                                        metas.get((p.primary.name, p.zone)))
                 if changed:
                     done.append(f"{p.zone} on {p.primary.name}")
             for s in p.secondaries:
                 if s.name in lost:
                     continue
-                if self._secondary(want.sub, p, s, listing[s.name].get(p.zone), changed):
+                if self._secondary(want, p, s, listing[s.name].get(p.zone), changed, metas.get((s.name, p.zone))):
                     done.append(f"{p.zone} secondary on {s.name}")
-        by_name = {s.name: s for s in servers}
-        for server, zone in mine.get(want.sub, ()):
-            if (zone, server) not in where and server in by_name:
-                self.client(by_name[server]).delete(zone)
-                done.append(f"{zone} removed from {server}")
+        for srv, zone in removed:
+            self.client(srv).delete(zone)
+            done.append(f"{zone} removed from {srv.name}")
         if lost:
             raise LostSecondaries(f"{LOST_SECONDARIES}: {', '.join(sorted(lost))} (served by "
                                         f"{', '.join(sorted({p.primary.name for p in want.placements if p.primary}))}"
                                         f"{'; ' + ', '.join(done) if done else ''})", delay=60.0)
         return "updated " + ", ".join(done) if done else base.UP_TO_DATE
 
-    def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None) -> bool:
+    # --- fencing ----------------------------------------------------------------------
+
+    @staticmethod
+    def _written(want: records.Wanted, primaries: Mapping[str, tuple[dict[str, list[str]], str]], listing: Listing,
+                 lost: set[str]) -> list[tuple[records.DnsServer, str]]:
+        """The existing zones of ``want`` this change will write, decided on the listing
+        alone like the writes themselves: a primary the listing does not prove current, a
+        secondary whose kind or masters differ (zones to create have nothing to check)."""
+        out: list[tuple[records.DnsServer, str]] = []
+        for p in want.placements:
+            if p.primary is not None:
+                info = listing[p.primary.name].get(p.zone)
+                if info is not None and not records.up_to_date(info, want.sub, primaries[p.zone][1]):
+                    out.append((p.primary, p.zone))
+            for s in p.secondaries:
+                info = listing[s.name].get(p.zone) if s.name not in lost else None
+                if info is not None and _reconfigure(info, p):
+                    out.append((s, p.zone))
+        return out
+
+    def _fence(self, sub: str, generation: int,
+               zones: Sequence[tuple[records.DnsServer, str]]) -> dict[tuple[str, str], dict[str, list[str]]]:
+        """Read the metadata of every zone in ``zones`` (server, zone): ``Fenced`` when one
+        of them records a newer generation of ``sub`` than ``generation`` (nothing of the
+        change is written then); else the metadata read, by (server name, zone)."""
+        metas: dict[tuple[str, str], dict[str, list[str]]] = {}
+        refused: list[tuple[str, str, int]] = []
+        for srv, zone in zones:
+            meta = self.client(srv).metadata(zone)
+            metas[(srv.name, zone)] = meta
+            try:
+                seen = records.generation_of(meta)
+            except ValueError as exc:
+                raise errors.PermanentError(f"zone {zone} on {srv.name}: {exc}: not written") from exc
+            if seen > generation:
+                refused.append((srv.name, zone, seen))
+        if refused:
+            where = ", ".join(f"{zone} on {server}" for server, zone, _seen in refused)
+            raise transport.Fenced(f"PowerDNS zone {where}",
+                                   {sub: jobs.Fenced(max(r[2] for r in refused), generation)})
+        return metas
+
+    # --- writes -------------------------------------------------------------------------
+
+    def _primary(self, want: records.Wanted, p: records.Placement, info: Mapping[str, Any] | None,
+                 wanted_meta: tuple[dict[str, list[str]], str], have_meta: Mapping[str, list[str]] | None) -> bool:
+        """Make ``p.primary`` hold the zone; ``wanted_meta``: its metadata and digest
+        (``_primary_meta``); ``have_meta``: its metadata when already read (``_fence``).
+        The fence metadata is written before anything else of the zone."""
         assert p.primary is not None
         rrsets = want.rrsets[p.zone]
-        meta = records.primary_metadata(p)
-        digest = records.digest(rrsets, meta, want.manage_dns)
+        meta, digest = wanted_meta
         if records.up_to_date(info, want.sub, digest):
             return False  # the listing proves it: nothing to read, nothing to send
         c = self.client(p.primary)
@@ -336,17 +422,18 @@ class DnsDriver:
                 "account": records.account(want.sub),
                 "rrsets": [{k: v for k, v in rr.patch().items() if k != "changetype"} for rr in rrsets.values()],
             })
-            have_meta: dict[str, list[str]] = {}
+            have_meta = {}
             changed = True
-        else:
-            if info.get("kind") != "Master" or info.get("masters"):
-                c.update(p.zone, {"kind": "Master", "masters": []})
-                changed = True
-            zone = c.zone(p.zone) or {}
+        elif have_meta is None:
             have_meta = c.metadata(p.zone)
         for kind, values in meta.items():
             if sorted(have_meta.get(kind, [])) != values:
                 c.set_metadata(p.zone, kind, values)
+        if info is not None:
+            if info.get("kind") != "Master" or info.get("masters"):
+                c.update(p.zone, {"kind": "Master", "masters": []})
+                changed = True
+            zone = c.zone(p.zone) or {}
         patch = records.diff(rrsets, zone.get("rrsets", []), want.manage_dns)
         if patch:
             c.patch(p.zone, patch)
@@ -357,31 +444,36 @@ class DnsDriver:
             c.update(p.zone, {"account": records.account(want.sub, serial, digest)})
         return changed
 
-    def _secondary(self, sub: str, p: records.Placement, s: records.DnsServer, info: Mapping[str, Any] | None,
-                   stale: bool) -> bool:
-        """Make ``s`` a secondary of the zone (decided on its listing entry alone: no
-        read); ask it to transfer now when it is new, changed, or ``stale`` (its primary
+    def _secondary(self, want: records.Wanted, p: records.Placement, s: records.DnsServer,
+                   info: Mapping[str, Any] | None, stale: bool, have_meta: Mapping[str, list[str]] | None) -> bool:
+        """Make ``s`` a secondary of the zone (decided on its listing entry alone; its
+        metadata was read only when it is reconfigured: ``_fence``); ask it to transfer now when it is new, changed, or ``stale`` (its primary
         changed in this pass; otherwise NOTIFY and the refresh keep it current). True
-        when the secondary zone was written."""
+        when the secondary zone was written; then it carries the generation too
+        (``have_meta``: that metadata), before its masters change."""
         c = self.client(s)
         masters = list(p.masters)
         changed = False
         if info is None:
-            c.create({"name": p.zone, "kind": "Slave", "masters": masters, "account": records.account(sub)})
+            c.create({"name": p.zone, "kind": "Slave", "masters": masters, "account": records.account(want.sub)})
             changed = True
-        elif info.get("kind") != "Slave" or sorted(map(_norm_master, info.get("masters") or [])) != sorted(
-                map(_norm_master, masters)):
+        elif _reconfigure(info, p):
+            if want.generation > records.generation_of(have_meta or {}):
+                c.set_metadata(p.zone, records.GENERATION, [str(want.generation)])
             c.update(p.zone, {"kind": "Slave", "masters": masters})
             changed = True
+        if info is None and want.generation > 1:
+            c.set_metadata(p.zone, records.GENERATION, [str(want.generation)])
         if changed or stale:
             c.retrieve(p.zone)
         return changed
 
     def _delete(self, sub: str, servers: Sequence[records.DnsServer], listing: Listing, owned_: Owned,
-                down: Mapping[str, str]) -> str:
+                down: Mapping[str, str], generation: int = 1) -> str:
         by_name = {s.name: s for s in servers}
         mine = [(by_name[server], zone, listing[server][zone]) for server, zone in owned_.get(sub, ())
                 if server in by_name]
+        self._fence(sub, generation, [(s, zone) for s, zone, _info in mine])
         primaries = [(s, zone) for s, zone, info in mine if info.get("kind") != "Slave"]
         if primaries:
             texts = [f"; zone {zone} from {s.name}\n{self.client(s).export(zone)}" for s, zone in primaries]

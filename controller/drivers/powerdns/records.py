@@ -6,6 +6,11 @@ Ownership (DNS-3): an rrset is tenantctl's when it carries a PowerDNS comment wh
 ``account`` is ``tenantctl``. A customer takes an rrset over by replacing it without
 that comment; with the manageDNS permission such rrsets are kept, without it they are
 replaced or removed. The SOA is always tenantctl's (its serial is PowerDNS's).
+
+Fencing (issue 10 item 4, DR-1): a zone written for a subscription that was moved
+carries the subscription's generation as the custom metadata ``X-TENANTCTL-GENERATION``
+(PowerDNS accepts any kind starting with ``X-`` through the API); a zone without it is
+at generation 1, which is never written (``generation_of``, ``primary_metadata``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ MARK = "tenantctl"
 #: the recorded one and whose digest is the wanted one needs no read (``up_to_date``).
 ACCOUNT_PREFIX = "tenantctl:"
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "zone" / "default.yaml.j2"
+
+#: the zone metadata kind holding the subscription's generation that last wrote the zone
+GENERATION = "X-TENANTCTL-GENERATION"
 
 RRKey = tuple[str, str]  # (absolute name, type)
 
@@ -84,6 +92,8 @@ class Wanted:
     #: zone -> its tenantctl rrsets (primary mode only)
     rrsets: Mapping[str, Mapping[RRKey, Rrset]] = field(default_factory=dict)
     manage_dns: bool = False
+    #: the subscription's generation in the controller's view (fencing; 1: never moved)
+    generation: int = 1
 
 
 @dataclass(frozen=True)
@@ -224,7 +234,7 @@ def render(
 
 def wanted(
     sub: str, slice_: slices.DnsSlice, servers: Sequence[DnsServer], ns_suffix: str, hostmaster: str,
-    template: Path = TEMPLATE,
+    template: Path = TEMPLATE, generation: int = 1,
 ) -> Wanted:
     placements = place(sub, slice_, servers)
     rrsets: dict[str, Mapping[RRKey, Rrset]] = {}
@@ -238,7 +248,7 @@ def wanted(
             raise LookupError(f"{sub} has no address yet (not placed): no records to point at it")
         rrsets[p.zone] = render(p.zone, zones[p.zone], ip, bool(slice_["mail"]["enabled"]), ns,
                                 absolute(hostmaster), template)
-    return Wanted(sub, placements, rrsets, bool(slice_.get("manageDNS", False)))
+    return Wanted(sub, placements, rrsets, bool(slice_.get("manageDNS", False)), generation)
 
 
 # --- diff -----------------------------------------------------------------------
@@ -277,14 +287,29 @@ def rrset_drift(want: Mapping[RRKey, Rrset], have: Sequence[Mapping[str, Any]], 
 # --- what a primary must hold, and whether the listing says it does --------------
 
 
-def primary_metadata(p: Placement) -> dict[str, list[str]]:
+def primary_metadata(p: Placement, generation: int = 1) -> dict[str, list[str]]:
     """The zone metadata tenantctl sets on a primary: its secondaries may transfer the
-    zone and are notified of every change."""
+    zone and are notified of every change; the fence first (``GENERATION``, only above
+    generation 1: the digest, and so the listing's proof, of a zone never moved stays
+    what it was, and a move's new generation makes every primary of it written once)."""
+    fence = {GENERATION: [str(generation)]} if generation > 1 else {}
     return {
+        **fence,
         "ALSO-NOTIFY": sorted(f"{s.address}:53" for s in p.secondaries),
         "ALLOW-AXFR-FROM": sorted(f"{s.address}/32" if ":" not in s.address else f"{s.address}/128"
                                   for s in p.secondaries),
     }
+
+
+def generation_of(metadata: Mapping[str, Sequence[str]]) -> int:
+    """The generation a zone's metadata records (1 without one); ValueError when it is
+    not one value that is a positive integer (never guessed: the zone is not written)."""
+    values = list(metadata.get(GENERATION, []))
+    if not values:
+        return 1
+    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()) or int(values[0]) < 1:
+        raise ValueError(f"zone metadata {GENERATION} is {values!r}, not one positive integer")
+    return int(values[0])
 
 
 def digest(rrsets: Mapping[RRKey, Rrset], metadata: Mapping[str, Sequence[str]], manage_dns: bool) -> str:
