@@ -10,7 +10,7 @@ read is not in its slice, so a change of it never re-applies that concern. Pure.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from controller.effective import spec
 
@@ -110,6 +110,13 @@ class Db(TypedDict):
     quotaMB: Limit
 
 
+#: the TTL of the records naming a subscription's address; while it moves (issue 13:
+#: a move is recorded, ``item["moving"]``) ``MOVE_TTL``, so that resolvers take its
+#: switch to the target's address within a minute (the source forwards meanwhile, DNS-4)
+ADDRESS_TTL = 300
+MOVE_TTL = 60
+
+
 class DnsSlice(TypedDict):
     ip: str | None
     dns: Dns
@@ -118,6 +125,8 @@ class DnsSlice(TypedDict):
     region: str
     server: str | None
     manageDNS: bool
+    #: present only while the subscription moves (``MOVE_TTL``)
+    addressTtl: NotRequired[int]
 
 
 class Tls(TypedDict):
@@ -200,9 +209,12 @@ def db(item: spec.Item) -> Db:
 
 def dns(item: spec.Item) -> DnsSlice:
     eff = item["effective"]
-    return DnsSlice(ip=item["ip"], dns=_dns(eff["dns"]), sites=[s["name"] for s in eff["sites"]],
-                    mail=Mail(enabled=eff["mail"]["enabled"], mailingLists=eff["mail"]["mailingLists"]),
-                    region=item["region"], server=item["server"], manageDNS=eff["permissions"]["manageDNS"])
+    out = DnsSlice(ip=item["ip"], dns=_dns(eff["dns"]), sites=[s["name"] for s in eff["sites"]],
+                   mail=Mail(enabled=eff["mail"]["enabled"], mailingLists=eff["mail"]["mailingLists"]),
+                   region=item["region"], server=item["server"], manageDNS=eff["permissions"]["manageDNS"])
+    if item.get("moving"):
+        out["addressTtl"] = MOVE_TTL
+    return out
 
 
 def tls(item: spec.Item) -> Tls:

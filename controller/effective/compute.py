@@ -311,7 +311,7 @@ def compute(
         elif warn:
             conditions.append(_condition("Overuse", False, "NotifyLevelReached",
                                          "past the notification level (RES-2): " + ", ".join(warn)))
-        item = {
+        item: dict[str, Any] = {
             "name": name,
             "customer": spec.customer,
             "plan": plan.plan,
@@ -328,6 +328,8 @@ def compute(
             "overuse": {"over": over, "notify": warn},  # RES-2, from the measured usage
             "effective": eff,
         }
+        if name in hist.moves:  # a move of it is recorded (its DNS records' TTL is short)
+            item["moving"] = True
         out[name] = Subscription(name, item, changes, pl)
     return out
 

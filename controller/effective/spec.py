@@ -161,6 +161,8 @@ class Item(TypedDict):
     ip: ReadOnly[str | None]
     state: ReadOnly[str]
     effective: ReadOnly[Effective]
+    #: present (True) only while a move of it is recorded (issue 13, ``state.moves``)
+    moving: ReadOnly[NotRequired[bool]]
 
 
 def of(item: Mapping[str, Any]) -> Item:

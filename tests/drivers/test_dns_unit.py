@@ -18,9 +18,9 @@ D = records.DnsServer("drv-d", "ap-southeast", "::1")
 
 
 def wanted(ip: str = "127.0.40.1", sites: tuple[str, ...] = (), manage: bool = False,
-           servers: tuple[records.DnsServer, ...] = (A, C)) -> records.Wanted:
+           servers: tuple[records.DnsServer, ...] = (A, C), **extra: Any) -> records.Wanted:
     slice_ = {"ip": ip, "dns": {"mode": "primary", "primaries": []}, "sites": list(sites),
-              "mail": {"enabled": True}, "region": "eu-west", "server": "web-1", "manageDNS": manage}
+              "mail": {"enabled": True}, "region": "eu-west", "server": "web-1", "manageDNS": manage, **extra}
     return records.wanted("ex.org", slice_, list(servers), "ns.test.", "hostmaster.test.")  # type: ignore[arg-type]
 
 
@@ -57,6 +57,15 @@ class TestDigest:
         rrsets[key] = dataclasses.replace(rrsets[key], ttl=rrsets[key].ttl + 1)
         meta = records.primary_metadata(want.placements[0])
         assert records.digest(rrsets, meta, False) != digest_of(want)
+
+    def test_a_moving_subscription_s_address_records_have_the_short_ttl(self) -> None:
+        normal = wanted()
+        moving = wanted(addressTtl=60)
+        ttls = {k: rr.ttl for k, rr in moving.rrsets["ex.org."].items()}
+        assert {t for (_n, kind), t in ttls.items() if kind in ("A", "AAAA")} == {60}
+        assert {k: rr.ttl for k, rr in normal.rrsets["ex.org."].items() if k[1] not in ("A", "AAAA")} == {
+            k: t for k, t in ttls.items() if k[1] not in ("A", "AAAA")}  # SOA, NS, MX as they were
+        assert {rr.ttl for k, rr in normal.rrsets["ex.org."].items() if k[1] == "A"} == {300}
 
     def test_the_soa_serial_and_record_order_do_not_count(self) -> None:
         want = wanted()

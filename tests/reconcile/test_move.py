@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from controller import model
-from controller.drivers import base
+from controller.drivers import base, slices
 from controller.model.desired import DesiredState
 from controller.reconcile import engine
 from controller.reconcile import move as move_mod
@@ -116,6 +116,8 @@ def test_a_move_goes_through_every_step_once_and_places_on_the_target(
     status = {d["name"]: d for d in store.get_status()}[SUB]
     assert (status["server"], status["region"]) == (TARGET, "eu-west")
     assert {d["name"]: d["server"] for d in status["effective"]["databases"]} == {"crm": TARGET, "wiki": TARGET}
+    # while it moves, its address records carry a short TTL (the switch spreads within a minute)
+    assert status["moving"] is True and slices.dns(status)["addressTtl"] == slices.MOVE_TTL  # type: ignore[arg-type]
     assert regions.generation(store, SUB) == 2
     shown = next(i for i in status_mod.items(store) if i["name"] == SUB)
     moving = [c for c in shown["conditions"] if c["type"] == "Moving"]
@@ -138,6 +140,9 @@ def test_a_move_goes_through_every_step_once_and_places_on_the_target(
     assert [e.action for e in events.list_events(store, subject=SUB, concern="move", limit=None)][-1] == "moved"
     report = eng.reconcile(moved)
     assert report.ok and store.get_subscription(SUB).server == TARGET  # stays, recorded, once the move is over
+    over = {d["name"]: d for d in store.get_status()}[SUB]
+    assert "moving" not in over and "addressTtl" not in slices.dns(over)  # type: ignore[arg-type]
+    assert "dns" in report.outcomes[SUB], "the records' TTL did not go back by a pass of the dns concern"
     assert {d["name"]: d for d in store.get_status()}[SUB]["conflicts"] == []
 
 

@@ -217,12 +217,14 @@ def _template(path: Path) -> jinja2.Template:
 
 def render(
     zone: str, hosts: Sequence[str], ip: str, mail: bool, nameservers: Sequence[str], hostmaster: str,
-    template: Path = TEMPLATE,
+    template: Path = TEMPLATE, address_ttl: int = slices.ADDRESS_TTL,
 ) -> dict[RRKey, Rrset]:
-    """The zone template's rrsets for one zone (DNS-2), merged by (name, type)."""
+    """The zone template's rrsets for one zone (DNS-2), merged by (name, type);
+    ``address_ttl``: the TTL of the records naming the subscription's address."""
     family = "AAAA" if ipaddress.ip_address(ip).version == 6 else "A"
     text = _template(template).render(zone=zone, hosts=list(hosts), ip=ip, family=family, mail=mail,
-                                      nameservers=list(nameservers), hostmaster=hostmaster)
+                                      nameservers=list(nameservers), hostmaster=hostmaster,
+                                      address_ttl=address_ttl)
     out: dict[RRKey, Rrset] = {}
     for doc in yaml.load(text, Loader=_LOADER) or []:
         key = (absolute(doc["name"]), str(doc["type"]).upper())
@@ -247,7 +249,7 @@ def wanted(
         if ip is None:
             raise LookupError(f"{sub} has no address yet (not placed): no records to point at it")
         rrsets[p.zone] = render(p.zone, zones[p.zone], ip, bool(slice_["mail"]["enabled"]), ns,
-                                absolute(hostmaster), template)
+                                absolute(hostmaster), template, slice_.get("addressTtl", slices.ADDRESS_TTL))
     return Wanted(sub, placements, rrsets, bool(slice_.get("manageDNS", False)), generation)
 
 
