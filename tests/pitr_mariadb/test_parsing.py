@@ -248,3 +248,15 @@ def test_recover_refuses_before_touching_anything(database: str, delta: dt.timed
     nothing: Any = None  # no topology, pool or store: any use of them would fail
     with pytest.raises(binlog.OutOfRange, match=match):
         binlog.recover(nothing, nothing, nothing, "pm-a", "a.example", database, dt.datetime.now(dt.UTC) + delta)
+
+
+def test_a_restarted_supervisor_is_waited_for_not_judged_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start-stop-daemon --background`` writes the pidfile from its forked child: right
+    after ``service restart`` the status may still say "not running" on a loaded server
+    (the CI's "tenantctl-binlog does not run" of stop 22). The answers here are a fake's."""
+    answers = iter([False, False, True])
+    monkeypatch.setattr(agent, "_running", lambda: next(answers))
+    monkeypatch.setattr(agent.time, "sleep", lambda _s: None)
+    assert agent._started(wait=5.0)
+    monkeypatch.setattr(agent, "_running", lambda: False)
+    assert not agent._started(wait=0.0)

@@ -26,6 +26,7 @@ import pwd
 import re
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -236,6 +237,22 @@ def _running() -> bool:
     return files.run(["service", SERVICE, "status"], timeout=30)[0] == 0
 
 
+#: seconds a restarted supervisor has to show up (``start-stop-daemon --background``
+#: writes its pidfile from the forked child: a loaded server may take a moment)
+START_WAIT = 15.0
+
+
+def _started(wait: float = START_WAIT) -> bool:
+    """Whether the supervisor runs, asked until ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        if _running():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def archive(b: binlogjobs.BinlogJob, stage: str) -> binlogjobs.BinlogOutcome:
     try:
         user = pwd.getpwnam(USER)
@@ -282,8 +299,9 @@ def archive(b: binlogjobs.BinlogJob, stage: str) -> binlogjobs.BinlogOutcome:
         return binlogjobs.BinlogOutcome(True, changed=changed)
     if changed or not _running():
         code_, out = files.run(["service", SERVICE, "restart"], timeout=60)
-        if code_ != 0 or not _running():
-            return binlogjobs.BinlogOutcome(False, f"{SERVICE} does not run: {out.strip()[-500:]}")
+        if code_ != 0 or not _started():
+            return binlogjobs.BinlogOutcome(False, f"{SERVICE} does not run {START_WAIT:.0f} s after its "
+                                                   f"restart: {out.strip()[-500:]}")
         changed = True
     return binlogjobs.BinlogOutcome(True, changed=changed)
 
