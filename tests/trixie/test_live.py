@@ -320,7 +320,11 @@ def test_a_move_from_bookworm_to_trixie_across_regions(live: E2E) -> None:
     assert _sql(src["shop"], "INSERT INTO items VALUES (9999, 'late')", engine_="mariadb", check=False).returncode
     assert _sql(src["books"], "INSERT INTO books VALUES (9999, 'late')", engine_="postgresql", check=False).returncode
 
-    # the switch is done: no abort (the target serves), the way back is a move back
+    # the switch is done with the address records' TTL lowered (60 s while the move is recorded)
+    answer = subprocess.run(["dig", "+noall", "+answer", "+time=1", "+tries=2", f"@{TRIXIE}", MOVING, "A"],
+                            capture_output=True, text=True, timeout=10).stdout.split()
+    assert answer[1:] == ["60", "IN", "A", TRIXIE], answer
+    # no abort (the target serves), the way back is a move back
     refused = live("move", *live.files(), MOVING, "--abort", check=2)
     assert "the way back is a move back (tenantctl move mv.tx.example.org --to tx-12" in refused.err, refused.err
 
