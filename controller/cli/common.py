@@ -8,6 +8,7 @@ the state store) is imported by the functions that use it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import typer
 from controller import errors, model, settings
 
 if TYPE_CHECKING:
+    from controller.drivers import transport
     from controller.state import store as state_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -121,6 +123,23 @@ def plan_now(ds: model.DesiredState, drivers: dict[str, Any] | None = None) -> A
     finally:
         if store is not None:
             store.close()
+
+
+@contextlib.contextmanager
+def sandbox_pool(ds: model.DesiredState, store: state_store.Store, name: str) -> Iterator[transport.Pool]:
+    """Connections to the servers for filling sandbox ``name`` (a demo reset, a copy
+    refresh), closed at the end; exit 2, nothing changed, while it is not placed with its
+    web space provisioned."""
+    from controller.drivers import context, transport
+    from controller.reconcile import demo
+
+    if not demo.ready(store.get_status_of(name)):
+        fail(errors.TenantctlError(f"{name} is not placed with its web space provisioned yet: apply it first"), 2)
+    pool = transport.Pool(context.Context.of(ds, state_dir()))
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 def open_store(*, readonly: bool) -> state_store.Store | None:

@@ -100,8 +100,7 @@ def copy(
 
 
 def _refresh(ds: model.DesiredState, name: str, output: str) -> None:
-    from controller.drivers import context, transport
-    from controller.reconcile import clone, demo
+    from controller.reconcile import clone
     from controller.state import events
 
     spec = ds.subscriptions.get(name)
@@ -111,17 +110,12 @@ def _refresh(ds: model.DesiredState, name: str, output: str) -> None:
     store = common.open_store(readonly=False)
     assert store is not None
     with store:
-        if not demo.ready(store.get_status_of(name)):
-            common.fail(errors.TenantctlError(f"{name} is not placed with its web space provisioned yet: "
-                                              "apply it first"), 2)
-        pool = transport.Pool(context.Context.of(ds, common.state_dir()))
-        try:
-            done = clone.clone(store, pool, name, clone.Reference(spec.copyOf, None))
-            error = None
-        except errors.TenantctlError as exc:
-            done, error = None, str(exc)
-        finally:
-            pool.close()
+        with common.sandbox_pool(ds, store, name) as pool:
+            try:
+                done = clone.clone(store, pool, name, clone.Reference(spec.copyOf, None))
+                error = None
+            except errors.TenantctlError as exc:
+                done, error = None, str(exc)
         with store.transaction():
             events.record(store, actor=common.actor(), action="copy-refresh" if error is None else "failed",
                           subject=name, concern="copy",

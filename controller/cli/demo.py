@@ -32,7 +32,6 @@ def reset(
     recorded (event, status)."""
     from rich.console import Console
 
-    from controller.drivers import context, transport
     from controller.reconcile import demo
 
     ds = common.load(files)
@@ -44,17 +43,10 @@ def reset(
         common.fail(errors.TenantctlError("drivers are off (TENANTCTL_DRIVERS=none): a reset copies data"), 2)
     store = common.open_store(readonly=False)
     assert store is not None
-    with store:
-        if not demo.ready(store.get_status_of(sub)):
-            common.fail(errors.TenantctlError(f"{sub} is not placed with its web space provisioned yet: "
-                                              "apply it first"), 2)
-        pool = transport.Pool(context.Context.of(ds, common.state_dir()))
-        try:
-            with Console(stderr=True).status(f"resetting {sub} from {spec.demo.resetFrom}"):
-                row = demo.Resetter(store, pool, clock=common.clock(), actor=common.actor()).reset(
-                    sub, spec.demo.resetFrom)
-        finally:
-            pool.close()
+    with (store, common.sandbox_pool(ds, store, sub) as pool,
+          Console(stderr=True).status(f"resetting {sub} from {spec.demo.resetFrom}")):
+        row = demo.Resetter(store, pool, clock=common.clock(), actor=common.actor()).reset(
+            sub, spec.demo.resetFrom)
     if output == "json":
         json.dump({"subscription": sub, "ok": row.ok, "error": row.error, "seconds": row.seconds,
                    "source": row.source, "snapshots": list(row.snapshots), "at": row.at.isoformat()},
