@@ -1,7 +1,7 @@
 """``tenantctl demo reset SUB`` (PLAT-3): reset a demo platform now from its reference,
 whatever its schedule (``tenantctl run`` resets demos on their schedule). Exit 0 reset,
 1 the reset failed (recorded: event, ``DemoReset`` False in status), 2 not a demo of the
-desired state or not placed yet (nothing changed). Thin: ``controller.reconcile.demo``
+desired state, not placed yet, or being reset by another process (nothing changed). Thin: ``controller.reconcile.demo``
 does the work. Registers ``demo`` on the CLI's ``app``.
 """
 
@@ -32,7 +32,7 @@ def reset(
     recorded (event, status)."""
     from rich.console import Console
 
-    from controller.reconcile import demo
+    from controller.reconcile import clone, demo
 
     ds = common.load(files)
     spec = ds.subscriptions.get(sub)
@@ -45,8 +45,12 @@ def reset(
     assert store is not None
     with (store, common.sandbox_pool(ds, store, sub) as pool,
           Console(stderr=True).status(f"resetting {sub} from {spec.demo.resetFrom}")):
-        row = demo.Resetter(store, pool, clock=common.clock(), actor=common.actor()).reset(
-            sub, spec.demo.resetFrom)
+        try:
+            row = demo.Resetter(store, pool, clock=common.clock(), actor=common.actor()).reset(
+                sub, spec.demo.resetFrom)
+        except clone.Busy as exc:  # run's scheduler (or another reset) is at it now
+            common.fail(exc, 2)
+            raise AssertionError from None  # unreachable
     if output == "json":
         json.dump({"subscription": sub, "ok": row.ok, "error": row.error, "seconds": row.seconds,
                    "source": row.source, "snapshots": list(row.snapshots), "at": row.at.isoformat()},

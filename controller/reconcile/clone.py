@@ -9,17 +9,28 @@ database NAME into T's database NAME, S's home into T's home), restored by the b
 agent's exact restore (``restore`` op, parts marked ``exact``) on the servers holding T,
 reading the repository of the server that took them. T's settings, certificate, users
 and DNS stay T's own: the engine keeps those.
+
+One fill of T at a time, whoever asks (``tenantctl run``'s demo scheduler, the
+operator's, ``demo reset``, ``copy refresh``): a work lock per target in the state
+directory (``state.locks.exclusive``); a second one asked meanwhile fails at once with
+``Busy`` (``state.errors``), nothing changed, nothing recorded.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from controller import errors
 from controller.model import kinds
+from controller.state import errors as state_errors
+from controller.state import locks
 from controller.state import store as state_store
+
+#: raised by ``clone`` while another process fills the same target
+Busy = state_errors.Busy
 
 
 class CloneFailed(errors.PermanentError):
@@ -86,9 +97,10 @@ def clone(store: state_store.Store, pool: Any, target: str, ref: Reference) -> C
     from controller.drivers.backup import restore, topology
 
     started = time.monotonic()
-    topo = topology.Topology.of(pool.ctx)
-    source, choice = choose(store, topo, target, ref)
-    results = restore.restore(topo, pool, target, choice)
+    with locks.exclusive(lock_path(store, target), f"a reset or refresh of {target}"):
+        topo = topology.Topology.of(pool.ctx)
+        source, choice = choose(store, topo, target, ref)
+        results = restore.restore(topo, pool, target, choice)
     bad = [f"{r.kind} {r.name}: {r.error}" for r in results if not r.ok]
     if bad:
         raise CloneFailed(f"{target} from {ref}: " + "; ".join(bad))
@@ -97,3 +109,9 @@ def clone(store: state_store.Store, pool: Any, target: str, ref: Reference) -> C
     return Cloned(target, source, choice.region, tuple(sorted({s.id for s in choice.snapshots})),
                   tuple(sorted(f"{r.kind}:{names.get(r.name, r.name)}" for r in results)), tuple(choice.missing),
                   round(time.monotonic() - started, 3))
+
+
+def lock_path(store: state_store.Store, target: str) -> Path:
+    """The work lock of filling ``target`` (a subscription's name: a domain, safe as a
+    file name) in the state directory."""
+    return store.path.parent / "locks" / f"sandbox-{target}.lock"

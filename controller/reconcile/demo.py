@@ -101,6 +101,8 @@ class Resetter:
         cloned: clone.Cloned | None = None
         try:
             cloned = self.cloner(name, ref)
+        except clone.Busy:
+            raise  # another process resets it now: its reset is the one recorded
         except errors.TenantctlError as exc:
             error = str(exc)
         except Exception as exc:  # recorded like any failure: else the demo would be due again every tick
@@ -125,12 +127,16 @@ class Resetter:
         return row
 
     def due(self, ds: DesiredState) -> list[demos.Reset]:
-        """Reset every due demo that is ready (one after the other): their rows."""
+        """Reset every due demo that is ready (one after the other): their rows. A demo
+        another process resets now (``clone.Busy``) is left to it."""
         all_ = wanted(ds)
         out = []
         for name in due(all_, demos.all_resets(self.store), self.clock()):
             if ready(self.store.get_status_of(name)):
-                out.append(self.reset(name, all_[name].reference))
+                try:
+                    out.append(self.reset(name, all_[name].reference))
+                except clone.Busy as exc:
+                    log.info("demo %s: %s", name, exc)
         return out
 
 

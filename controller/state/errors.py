@@ -49,5 +49,9 @@ class StoreBusy(errors.StateError):
     """Another process kept the store locked for longer than we wait."""
 
 
+class Busy(errors.StateError):
+    """Work guarded by ``locks.exclusive`` is under way in another process."""
+
+
 class StoreInUse(errors.StateError):
     """An operation that needs the store to itself found another process holding it."""

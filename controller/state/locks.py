@@ -14,6 +14,9 @@ the database file, which we never open ourselves):
   holds the store and refuse.
 
 Read-only opens take neither and create no file.
+
+A third kind, ``exclusive(path)``, is a work lock: one process at a time does the work
+it guards (a sandbox's reset or refresh), the others are told at once (``Busy``).
 """
 
 from __future__ import annotations
@@ -95,6 +98,23 @@ def exclusive_holder(db: Path) -> Iterator[None]:
                 f"{db}: another process holds the state store for writing (tenantctl run, apply or the "
                 f"operator); stop it first"
             ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold ``path`` (created with its directory) exclusively for the block, or raise
+    ``Busy`` at once naming ``what`` if another holder (of any process) has it. Released
+    when the block ends or the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise errors.Busy(f"{what} is under way in another process; nothing was changed") from None
         yield
     finally:
         os.close(fd)

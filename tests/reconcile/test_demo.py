@@ -143,6 +143,47 @@ def test_due_demos_are_reset_once_when_ready(store: state_store.Store, clock: Cl
     assert r.due(ds) == [] and len(fake.calls) == 1  # reset now: not due again before the next :44
 
 
+class Blocked:
+    """What a cloner meets while another process fills the target: the real work lock
+    (``state.locks.exclusive``), held here through a second open file."""
+
+    def __call__(self, target: str, ref: clone.Reference) -> clone.Cloned:
+        raise clone.Busy(f"a reset or refresh of {target} is under way in another process")
+
+
+def test_a_demo_another_process_resets_is_left_to_it_and_nothing_is_recorded(store: state_store.Store,
+                                                                             clock: Clock) -> None:
+    w = World()
+    w.sub(REF)
+    w.sub(DEMO, demo={"resetFrom": REF})
+    store.put_status(DEMO, _item(DEMO))
+    r = demo.Resetter(store, None, clock=clock, cloner=Blocked())
+    with pytest.raises(clone.Busy):
+        r.reset(DEMO, REF)
+    assert r.due(w.load()) == []  # the scheduler skips it
+    assert demos.all_resets(store) == {}
+    assert store._fetchall("SELECT action FROM events WHERE concern = 'demo'") == []
+
+
+class NoPool:
+    """A pool that must not be used: ``clone`` refuses before reaching any server."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the pool was used ({name}) while the target was locked")
+
+
+def test_one_fill_of_a_target_at_a_time_across_processes(store: state_store.Store) -> None:
+    from controller.state import locks
+
+    store.put_status(DEMO, _item(DEMO))
+    with (locks.exclusive(clone.lock_path(store, DEMO), "held by the test"),
+          pytest.raises(clone.Busy, match=f"a reset or refresh of {DEMO} is under way")):
+        clone.clone(store, NoPool(), DEMO, clone.Reference(REF, None))
+    # released: the next one gets past the lock (and fails later, on this test's pool)
+    with pytest.raises(AssertionError, match="the pool was used"):
+        clone.clone(store, NoPool(), DEMO, clone.Reference(REF, None))
+
+
 def test_a_sandbox_has_no_backup_condition(store: state_store.Store) -> None:
     store.put_status(DEMO, {**_item(DEMO, sandbox={"kind": "copy", "source": REF}),
                             "concerns": {"web": "provisioned", "backup": "provisioned"}})
