@@ -9,6 +9,8 @@ import yaml
 from .conftest import Cli
 
 SOURCE, COPY = "mermoz.example.org", "mermoz.example.org.test"
+#: the examples' server of Debian 13 (trixie)
+TRIXIE = "ap-southeast-2"
 
 
 def test_copy_writes_a_document_that_plans_at_half_the_sources_resources(cli: Cli) -> None:
@@ -45,6 +47,23 @@ def test_a_trial_copy_asks_the_version_to_try_on_top_of_the_sources_settings(cli
     assert cp["effective"]["hosting"]["php"]["handler"] == src["effective"]["hosting"]["php"]["handler"]
     assert "expected a PHP version" in cli("copy", "-f", str(cli.desired), SOURCE, "--as", "x.test", "--trial", "8.4;rm",
                                            check=2).err
+
+
+def test_a_trial_on_a_server_of_the_newer_release_tries_its_versions_before_a_move(cli: Cli) -> None:
+    trial = "mermoz.example.org.trixie"
+    out = cli("copy", "-f", str(cli.desired), SOURCE, "--as", trial, "--trial", "8.4", "--on", TRIXIE,
+              "--out", str(cli.desired / "trial.yaml"))
+    text = (cli.desired / "trial.yaml").read_text()
+    assert "a trial of PHP 8.4 and a trial on ap-southeast-2 (Debian trixie: PHP 8.4, MariaDB 11.8, " \
+           "PostgreSQL 17)" in text and "trial.yaml" in out.err
+    doc = yaml.safe_load(text)["spec"]
+    assert (doc["server"], doc["region"]) == (TRIXIE, "ap-southeast")
+    cp = cli.plan()[trial]
+    # placed on the trixie server, which offers 8.4: no conflict (SYNC-3), the source's databases with it
+    assert (cp["server"], cp["sync"], cp["conflicts"]) == (TRIXIE, "synced", []), cp
+    assert cp["effective"]["hosting"]["php"]["version"] == "8.4"
+    assert "no server of that name" in cli("copy", "-f", str(cli.desired), SOURCE, "--as", "x.test",
+                                           "--on", "nowhere-1", check=2).err
 
 
 def test_copy_and_demo_refuse_what_they_cannot_do(cli: Cli) -> None:
