@@ -34,6 +34,9 @@ class Server:
     pg_version: str = _DEFAULT.postgresql
     #: ``Server.spec.spare`` (DR-1): configured for its roles, holds no tenant
     spare: bool = False
+    #: the Debian codename its ``os`` says it runs (None: not judged); the identity probe
+    #: compares it with what the server answers
+    suite: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Context:
         return cls(state_dir, {
             name: Server(name, spec.region, spec.provider, spec.address, tuple(spec.roles),
                          tuple((ip.address, ip.type) for ip in spec.ips), (spec.release.php,),
-                         spec.release.postgresql, spec.spare)
+                         spec.release.postgresql, spec.spare, spec.release.suite)
             for name, spec in ds.servers.items()
         }, {
             name: Region(name, str(spec.timezone),
