@@ -23,14 +23,14 @@ from controller.cli.common import app
 def _mover(ds: Any, store: Any, clock: Any, progress: Any) -> Iterator[Any]:
     """A ``Mover`` working on the servers (engine and connection pool closed after)."""
     from controller.drivers import context, transport
-    from controller.reconcile import engine
+    from controller.reconcile import engine, move_live
     from controller.reconcile import move as move_mod
 
     drivers, probe = common.wiring(ds)
     eng = engine.Engine(store, drivers, clock=clock, actor=common.actor(), probe=probe, threshold=common.threshold())
     pool = transport.Pool(context.Context.of(ds, common.state_dir()))
     try:
-        ops = move_mod.Live(ds, store, eng, pool, progress=progress)
+        ops = move_live.Live(ds, store, eng, pool, progress=progress)
         yield move_mod.Mover(store, ops, clock=clock, actor=common.actor())
     finally:
         pool.close()
@@ -153,8 +153,8 @@ class _NoServers:
     any step's work is refused."""
 
     def _refuse(self, *_args: Any) -> dict[str, Any]:
-        from controller.reconcile import move as move_mod
+        from controller.reconcile import move_live
 
-        raise move_mod.StepFailed("this command works on no server")
+        raise move_live.StepFailed("this command works on no server")
 
     freeze = backup = place = restore = verify = switch = remove = abort = _refuse

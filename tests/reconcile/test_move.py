@@ -18,7 +18,7 @@ import pytest
 from controller import model
 from controller.drivers import base, slices
 from controller.model.desired import DesiredState
-from controller.reconcile import engine
+from controller.reconcile import engine, move_live
 from controller.reconcile import move as move_mod
 from controller.reconcile import status as status_mod
 from controller.state import events, moves, regions
@@ -175,7 +175,7 @@ def test_a_failed_step_stops_the_move_there_and_a_re_run_resumes(
         store: state_store.Store, clock: Clock, ds: DesiredState, eng: engine.Engine) -> None:
     class FakeOpsRestoreFails(FakeOpsThatDies):
         def restore(self, mv: moves.Move) -> dict[str, Any]:
-            raise move_mod.StepFailed("repository unreachable")
+            raise move_live.StepFailed("repository unreachable")
 
     out = move_mod.Mover(store, FakeOpsRestoreFails(eng, ds), clock=clock).move(ds, SUB, TARGET)
     assert not out.ok and out.step == "placed" and out.error == "step restored: repository unreachable"
@@ -271,9 +271,9 @@ def test_status_condition_names_the_step_and_both_servers(store: state_store.Sto
 
 def test_compare_sums_names_what_differs() -> None:
     src = {"db:x": {"sums": {"tables": {"t": {"rows": 2, "digest": "a"}}}}, "files:w": {"sums": {"digest": "f"}}}
-    assert move_mod.compare_sums(src, src) == []
+    assert move_live.compare_sums(src, src) == []
     bad = {"db:x": {"sums": {"tables": {"t": {"rows": 1, "digest": "b"}}}}}
-    assert move_mod.compare_sums(src, bad) == ["db:x: tables differ: t", "files:w: missing on the target"]
+    assert move_live.compare_sums(src, bad) == ["db:x: tables differ: t", "files:w: missing on the target"]
 
 
 def test_compare_manifests_names_missing_extra_and_changed_files(tmp_path: Path) -> None:
@@ -281,17 +281,17 @@ def test_compare_manifests_names_missing_extra_and_changed_files(tmp_path: Path)
     for rel, text in {"httpdocs/a.txt": "a", "httpdocs/sp ace": "b", "logs/access.log": "x", "tmp/t": "y"}.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    done = subprocess.run(["sh", "-c", move_mod.MANIFEST, "sh", str(tmp_path)], capture_output=True, text=True,
+    done = subprocess.run(["sh", "-c", move_live.MANIFEST, "sh", str(tmp_path)], capture_output=True, text=True,
                           check=True)
     paths = [line.partition("  ")[2] for line in done.stdout.splitlines()]
     assert paths == ["./httpdocs/a.txt", "./httpdocs/sp ace"]
     src = {"./a": "1", "./b": "2", "./c": "3"}
-    assert move_mod.compare_manifests(src, dict(src)) == []
-    assert move_mod.compare_manifests(src, {"./a": "1", "./b": "9", "./d": "4"}) == ["files: 3 differ (./b, ./c, ./d)"]
+    assert move_live.compare_manifests(src, dict(src)) == []
+    assert move_live.compare_manifests(src, {"./a": "1", "./b": "9", "./d": "4"}) == ["files: 3 differ (./b, ./c, ./d)"]
 
 
 class FakeWebSpaces:
-    """``move.FileSync`` over two in-memory web spaces: ``sync_files`` copies the source's
+    """``move_live.FileSync`` over two in-memory web spaces: ``sync_files`` copies the source's
     onto the target (deleting ``gone`` there), and a writer may change the source after
     each copy, like a site that keeps writing while its move is verified."""
 
@@ -338,7 +338,7 @@ def test_files_written_on_the_source_after_its_backup_are_copied_until_equal(
     if copies == 3:
         fake.spaces[SOURCE]["./httpdocs/cache.html"] = "c"  # deleted only by the second write
         fake.spaces[TARGET]["./httpdocs/upload.jpg"] = "u0"
-    got = move_mod.converge_files(fake, MV)
+    got = move_live.converge_files(fake, MV)
     assert fake.spaces[SOURCE] == fake.spaces[TARGET]
     assert got["fileRounds"] == copies and len(fake.synced) == copies and got["files"] == len(fake.spaces[SOURCE])
     if copies == 1:
@@ -347,15 +347,15 @@ def test_files_written_on_the_source_after_its_backup_are_copied_until_equal(
 
 def test_files_that_keep_changing_fail_the_verification_after_three_copies() -> None:
     fake = FakeWebSpaces({"./a": "1"}, {"./a": "0"}, [{"./a": str(n)} for n in range(2, 10)])
-    with pytest.raises(move_mod.StepFailed, match=r"files: 1 differ \(\./a\) after 3 copies of the files written on "
+    with pytest.raises(move_live.StepFailed, match=r"files: 1 differ \(\./a\) after 3 copies of the files written on "
                                                   f"{SOURCE} since its backup"):
-        move_mod.converge_files(fake, MV)
-    assert len(fake.synced) == move_mod.FILE_ROUNDS == 3
+        move_live.converge_files(fake, MV)
+    assert len(fake.synced) == move_live.FILE_ROUNDS == 3
 
 
 def test_equal_web_spaces_need_no_copy() -> None:
     fake = FakeWebSpaces({"./a": "1"}, {"./a": "1"}, [])
-    assert move_mod.converge_files(fake, MV) == {"files": 1, "fileRounds": 0, "filesCarried": []}
+    assert move_live.converge_files(fake, MV) == {"files": 1, "fileRounds": 0, "filesCarried": []}
     assert fake.synced == []
 
 
@@ -366,7 +366,7 @@ def test_equal_web_spaces_need_no_copy() -> None:
     pytest.param("./a//b", False, id="empty-part"),
 ])
 def test_only_paths_inside_the_web_space_are_deleted_on_the_target(path: str, ok: bool) -> None:
-    assert move_mod._relative(path) is ok
+    assert move_live._relative(path) is ok
 
 
 def test_the_removal_script_deletes_inside_the_web_space_only(tmp_path: Path) -> None:
@@ -379,7 +379,7 @@ def test_the_removal_script_deletes_inside_the_web_space_only(tmp_path: Path) ->
         (home / rel).write_text("x")
     (outside / "victim.txt").write_text("keep me")
     (home / "httpdocs" / "link").symlink_to(outside)
-    done = subprocess.run(["sh", "-c", move_mod.REMOVE, "sh", str(home), "./httpdocs/gone.txt",
+    done = subprocess.run(["sh", "-c", move_live.REMOVE, "sh", str(home), "./httpdocs/gone.txt",
                            "./httpdocs/sub/gone 2.txt", "./top.txt", "./httpdocs/link/victim.txt", "./missing/x"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

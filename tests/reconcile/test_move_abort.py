@@ -11,7 +11,7 @@ import pytest
 from controller import model
 from controller.drivers import base
 from controller.model.desired import DesiredState
-from controller.reconcile import engine
+from controller.reconcile import engine, move_live
 from controller.reconcile import move as move_mod
 from controller.reconcile import status as status_mod
 from controller.state import events, moves, regions
@@ -112,7 +112,7 @@ def test_a_failed_undo_keeps_the_move_aborting_and_says_how_to_resume(
         store: state_store.Store, clock: Clock, ds: DesiredState, eng: engine.Engine) -> None:
     class FakeOpsUndoFails(FakeOpsThatDies):
         def abort(self, mv: moves.Move) -> dict[str, object]:
-            raise move_mod.StepFailed("tx-13 unreachable")
+            raise move_live.StepFailed("tx-13 unreachable")
 
     _stopped_at(store, clock, ds, eng, "placed")
     out = move_mod.Mover(store, FakeOpsUndoFails(eng, ds), clock=clock).abort(ds, SUB)
@@ -143,7 +143,7 @@ def test_target_copies_are_the_databases_placed_on_the_target_by_the_move() -> N
              "database": "saint_crm", "user": "saint_crm"},
             {"subscription": SUB, "db": "wiki", "engine": "postgresql", "server": "db-1", "host": "h", "port": 5432,
              "database": "saint_wiki", "user": "saint_wiki"}]})
-    copies = move_mod.target_copies(mv)
+    copies = move_live.target_copies(mv)
     assert [(c.db, c.server, c.database, c.password) for c in copies] == [("crm", TARGET, "saint_crm", "")]
 
 
