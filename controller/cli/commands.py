@@ -355,25 +355,17 @@ def run(
     import logging
 
     from controller.reconcile import loop
-    from controller.state import backup as state_backup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     store = open_store(readonly=False)
     assert store is not None
-    backups = state_dir() / "backups"
-
-    def nightly(st: state_store.Store) -> None:
-        path = state_backup.nightly(st, backups, now())
-        if path is not None:
-            logging.getLogger("tenantctl").info("state store backed up to %s", path)
-
     with store:
         marker = state_dir() / "metrics.addr"
         if metrics_addr:
             marker.write_text(metrics_addr + "\n")
         try:
             loop.run(files, store, clock=clock(), metrics_addr=metrics_addr, resync=resync, once=once,
-                     wiring=wiring, cache_dir=state_dir() / "parse-cache", on_timer=nightly,
+                     wiring=wiring, cache_dir=state_dir() / "parse-cache",
                      threshold=threshold())
         finally:
             marker.unlink(missing_ok=True)

@@ -5,6 +5,13 @@ and tries the Lease every ``retry`` seconds; it opens the state store and starts
 only once it holds the Lease. Losing the Lease stops kopf and the worker at once and
 ends ``run`` with 1 (the pod restarts as a standby, like client-go's
 ``OnStoppedLeading``); a signal or ``Control.stop`` releases it for a quick takeover.
+
+While it leads, with real drivers, the replica also does the background work of
+``tenantctl run`` (``reconcile.background``, one place for both): the backup schedule,
+the usage collection and the demos' resets on threads of their own, started once the
+store is open and ended when leading ends (lost Lease, stop, kill), reading the desired
+state of the worker's last pass; the worker's resync timer pass does the moves that are
+due (``operator.worker``). A standby does none of it.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from controller import metrics, model, settings
 from controller.operator import api as api_mod
 from controller.operator import handlers, health, lease, worker
 from controller.operator.options import Options
-from controller.reconcile import guard
+from controller.reconcile import background, guard
 from controller.state import store as state_store
 
 log = logging.getLogger("tenantctl.operator")
@@ -43,6 +50,8 @@ class Control:
         self.leading = threading.Event()
         #: the reconciler while leading (tests read its passes)
         self.reconciler: worker.Reconciler | None = None
+        #: the background work's threads of the last lead (None: not run)
+        self.background: background.Threads | None = None
         self.health_port: int | None = None
         self.metrics_port: int | None = None
 
@@ -71,12 +80,15 @@ def default_clock() -> dt.datetime:
 
 async def run(opts: Options, *, state_dir: Path, control: Control | None = None,
               wiring: worker.Wiring | None = None, clock: Callable[[], dt.datetime] = default_clock,
-              exit_on_loss: bool = False) -> int:
+              exit_on_loss: bool = False, with_background: bool | None = None) -> int:
     """Run one replica until stopped (0) or until it loses the Lease (1). With
     ``exit_on_loss`` (a process of its own) losing the Lease ends the process at once
     (``os._exit(1)``, client-go's fatal exit): a pass in flight must not go on next to
-    the new leader's; the engine is safe against being killed mid-pass."""
+    the new leader's; the engine is safe against being killed mid-pass. The background
+    work runs with the real drivers (``wiring`` not given; ``with_background`` says
+    otherwise), never with ``TENANTCTL_DRIVERS=none`` (``background.wanted``)."""
     control = control or Control()
+    extra = background.wanted(wiring is None if with_background is None else with_background)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per watch event
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -104,7 +116,8 @@ async def run(opts: Options, *, state_dir: Path, control: Control | None = None,
         if not await elector.acquire(stop):
             return 0
         code = await _lead(opts, control, elector, client, m, state_dir=state_dir, stop=stop,
-                           wiring=wiring if wiring is not None else default_wiring(state_dir), clock=clock)
+                           wiring=wiring if wiring is not None else default_wiring(state_dir), clock=clock,
+                           extra=extra)
         if code and exit_on_loss:
             logging.shutdown()
             os._exit(code)
@@ -120,17 +133,23 @@ async def run(opts: Options, *, state_dir: Path, control: Control | None = None,
 
 async def _lead(opts: Options, control: Control, elector: lease.Elector, client: api_mod.Api, m: metrics.Metrics,
                 *, state_dir: Path, stop: asyncio.Event, wiring: worker.Wiring,
-                clock: Callable[[], dt.datetime]) -> int:
+                clock: Callable[[], dt.datetime], extra: bool) -> int:
+    """Lead until the Lease is lost (1) or ``stop`` (0); ``extra``: with the background work."""
     loop = asyncio.get_running_loop()
     g = settings.current().guard
     state_dir.mkdir(parents=True, exist_ok=True)
     store = state_store.Store(state_dir / "state.db", now=clock)
     work: asyncio.Task[None] | None = None
+    leading_ended = threading.Event()  # ends the background threads
+    threads: background.Threads | None = None
     try:
         rec = worker.Reconciler(store, client, workdir=state_dir / "operator", clock=clock, wiring=wiring,
                                 metrics=m, threshold=guard.Threshold(count=g.max_delete, percent=g.max_delete_percent),
-                                resync=opts.resync, retry=opts.retry)
+                                resync=opts.resync, retry=opts.retry, background=extra)
         control.reconciler = rec
+        if extra:
+            threads = control.background = background.start(store, m, rec.desired, clock, leading_ended,
+                                                                 actor="operator")
         kopf_stop = asyncio.Event()
         # The worker and the keeper exist before kopf starts: kopf cancels, when it
         # stops, every task created while it ran.
@@ -147,11 +166,16 @@ async def _lead(opts: Options, control: Control, elector: lease.Elector, client:
         control.leading.clear()
         m.leader.set(0)
         kopf_stop.set()
+        leading_ended.set()
         if lost:  # another replica may lead already: no waiting for the pass in flight
             log.error("lease lost: stopping (the pass in flight, if any, ends with the process)")
             await asyncio.wait({op}, timeout=5.0)
             return 1
-        await asyncio.wait({op, work}, timeout=30.0)  # a clean stop lets the pass in flight finish
+        # a clean stop lets the pass in flight (and a background tick) finish
+        deadline = loop.time() + 30.0
+        await asyncio.wait({op, work}, timeout=30.0)
+        if threads is not None:
+            await asyncio.to_thread(threads.join, max(deadline - loop.time(), 0.0))
         keeper.cancel()
         for task in (op, work):
             if task.done() and not task.cancelled() and task.exception() is not None:
@@ -162,7 +186,8 @@ async def _lead(opts: Options, control: Control, elector: lease.Elector, client:
     finally:
         control.leading.clear()
         m.leader.set(0)
-        if work is None or work.done():
+        leading_ended.set()
+        if (work is None or work.done()) and (threads is None or not threads.alive()):
             store.close()
 
 

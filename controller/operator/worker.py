@@ -9,6 +9,12 @@ deleted Subscription once the engine recorded its deletion (LIFE-6: final backup
 first); a failed or held deletion keeps the finalizer and is retried after its backoff.
 A held mass deletion goes ahead once every Subscription it deletes carries the
 annotation ``tenantctl.io/confirm-deletion: "true"`` (``index.mass_deletion_confirmed``).
+The resync timer's pass (every ``resync`` seconds, a full one) also looks for drift
+(``Engine.resync``) and then does the timer's share of ``reconcile.background`` as
+``tenantctl run`` does: the state store's daily copy and, with ``background`` (real
+drivers), the moves that are due. The
+background threads (backups, usage, demos) are ``operator.main``'s, while it leads; they
+read the desired state of the last pass here (``desired``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from controller.drivers import base, identity
 from controller.kube import status as kube_status
 from controller.operator import api as api_mod
 from controller.operator import desired, index
+from controller.reconcile import background as background_mod
 from controller.reconcile import engine as engine_mod
 from controller.reconcile import guard
 from controller.reconcile import status as status_mod
@@ -74,6 +81,9 @@ class Reconciler:
     threshold: guard.Threshold | None = None
     resync: float = 300.0
     retry: float = RETRY
+    #: real drivers: the timer pass's ``reconcile.background.on_timer`` does the due moves
+    #: too (``background.wanted``)
+    background: bool = False
     #: kopf's live indexes by name (set by the first handler call: all are populated then)
     indices: Mapping[str, Any] | None = None
     passes: collections.deque[Pass] = field(default_factory=lambda: collections.deque(maxlen=KEEP_PASSES))
@@ -100,6 +110,10 @@ class Reconciler:
             self._pending |= keys
         if self._full or self._pending:
             self._wake.set()
+
+    def desired(self) -> model.DesiredState | None:
+        """The desired state of the last pass (the last good one; None before the first)."""
+        return self._ds
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -171,7 +185,9 @@ class Reconciler:
         if keys is None:
             self.engine.check_servers(ds)
             if timer:
-                self.engine.resync(ds)
+                self.engine.resync(ds)  # drift: what was changed or lost on the servers
+                # the state store's daily copy; with real drivers, the moves that are due
+                background_mod.on_timer(ds, self.store, self.engine, actor="operator", real_drivers=self.background)
         confirmed = any(index.deletion_confirmed(b) for b in subs.values()) and index.mass_deletion_confirmed(
             subs, (r.name for r in self.store.list_subscriptions()))
         report = self.engine.reconcile(ds, only=keys, check_servers=False, command="operator",

@@ -44,8 +44,10 @@ CARE_EVERY = dt.timedelta(hours=20)
 class Scheduler:
     def __init__(self, store: state_store.Store, m: metrics.Metrics, desired: Callable[[], DesiredState | None],
                  clock: Callable[[], dt.datetime], stop: threading.Event,
-                 dr_per_night: int = drdrill.DEFAULT_PER_NIGHT) -> None:
+                 dr_per_night: int = drdrill.DEFAULT_PER_NIGHT, actor: str = "run") -> None:
         self.store = store
+        #: who its events name (``run`` or ``operator``)
+        self.actor = actor
         self.dr_per_night = dr_per_night
         self.spares: list[str] = []
         self.metrics = m
@@ -60,7 +62,7 @@ class Scheduler:
         self.periodic.start()
 
     def _failed(self, exc: Exception) -> None:
-        events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
+        events.record(self.store, actor=self.actor, action="failed", subject="*", concern="backup",
                       message=f"backup scheduler: {type(exc).__name__}: {exc}")
 
     def tick(self) -> None:
@@ -82,7 +84,7 @@ class Scheduler:
                 settings_of = backup_settings.builder(ctx, lambda s: [d.model_dump(mode="json", warnings=False) for n, d in
                                                                       ds.subscriptions.items() if n == s])
                 report = runner.Runner(topo, self.store, pool, settings_of).run(items, now, only=due)
-                events.record(self.store, actor="run", action="backup", subject="*", concern="backup",
+                events.record(self.store, actor=self.actor, action="backup", subject="*", concern="backup",
                               message=(f"{len(due)} subscription(s) backed up" if report.ok else
                                        f"partially failed: {', '.join(sorted(report.failed))}"),
                               data={"failed": report.failed})
@@ -101,11 +103,11 @@ class Scheduler:
                        **{f"drill {s}": e for s, e in out.drills.items() if e},
                        **{f"DR drill {s}": d.error or "failed" for s, d in dr.items() if not d.ok},
                        **{f"base backup {s}": e for s, e in bases.items() if e}}
-                events.record(self.store, actor="run", action="backup-verify" if not bad else "failed", subject="*",
+                events.record(self.store, actor=self.actor, action="backup-verify" if not bad else "failed", subject="*",
                               concern="backup", message="repositories checked, drill passed" if not bad else
                               "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))[:2000])
         except errors.TenantctlError as exc:
-            events.record(self.store, actor="run", action="failed", subject="*", concern="backup",
+            events.record(self.store, actor=self.actor, action="failed", subject="*", concern="backup",
                           message=f"backups: {exc}")
             self._pitr(topo, pool, items)
         finally:

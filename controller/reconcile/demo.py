@@ -141,11 +141,14 @@ class Resetter:
 
 
 class Scheduler:
-    """The demos' thread of ``tenantctl run``: every ``TICK`` seconds, the due demos reset."""
+    """The demos' thread of ``tenantctl run`` and of the operator's leader
+    (``reconcile.background``): every ``TICK`` seconds, the due demos reset."""
 
     def __init__(self, store: state_store.Store, desired: Callable[[], DesiredState | None],
-                 clock: Callable[[], dt.datetime], stop: threading.Event) -> None:
+                 clock: Callable[[], dt.datetime], stop: threading.Event, actor: str = "run") -> None:
         self.store = store
+        #: who its resets and events name (``run`` or ``operator``)
+        self.actor = actor
         self.desired = desired
         self.clock = clock
         self.periodic = periodic.Periodic("tenantctl-demos", self.tick, stop, TICK, what="demo scheduler",
@@ -157,7 +160,7 @@ class Scheduler:
 
     def _failed(self, exc: Exception) -> None:
         with self.store.transaction():
-            events.record(self.store, actor="run", action="failed", subject="*", concern=CONCERN,
+            events.record(self.store, actor=self.actor, action="failed", subject="*", concern=CONCERN,
                           message=f"demo scheduler: {type(exc).__name__}: {exc}")
 
     def tick(self) -> list[demos.Reset]:
@@ -175,7 +178,7 @@ class Scheduler:
 
         pool = transport.Pool(context.Context.of(ds, self.store.path.parent))
         try:
-            done = Resetter(self.store, pool, clock=self.clock).due(ds)
+            done = Resetter(self.store, pool, clock=self.clock, actor=self.actor).due(ds)
         finally:
             pool.close()
         for r in done:

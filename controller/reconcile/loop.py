@@ -3,11 +3,13 @@
 Triggers only put keys on the work queue: a change of the desired-state files (polled
 by mtime), the resync timer (expiry dates, drift), backoff timers of failed keys. The
 worker drains the queue in batches, so that many keys on one server make one batch
-per concern (one reload per server). Beside the loop, threads of their own: the backup
-schedule (``reconcile.backups``), the usage collection (``drivers.usage.schedule``:
-traffic from the access logs every few minutes, web spaces measured hourly; OPS-4, RES-2)
-and the demo platforms' resets (``reconcile.demo``, PLAT-3; with ``once``, one round of
-it after the pass, in the calling thread).
+per concern (one reload per server). Beside the loop, with real drivers (``wiring``
+given, ``TENANTCTL_DRIVERS`` not ``none``), the background work of ``reconcile.background``
+(the same as the operator's leader runs): the backup schedule, the usage collection and
+the demo platforms' resets on threads of their own (with ``once``: the backup schedule's
+thread, and one round of the demos after the pass, in the calling thread), and on the
+resync timer, after the drift pass, the state store's daily copy and the moves that are
+due (``background.on_timer``).
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from types import FrameType
 from typing import Any
 
 import controller
-from controller import errors, metrics, model, settings
+from controller import errors, metrics, model
 from controller.drivers import base, identity
 from controller.drivers.dns import metrics as dns_metrics
 from controller.drivers.tls import metrics as tls_metrics
-from controller.drivers.usage import schedule as usage_schedule
 from controller.model import loader
-from controller.reconcile import backups, demo, guard, move
+from controller.reconcile import background, guard
 from controller.reconcile import engine as engine_mod
 from controller.reconcile.queue import WorkQueue
 from controller.state import events, moves
@@ -102,7 +103,6 @@ def run(
     stop: threading.Event | None = None,
     wiring: Callable[[model.DesiredState], Wiring] | None = None,
     cache_dir: Path | None = None,
-    on_timer: Callable[[state_store.Store], None] | None = None,
     threshold: guard.Threshold | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``). ``wiring`` builds the drivers and the
@@ -124,20 +124,15 @@ def run(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     state = _State()
-    demos: demo.Scheduler | None = None
-    if wiring is not None and not settings.current().core.drivers_off:
-        backups.Scheduler(store, m, lambda: state.ds, clock, stop).start()
-        demos = demo.Scheduler(store, lambda: state.ds, clock, stop)
-        if not once:  # OPS-4/RES-2: traffic from the access logs every few minutes, disk hourly
-            usage_schedule.Scheduler(store, lambda: state.ds, clock, stop).start()
-            demos.start()  # PLAT-3
+    threads = background.start(store, m, lambda: state.ds, clock, stop, once=once, actor="run") \
+        if background.wanted(wiring is not None) else None
     _note_interrupted(store, m)
     pause = 1.0
     try:
         while not stop.is_set():
             try:
                 _iteration(files, store, eng, queue, m, health, state, clock=clock, resync=resync, once=once,
-                           wiring=wiring, cache_dir=cache_dir, on_timer=on_timer)
+                           wiring=wiring, cache_dir=cache_dir)
                 pause = 1.0
             except Exception as exc:  # the loop survives everything but a signal
                 log.exception("reconcile loop: %s; retrying in %.0f s", exc, pause)
@@ -147,8 +142,8 @@ def run(
                 pause = min(pause * 2, 30.0)
                 state.next_resync = 0.0  # start again from a full pass
             if once:
-                if demos is not None:
-                    demos.periodic.once()  # the demos due now, after the pass that placed them
+                if threads is not None:
+                    threads.demos_once()  # the demos due now, after the pass that placed them
                 break
     finally:
         queue.shutdown()
@@ -180,7 +175,6 @@ def _iteration(
     files: Sequence[Path], store: state_store.Store, eng: engine_mod.Engine, queue: WorkQueue[str],
     m: metrics.Metrics, health: _Health, st: _State, *, clock: Callable[[], dt.datetime], resync: float,
     once: bool, wiring: Callable[[model.DesiredState], Wiring] | None, cache_dir: Path | None,
-    on_timer: Callable[[state_store.Store], None] | None,
 ) -> None:
     mt = _mtimes(files)
     mono = clock().timestamp()
@@ -204,10 +198,8 @@ def _iteration(
             _server_metrics(eng, m, st)
             if timer:
                 eng.resync(current)  # drift: what was changed or lost on the servers
-                if wiring is not None and not settings.current().core.drivers_off:
-                    move.run_due(current, store, eng)  # issue 13: sources past their substitute period
-                if on_timer is not None:
-                    on_timer(store)
+                # the state store's daily copy; with real drivers, the moves that are due
+                background.on_timer(current, store, eng, actor="run", real_drivers=wiring is not None)
             planned = eng.plan(current)
             for name, acts in planned.actions.items():
                 if acts:

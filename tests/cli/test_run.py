@@ -69,3 +69,5 @@ def test_run_reacts_to_edits_and_serves_metrics(cli: Cli) -> None:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
+    # the resync timer's first round took the state store's daily copy
+    assert len(list((cli.state / "backups").glob("state-*.db"))) == 1

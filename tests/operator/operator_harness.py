@@ -127,13 +127,16 @@ class Replica:
     """One operator process: ``main.run`` on its own thread and event loop."""
 
     def __init__(self, api: kmock_lib.KubernetesEmulator, state_dir: Path, fakes: Fakes, identity: str,
-                 **opts: Any) -> None:
+                 background: bool | None = None, **opts: Any) -> None:
+        """``background``: ``main.run``'s ``with_background`` (None: off, the drivers
+        being fakes)."""
         self.options = Options(namespace=NS, identity=identity, timing=FAST, server=str(api.url),
                                health_addr="127.0.0.1:0", metrics_addr="127.0.0.1:0", resync=3600.0,
                                watch_timeout=30.0, exit_timeout=None, **opts)
         self.control = main.Control()
         self.state_dir = state_dir
         self.fakes = fakes
+        self.background = background
         self.result: int | None = None
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +146,8 @@ class Replica:
         async def go() -> int:
             self.loop = asyncio.get_running_loop()
             self.result = await main.run(self.options, state_dir=self.state_dir, control=self.control,
-                                         wiring=self.fakes.wiring, clock=lambda: T0)
+                                         wiring=self.fakes.wiring, clock=lambda: T0,
+                                         with_background=self.background)
             return self.result
         try:
             self.result = asyncio.run(go())
