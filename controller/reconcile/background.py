@@ -30,6 +30,7 @@ from controller.model.desired import DesiredState
 from controller.reconcile import backups, demo, move
 from controller.reconcile import engine as engine_mod
 from controller.state import backup as state_backup
+from controller.state import events
 from controller.state import store as state_store
 
 log = logging.getLogger("tenantctl")
@@ -94,9 +95,18 @@ def on_timer(ds: DesiredState, store: state_store.Store, eng: engine_mod.Engine,
              real_drivers: bool) -> None:
     """The resync timer's work after the drift pass: the state store's daily copy (one a
     UTC day, under ``<state>/backups``: ``state.backup.nightly``; always, it reaches no
-    server), then with real drivers (``wanted``) the moves that are due (issue 13)."""
+    server), then with real drivers (``wanted``) the moves that are due (issue 13). A
+    failure there is logged and recorded (event ``failed``, concern ``move``) and tried
+    again at the next timer: the passes go on."""
     path = state_backup.nightly(store, store.path.parent / "backups", eng.clock())
     if path is not None:
         log.info("state store backed up to %s", path)
-    if wanted(real_drivers):
+    if not wanted(real_drivers):
+        return
+    try:
         move.run_due(ds, store, eng, actor=actor)
+    except Exception as exc:  # a move's trouble never stops the passes: an event, tried next timer
+        log.exception("due moves: %s", exc)
+        with store.transaction():
+            events.record(store, actor=actor, action="failed", subject="*", concern="move",
+                          message=f"due moves: {type(exc).__name__}: {exc}")

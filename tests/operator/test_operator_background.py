@@ -25,9 +25,11 @@ import kmock as kmock_lib
 import pytest
 from operator_harness import NS, T0, example_resources, seed, until
 
+from controller import model
 from controller.drivers.usage import schedule as usage_schedule
 from controller.model.desired import DesiredState
-from controller.reconcile import background, backups, demo
+from controller.reconcile import background, backups, demo, move
+from controller.reconcile import engine as engine_mod
 from controller.state import demos, events, moves
 from controller.state import store as state_store
 
@@ -161,3 +163,20 @@ async def test_without_real_drivers_the_leader_does_no_background_work(
     assert background.wanted(True) and not background.wanted(False)
     monkeypatch.setenv("TENANTCTL_DRIVERS", "none")
     assert not background.wanted(True)
+
+
+async def test_a_failure_of_the_due_moves_is_recorded_and_never_stops_the_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(move, "run_due", broken)
+    store = state_db(tmp_path)
+    try:
+        eng = engine_mod.Engine(store, clock=lambda: T0)
+        background.on_timer(model.load_desired([Path(__file__).resolve().parents[2] / "examples"]), store, eng, actor="operator", real_drivers=True)
+        (failed,) = events.list_events(store, subject="*", action="failed", concern="move")
+        assert failed.actor == "operator" and "OSError: no route to host" in failed.message
+        assert len(list((tmp_path / "state" / "backups").glob("state-*.db"))) == 1  # the copy came first
+    finally:
+        store.close()
