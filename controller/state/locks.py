@@ -25,7 +25,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from controller.state import errors
@@ -84,37 +84,27 @@ class Holder:
             self._fd = None
 
 
-@contextlib.contextmanager
-def exclusive_holder(db: Path) -> Iterator[None]:
+def exclusive_holder(db: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``<db>.lock`` exclusively, or raise ``StoreInUse`` at once if any
     read-write store (of any process, this one included) has the file open."""
-    path = lock_path(db)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise errors.StoreInUse(
-                f"{db}: another process holds the state store for writing (tenantctl run, apply or the "
-                f"operator); stop it first"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(lock_path(db), busy=lambda: errors.StoreInUse(
+        f"{db}: another process holds the state store for writing (tenantctl run, apply or the "
+        f"operator); stop it first"))
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, what: str) -> Iterator[None]:
-    """Hold ``path`` (created with its directory) exclusively for the block, or raise
-    ``Busy`` at once naming ``what`` if another holder (of any process) has it. Released
-    when the block ends or the process dies."""
+def exclusive(path: Path, what: str = "", *, busy: Callable[[], Exception] | None = None) -> Iterator[None]:
+    """Hold ``path`` (created with its directory) exclusively for the block, or raise at
+    once if another holder (of any process, this one included) has it: ``busy()``, by
+    default ``Busy`` naming ``what``. Released when the block ends or the process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise errors.Busy(f"{what} is under way in another process; nothing was changed") from None
+            raise (busy() if busy is not None else
+                   errors.Busy(f"{what} is under way in another process; nothing was changed")) from None
         yield
     finally:
         os.close(fd)

@@ -14,30 +14,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import docker
 from docker.models import containers as docker_containers
 
 from controller.drivers.embedded import errors, servers
+from controller.state import locks
 
 LOCK = "env.lock"
 
 
-@contextlib.contextmanager
-def hold(state_dir: Path) -> Iterator[None]:
+def hold(state_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Mark the environment of ``state_dir`` as in use by this process until exit."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(state_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise errors.EmbeddedError(f"the environment of {state_dir} is in use by another process") from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return locks.exclusive(state_dir / LOCK, busy=lambda: errors.EmbeddedError(
+        f"the environment of {state_dir} is in use by another process"))
 
 
 def in_use(state_dir: Path) -> bool:
