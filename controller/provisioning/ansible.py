@@ -3,8 +3,8 @@
 Each run writes its own inventory (``ansible_host`` = the host's address, root with
 tenantctl's key, per-host variables given by the caller) into a private data directory
 under the state dir, keeps a few artifact sets (``rotate_artifacts``), and returns
-per-host counts. A failed or unreachable host raises ``PlaybookError`` carrying the first
-failed task's host, name and message.
+per-host counts. A failed or unreachable host raises ``PlaybookError`` carrying the host, name
+and message of the failed task that stopped it.
 """
 
 from __future__ import annotations
@@ -149,21 +149,30 @@ def _stats(raw: Mapping[str, Mapping[str, int]], hosts: list[str]) -> dict[str, 
 
 
 def failure(runner: Any) -> errors.PlaybookError:
-    """The first failed (not ignored) task of a run as an exception."""
-    for event in runner.events:
+    """The failed (not ignored) task that stopped a host, as an exception.
+
+    A failure inside a block with a ``rescue`` is followed by the rescue's own tasks, so a
+    host's last failure is the one that stopped it (the rescue's message carries what it
+    gathered); of several hosts, the one that stopped first is named.
+    """
+    fatal: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    for index, event in enumerate(runner.events):
         kind = event.get("event")
         data = event.get("event_data", {})
         if kind not in ("runner_on_failed", "runner_on_unreachable") or data.get("ignore_errors"):
             continue
-        res = data.get("res", {})
-        message = str(res.get("msg") or "").strip()
-        detail = str(res.get("stderr") or res.get("module_stderr") or "").strip()
-        if detail and detail not in message:
-            message = f"{message}: {detail}" if message else detail
-        return errors.PlaybookError(
-            message or "failed",
-            host=str(data.get("host", "")),
-            task=str(data.get("task", "")),
-            status="unreachable" if kind == "runner_on_unreachable" else "failed",
-        )
-    return errors.PlaybookError(f"ansible-runner finished with status {runner.status} (rc {runner.rc})")
+        fatal[str(data.get("host", ""))] = (index, kind, data)
+    if not fatal:
+        return errors.PlaybookError(f"ansible-runner finished with status {runner.status} (rc {runner.rc})")
+    _, kind, data = min(fatal.values(), key=lambda item: item[0])
+    res = data.get("res", {})
+    message = str(res.get("msg") or "").strip()
+    detail = str(res.get("stderr") or res.get("module_stderr") or "").strip()
+    if detail and detail not in message:
+        message = f"{message}: {detail}" if message else detail
+    return errors.PlaybookError(
+        message or "failed",
+        host=str(data.get("host", "")),
+        task=str(data.get("task", "")),
+        status="unreachable" if kind == "runner_on_unreachable" else "failed",
+    )

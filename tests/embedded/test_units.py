@@ -228,6 +228,20 @@ class TestProvisioning:
         assert isinstance(exc, provisioning.errors.ProvisioningError)
         assert errors.PlaybookError is provisioning.errors.PlaybookError
 
+    def test_a_rescued_failure_gives_way_to_the_one_that_stopped_the_host(self) -> None:
+        events = [
+            {"event": "runner_on_failed", "event_data": {"host": "a", "task": "Wait for PostgreSQL",
+                                                         "res": {"msg": "Timeout when waiting"}}},
+            {"event": "runner_on_ok", "event_data": {"host": "a", "task": "Read the cluster's log", "res": {}}},
+            {"event": "runner_on_failed", "event_data": {"host": "a", "task": "Fail with the cluster's log",
+                                                         "res": {"msg": "17 main down: FATAL bind"}}},
+            {"event": "runner_on_failed", "event_data": {"host": "b", "task": "Start nginx",
+                                                         "res": {"msg": "Unable to start"}}},
+        ]
+        exc = ansible.failure(SimpleNamespace(events=events, status="failed", rc=2))
+        assert (exc.host, exc.task) == ("a", "Fail with the cluster's log")
+        assert "FATAL bind" in str(exc)
+
     def test_unreachable_is_mapped_too(self) -> None:
         events = [{"event": "runner_on_unreachable", "event_data": {"host": "a", "task": "t",
                                                                     "res": {"msg": "ssh: refused"}}}]
