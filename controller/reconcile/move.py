@@ -7,8 +7,9 @@ idempotent) then a re-run converges with every step recorded once.
 
 1. ``started``: the checks passed (``check``: nothing changed when one fails).
 2. ``frozen``: the source's databases are made read-only (MariaDB: SELECT only;
-   PostgreSQL: read-only transactions by default) and their sessions ended, so that no
-   write committed after the next step's backup is lost. Files are not frozen.
+   PostgreSQL: owned by a NOLOGIN holder role, the login keeping reads: ``driver.freeze``)
+   and their sessions ended, so that no write committed after the next step's backup is
+   lost. Files are not frozen.
 3. ``backed-up``: a fresh backup of the subscription (BKP: the source stays untouched
    until the end), its snapshots found in the ledger.
 4. ``placing`` (generation bumped; from here the planner places it on the target, its

@@ -1,6 +1,7 @@
 """The db driver under the real reconcile engine (what registry wiring gives): a
 subscription's databases on their own servers, suspension through the customer,
-drift repair through ``Engine.resync``, deletion with final dumps (LIFE-6)."""
+drift repair through ``Engine.resync``, deletion with final dumps (LIFE-6), a move's
+freeze of its databases as their logins see it (issue 13)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 
 from controller import model
 from controller.drivers import base
-from controller.drivers.db import DbDriver, credentials, fence
+from controller.drivers.db import DbDriver, credentials, fence, mariadb, postgresql
+from controller.drivers.db import driver as db_driver
 from controller.reconcile import engine
 from controller.state import regions
 from controller.state import store as state_store
@@ -192,3 +194,124 @@ def test_engine_places_creates_locks_repairs_and_deletes(
     assert sorted(p.name.split("-", 1)[1] for p in (cluster.state_dir / "retained" / sub).iterdir()) == [
         "app.sql.zst" if shutil.which("zstd") else "app.sql.gz",
         "stats.sql.zst" if shutil.which("zstd") else "stats.sql.gz"]
+
+
+def pg_admin(cluster: Cluster, server: str, query: str, args: tuple[object, ...] = (),
+             dbname: str = "postgres") -> list[tuple[object, ...]]:
+    secrets = cluster.ctx.secrets(server)
+    with psycopg.connect(host=cluster.ctx.servers[server].address, user=secrets["postgresql_admin_user"],
+                         password=secrets["postgresql_admin_password"], dbname=dbname, autocommit=True) as c:
+        cur = c.execute(query, args)
+        return cur.fetchall() if cur.description else []
+
+
+def as_login(c: credentials.Credentials) -> psycopg.Connection[tuple[object, ...]]:
+    """A session of the site's: the database's own login."""
+    return psycopg.connect(host=c.host, port=c.port, user=c.user, password=c.password, dbname=c.database,
+                           autocommit=True)
+
+
+def refused(conn: psycopg.Connection[tuple[object, ...]], *statements: str) -> str:
+    """Run ``statements`` in order; the last must fail for want of a privilege (its error)."""
+    for statement in statements[:-1]:
+        conn.execute(statement)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as exc:
+        conn.execute(statements[-1])
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    return str(exc.value)
+
+
+def test_a_move_s_freeze_is_read_only_for_the_login_for_real_and_is_given_back_exactly(
+        cluster: Cluster, tmp_path: Path, setup: tuple[str, engine.Engine, DbDriver]) -> None:
+    """Issue 13: a frozen database keeps serving reads to its login, which can write in
+    no way of its own (PostgreSQL: it owns nothing there while frozen, so neither turning
+    the read-only default off nor a read-write transaction nor its SECURITY DEFINER
+    function writes); a pass of the engine meanwhile gives nothing back; thawing gives
+    back ownership and writes, and leaves no role behind; dropping a frozen copy
+    (``drop_copy``) neither."""
+    sub, eng, drv = setup
+    ds = desired(tmp_path, sub, "active")
+    assert eng.reconcile(ds).ok
+    found = {c.db: c for c in credentials.list_for(cluster.state_dir, sub)}
+    stats, app = found["stats"], found["app"]
+    holder = postgresql.holder(stats.database)
+    with as_login(stats) as c:
+        c.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)")
+        c.execute("INSERT INTO t (v) VALUES ('before')")
+        c.execute("CREATE FUNCTION add_row() RETURNS void LANGUAGE sql SECURITY DEFINER "
+                  "AS $$ INSERT INTO t (v) VALUES ('definer') $$")
+    my = pymysql.connect(host=app.host, port=app.port, user=app.user, password=app.password, database=app.database,
+                         autocommit=True)
+    with my.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)")
+        cur.execute("INSERT INTO t (v) VALUES ('before')")
+    my.close()
+
+    def owners() -> list[tuple[object, ...]]:
+        return pg_admin(cluster, stats.server,
+                        "SELECT (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()), "
+                        "(SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 't'::regclass), "
+                        "(SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'add_row'), "
+                        "(SELECT count(*) FROM pg_roles WHERE rolname = %s)", (holder,), dbname=stats.database)
+
+    # a crash of an earlier freeze between MariaDB's REVOKE and GRANT: the login has no grant at all
+    secrets = cluster.ctx.secrets(app.server)
+    with pymysql.connect(host=app.host, user=secrets["mariadb_admin_user"], password=secrets["mariadb_admin_password"],
+                         autocommit=True) as m, m.cursor() as cur:
+        cur.execute(f"REVOKE ALL PRIVILEGES ON {mariadb.grant_pattern(app.database)}.* FROM %s@%s",
+                    (app.user, drv.settings.mariadb_login_host))
+    site = as_login(stats)  # open when the move freezes the database
+    for frozen in (stats, app, stats, app):  # twice: a re-run of the step
+        db_driver.freeze(drv, frozen)
+    with pytest.raises(psycopg.OperationalError):
+        site.execute("SELECT 1")  # its sessions are ended
+    site.close()
+    assert owners() == [(holder, holder, stats.user, 1)]
+
+    def read_only() -> None:
+        with as_login(stats) as c:
+            assert c.execute("SELECT v FROM t").fetchall() == [("before",)]  # the site keeps reading
+            refused(c, "INSERT INTO t (v) VALUES ('x')")
+            refused(c, "SET default_transaction_read_only = off", "INSERT INTO t (v) VALUES ('x')")
+            refused(c, "BEGIN READ WRITE", "INSERT INTO t (v) VALUES ('x')")
+            refused(c, "CREATE TABLE u (a int)")
+            refused(c, "SELECT add_row()")  # runs as its owner, the login: no write either
+            refused(c, f'ALTER DATABASE "{stats.database}" SET default_transaction_read_only = off')
+            refused(c, "UPDATE t SET v = 'x'")
+        with pymysql.connect(host=app.host, port=app.port, user=app.user, password=app.password,
+                             database=app.database) as m, m.cursor() as cur:
+            cur.execute("SELECT v FROM t")
+            assert cur.fetchall() == (("before",),)
+            with pytest.raises(pymysql.err.OperationalError, match="INSERT command denied"):
+                cur.execute("INSERT INTO t (v) VALUES ('x')")
+
+    read_only()
+    # a pass meanwhile (the planner places it again from the move's ``placing`` on) gives nothing back
+    assert eng.reconcile(ds, force=[sub]).ok
+    assert eng.resync(ds) == {}
+    read_only()
+    assert owners() == [(holder, holder, stats.user, 1)]
+
+    for thawed in (stats, app, stats):  # twice: the thaw of an abort re-run
+        db_driver.freeze(drv, thawed, read_only=False)
+    assert owners() == [(stats.user, stats.user, stats.user, 0)]
+    assert pg_admin(cluster, stats.server, "SELECT datacl::text[] FROM pg_database WHERE datname = %s",
+                    (stats.database,)) == [([f"{stats.user}=CTc/{stats.user}"],)]
+    assert pg_admin(cluster, stats.server, "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d "
+                    "ON d.oid = s.setdatabase WHERE d.datname = %s", (stats.database,)) == [(0,)]
+    with as_login(stats) as c:
+        c.execute("INSERT INTO t (v) VALUES ('after')")
+        c.execute("SELECT add_row()")
+        c.execute("CREATE TABLE u (a int)")
+        assert c.execute("SELECT v FROM t ORDER BY id").fetchall() == [("before",), ("after",), ("definer",)]
+    with pymysql.connect(host=app.host, port=app.port, user=app.user, password=app.password,
+                         database=app.database, autocommit=True) as m, m.cursor() as cur:
+        cur.execute("INSERT INTO t (v) VALUES ('after')")
+    assert eng.reconcile(ds, force=[sub]).ok and eng.resync(ds) == {}
+
+    # the source's copy of a moved database: frozen, then dropped with its holder
+    db_driver.freeze(drv, stats)
+    assert "then dropped" in db_driver.drop_copy(drv, stats)
+    assert pg_admin(cluster, stats.server, "SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)",
+                    (holder, stats.user)) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from controller import errors
 from controller.drivers import naming
-from controller.drivers.db import credentials, decide, failures, mariadb
+from controller.drivers.db import credentials, decide, failures, mariadb, postgresql
 
 SUB = "shop.example.com"
 
@@ -77,6 +78,36 @@ def test_missing_grant_and_public_connect_are_repaired_and_named_as_drift() -> N
     assert kinds(decide.steps(w, obs, locked=False)) == ["grant", "revoke_public"]
     assert decide.drift(w, obs, locked=False) == ["app: grant on its database missing",
                                                    "app: PUBLIC may connect to it"]
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_a_frozen_database_gets_no_grant_and_is_no_drift(engine: str) -> None:
+    """A move's freeze (driver.freeze) is given back by the move only: a pass between its
+    freeze and its switch (the planner places the subscription again from ``placing``
+    on) must not hand the database back to its login."""
+    w = want(engine)
+    obs = have(w)
+    obs.grants.clear()  # PostgreSQL: the holder owns it; MariaDB: the login can only read
+    obs.frozen.add(w.database)
+    assert decide.steps(w, obs, locked=False) == []
+    assert decide.drift(w, obs, locked=False) == []
+    assert kinds(decide.steps(w, obs, locked=True)) == ["lock"]  # the login's own state still follows
+    obs.frozen.clear()
+    assert kinds(decide.steps(w, obs, locked=False)) == ["grant"]
+
+
+def test_a_frozen_databases_holder_is_its_own_role_within_postgresql_s_name_limit() -> None:
+    longest = naming.database(SUB, "a" * 32)
+    holder = postgresql.holder(longest)
+    assert holder == "tenantctl_frozen_" + longest and len(holder.encode()) <= 63
+    assert postgresql.holder(naming.database(SUB, "app")) != postgresql.holder(naming.database("other.example.com",
+                                                                                               "app"))
+    assert not re.fullmatch(r"u[0-9a-f]{12}", holder)  # never taken for a tenant's login (OBSERVE)
+    assert postgresql.held(longest, holder) and not postgresql.held(longest, naming.db_user(SUB, "a" * 32))
+    with pytest.raises(ValueError, match="too long"):
+        postgresql.holder("a" * 47)  # PostgreSQL would truncate it: two databases could share one
+    with pytest.raises(ValueError, match="unsafe"):
+        postgresql.holder('a"; DROP ROLE x; --')
 
 
 def test_mariadb_native_hash_is_the_servers() -> None:

@@ -58,6 +58,9 @@ class Observed:
     grants: set[tuple[str, str]] = field(default_factory=set)
     #: databases PUBLIC may connect to (PostgreSQL; hardening of postgres/template1 too)
     public: set[str] = field(default_factory=set)
+    #: databases a move's freeze keeps read-only (PostgreSQL: owned by their holder role;
+    #: MariaDB: the login has the frozen grant): their rights are the move's to give back
+    frozen: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ def steps(want: Wanted, obs: Observed, *, locked: bool) -> list[Step]:
 
     Empty when it already does: a second apply issues no statement at all. The
     password is compared through the server's verifier, so a crash between storing
-    it and creating the login converges without changing it twice.
+    it and creating the login converges without changing it twice. A database a move
+    froze (``Observed.frozen``) gets no grant: ``driver.freeze`` gives its rights back.
     """
     out: list[Step] = []
     db, user = ident(want.database), ident(want.user)
@@ -134,7 +138,7 @@ def steps(want: Wanted, obs: Observed, *, locked: bool) -> list[Step]:
         # PostgreSQL: created owned by the tenant's role (all rights), then closed to PUBLIC
         out.append(Step("grant", db, user) if want.engine == "mariadb" else Step("revoke_public", db, user))
     else:
-        if (db, user) not in obs.grants:
+        if (db, user) not in obs.grants and db not in obs.frozen:  # a freeze is undone by its move only
             out.append(Step("grant", db, user))
         if db in obs.public:
             out.append(Step("revoke_public", db, user))

@@ -17,6 +17,9 @@ subscription's web server the engine batches by, so connections follow the slice
   ``use_generations``, once per pass); a subscription the server has seen a newer
   generation of is refused there, a permanent failure naming both generations; a
   subscription refused on one server drops nothing anywhere.
+- moves (issue 13): ``freeze`` makes a database read-only for its login (or writable
+  again), ``drop_copy`` removes the source's copy. A frozen database keeps its rights
+  through any pass (``decide.Observed.frozen``: only ``freeze`` gives them back).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Backend(Protocol):
     def fence(self, sent: Mapping[str, int]) -> dict[str, jobs.Fenced]: ...
     def run(self, step: decide.Step) -> None: ...
     def drop(self, database: str, user: str) -> None: ...
+    def freeze(self, database: str, user: str, *, read_only: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -441,28 +445,24 @@ class DbDriver:
 
 
 def freeze(driver: DbDriver, creds: credentials.Credentials, *, read_only: bool = True) -> None:
-    """Make the database ``creds`` names read-only for its login (or writable again) and
-    end the login's sessions, so that no write is committed after the move's backup.
-    MariaDB: the login keeps SELECT, SHOW VIEW and LOCK TABLES only. PostgreSQL (the
-    login owns its database): new transactions are read-only by default
-    (``default_transaction_read_only``), which a session could still turn off."""
+    """Make the database ``creds`` names read-only for its login, for real (or writable
+    again, as it was), and end the login's sessions, so that no write is committed after
+    the move's backup. Idempotent both ways (a re-run after a crash converges).
+
+    MariaDB: the login keeps SELECT, SHOW VIEW and LOCK TABLES only. PostgreSQL: an
+    owner can always write (it can grant itself its rights back, and turn a read-only
+    default off in its session), so the database and everything the login owns in it
+    are handed to a NOLOGIN role of its own (``postgresql.holder``), the login keeping
+    CONNECT, TEMPORARY, USAGE on the schemas and SELECT on tables, views, sequences and
+    large objects; its SECURITY DEFINER routines stay its own. Writable again: those
+    grants revoked, everything the login's again, the holder role dropped (privileges as
+    before; an ACL that was empty, the owner's defaults, stays spelled out). Ownership
+    does not travel: every dump is ``--no-owner``, a restore runs as the target's login.
+    A frozen database keeps its rights through the db driver's passes
+    (``decide.Observed.frozen``); ``drop_copy`` drops the holder with the database."""
     backend = driver._connect((creds.server, creds.engine))
     try:
-        if isinstance(backend, mariadb.MariaDB):
-            who = (decide.ident(creds.user), backend.login_host)
-            db = mariadb.grant_pattern(creds.database)
-            if read_only:
-                backend._exec(f"REVOKE ALL PRIVILEGES ON {db}.* FROM %s@%s", who)
-                backend._exec(f"GRANT SELECT, SHOW VIEW, LOCK TABLES ON {db}.* TO %s@%s", who)
-            else:
-                backend._exec(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@%s", who)
-            backend.end_sessions(creds.user)
-        elif isinstance(backend, postgresql.PostgreSQL):
-            from psycopg import sql
-
-            backend._exec(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
-                sql.Identifier(decide.ident(creds.database)), sql.SQL("on" if read_only else "off")))
-            backend.end_sessions(creds.user)
+        backend.freeze(creds.database, creds.user, read_only=read_only)
     finally:
         backend.close()
 

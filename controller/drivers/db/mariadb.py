@@ -5,6 +5,8 @@ backquoted; user names, hosts and password hashes go through PyMySQL's escaping.
 A tenant's login is ``'<user>'@'<host>'`` with ``host`` from ``Settings`` (by default
 the loopback network the embedded servers live on); it has ALL on its own database
 only (``GRANT ALL ON `name`.*`` with ``_`` escaped, so the grant is not a pattern).
+A move's freeze (``freeze``) leaves it ``FROZEN`` (SELECT, SHOW VIEW, LOCK TABLES);
+``observe`` reports a database whose login has exactly that as ``frozen``.
 
 Fencing (``fence``): the table ``tenantctl.fence`` of this server, read with the batch's
 subscriptions as parameters; raised with an upsert that keeps the higher generation.
@@ -30,6 +32,8 @@ _USER_RE = "^u[0-9a-f]{12}$"
 _PRIVS = ("Select", "Insert", "Update", "Delete", "Create", "Drop", "Index", "Alter", "Create_tmp_table",
           "Lock_tables", "Create_view", "Show_view", "Create_routine", "Alter_routine", "Execute", "Event",
           "Trigger")
+#: what a login keeps on its database while a move freezes it (``freeze``): reading
+FROZEN = ("Select", "Lock_tables", "Show_view")
 
 OBSERVE = (
     "SELECT 'db', s.SCHEMA_NAME, '', CAST(COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) AS CHAR) "
@@ -53,6 +57,10 @@ FENCE_SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {_FENCE} (subscription VARCHAR(253) NOT NULL PRIMARY KEY, "
     "generation BIGINT NOT NULL) ENGINE=InnoDB",
 )
+
+
+#: the privilege flags of ``OBSERVE``'s grant rows of a frozen database
+_FROZEN_FLAGS = "".join("Y" if p in FROZEN else "N" for p in _PRIVS)
 
 
 def quoted_db(name: str) -> str:
@@ -108,6 +116,8 @@ class MariaDB:
                 obs.logins[a] = decide.Login(verifier=c or "", locked=b in ("1", "true"))
             elif kind == "grant" and c == "Y" * len(_PRIVS):
                 obs.grants.add((a.replace("\\_", "_"), b))
+            elif kind == "grant" and c == _FROZEN_FLAGS:
+                obs.frozen.add(a.replace("\\_", "_"))
         return obs
 
     def _who(self, user: str) -> tuple[str, str]:
@@ -167,6 +177,20 @@ class MariaDB:
                        "ON DUPLICATE KEY UPDATE generation = GREATEST(generation, VALUES(generation))",
                        tuple(x for s, g in sorted(decision.raised.items()) for x in (s, g)))
         return decision.refused
+
+    def freeze(self, database: str, user: str, *, read_only: bool) -> None:
+        """The login ``user`` keeps ``FROZEN`` on ``database`` only (or ALL again); its
+        sessions ended. Granted first: REVOKE fails where the login has no grant at all
+        (a re-run after a crash between the two)."""
+        who, db = self._who(user), grant_pattern(database)
+        if read_only:
+            frozen = f"GRANT {', '.join(p.replace('_', ' ').upper() for p in FROZEN)} ON {db}.* TO %s@%s"
+            self._exec(frozen, who)
+            self._exec(f"REVOKE ALL PRIVILEGES ON {db}.* FROM %s@%s", who)
+            self._exec(frozen, who)
+        else:
+            self._exec(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@%s", who)
+        self.end_sessions(user)
 
     def drop(self, database: str, user: str) -> None:
         self.end_sessions(user)
