@@ -4,7 +4,10 @@ a reference subscription and a demo of it on the trixie server (tx-13, addresses
 backed up; ``tenantctl demo reset`` fills the demo from it (measured); a visitor adds a
 file and rows; ``tenantctl run --once`` with the clock at 10:44:10 in Paris (the region's
 time zone) resets the demo: the visitor's file and rows are gone, the reference's content
-is back, owned by the demo's own user, and ``status`` shows the reset.
+is back, owned by the demo's own user, and ``status`` shows the reset. Then a test copy
+of the reference (PLAT-2): ``tenantctl copy --as --on`` writes its document, ``apply``
+creates it at half the reference's resources, ``copy refresh`` fills it exactly (twice:
+what was written on the copy in between is gone).
 
 The environment is the one test_live.py used (the ``live`` fixture is the package's: one
 environment for both modules; this one runs after it): its documents plus this module's
@@ -32,8 +35,10 @@ TRIXIE = "127.0.115.1"
 #: removed 8 days ahead): an hour 9 days ahead; Paris is a whole number of hours from UTC,
 #: so minute 44 in UTC is minute 44 there
 _HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(days=9)).replace(minute=0, second=0, microsecond=0)
-BACKED_UP, FIRST_RESET, VERIFIED, AT_44 = (
-    (_HOUR + dt.timedelta(seconds=s)).isoformat() for s in (20 * 60, 30 * 60, 35 * 60, 44 * 60 + 10))
+BACKED_UP, FIRST_RESET, VERIFIED, AT_44, COPIED = (
+    (_HOUR + dt.timedelta(seconds=s)).isoformat() for s in (20 * 60, 30 * 60, 35 * 60, 44 * 60 + 10, 50 * 60))
+#: a test copy of the reference (PLAT-2), written by ``tenantctl copy``
+COPY = "copy.dm.example.org"
 PAGE = b"<html>the reference demo shop</html>\n"
 
 DEMO_DOCS = f"""
@@ -164,3 +169,28 @@ def test_a_demo_is_reset_at_minute_44_from_its_reference(demo_env: E2E, tmp_path
     assert owner == naming.system_user(DEMO)
     assert content(env, REF) == reference  # the reference untouched
     print(f"reset at 10:44 (Paris) of {DEMO}: {item['demo']['seconds']:.1f} s")
+
+
+def test_a_test_copy_is_made_at_half_the_size_and_refreshed_exactly(demo_env: E2E) -> None:
+    env = at(demo_env, COPIED)
+    env("copy", *env.files(), REF, "--as", COPY, "--on", "tx-13", "--out", str(env.desired / "copy.yaml"))
+    env("apply", *env.files())
+    items = env.status()
+    cp, ref = items[COPY], items[REF]
+    assert cp["server"] == "tx-13" and cp["effective"]["sandbox"] == {"kind": "copy", "source": REF}, cp
+    assert cp["effective"]["resources"]["diskMB"] * 2 == ref["effective"]["resources"]["diskMB"]
+    assert cp["effective"]["backup"]["content"] == "none"
+
+    first = env("copy", "refresh", *env.files(), COPY, "-o", "json").json()
+    assert first["ok"] and first["source"] == REF, first
+    assert page(COPY) == PAGE.decode() and content(env, COPY) == content(env, REF)
+    owner = env.on("tx-13", "stat", "-c", "%U", f"{naming.docroot(COPY)}/index.html").text.strip()
+    assert owner == naming.system_user(COPY)
+
+    as_user(env, COPY, 'echo "tried something" > "$1"', f"{naming.docroot(COPY)}/try.html")
+    _sql(env, COPY, "shop", "DELETE FROM items WHERE id = 1")
+    again = env("copy", "refresh", *env.files(), COPY, "-o", "json").json()
+    assert again["ok"], again
+    assert env.on("tx-13", "test", "-e", f"{naming.docroot(COPY)}/try.html").returncode != 0
+    assert content(env, COPY) == content(env, REF)
+    print(f"\ncopy refresh of {COPY}: {first['seconds']:.1f} s, then {again['seconds']:.1f} s")
