@@ -1,6 +1,6 @@
 """The live backup tests' environment: the embedded servers of ``desired/`` (two regions,
-each with a repository server), up once per session in an environment of their own and
-destroyed at the end; the real ``tenantctl`` runs as a subprocess (``e2e.conftest.E2E``)."""
+each with a repository server), up once for the package in an environment of their own and
+destroyed when its last test is done; the real ``tenantctl`` runs as a subprocess (``e2e.conftest.E2E``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from e2e.conftest import E2E, environment
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     with environment(tmp_path_factory, HERE / "desired", "backup-live") as env:
         yield env

@@ -1,4 +1,4 @@
-"""The embedded servers for driver tests, brought up once per test session.
+"""The embedded servers for driver tests, brought up once for the package.
 
 ``TENANTCTL_TEST_STATE=DIR`` reuses an environment already up under DIR (developers
 running one test at a time) and leaves it running; otherwise the session has an
@@ -36,7 +36,7 @@ def docker_specs(ds: model.DesiredState) -> list[embedded.ServerSpec]:
     return [embedded.ServerSpec.from_dict({"name": n, **s.model_dump(mode="json")}) for n, s in ds.servers.items()]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = os.environ.get("TENANTCTL_TEST_STATE")
     state_dir = Path(shared) if shared else tmp_path_factory.mktemp("drivers-state")

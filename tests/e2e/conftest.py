@@ -1,6 +1,6 @@
 """End-to-end tests: the real ``tenantctl`` (subprocesses), the real drivers, and the
-embedded servers of ``desired/`` (two regions, two servers), up once per session in an
-environment of their own and destroyed at the end.
+embedded servers of ``desired/`` (two regions, two servers), up once for the package in an
+environment of their own and destroyed when its last test is done.
 
 The tests of this folder run in file order and build on each other (apply, then faults
 under ``run``, then a replaced server): each leaves the environment converged.
@@ -131,7 +131,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory, source: Path, name: st
             embedded.env_down(state, only=specs, destroy_data=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     with environment(tmp_path_factory, HERE / "desired", "e2e") as env:
         yield env

@@ -1,6 +1,6 @@
-"""The embedded environment for the whole session: two docker servers on their own
+"""The embedded environment of this package's tests: two docker servers on their own
 loopback addresses, brought up once (image cached under the engine root) and destroyed
-at the end (``env down --destroy-data`` of this session's environment only), where the
+when the package's last test is done (``env down --destroy-data`` of this session's environment only), where the
 last environment down must leave no dockerd of ours."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def sessions_root(factory: pytest.TempPathFactory) -> str:
     return str(factory.getbasetemp().parent) + "/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     state_dir = tmp_path_factory.mktemp("embedded-state")
     specs = [SERVER_A, SERVER_B]
